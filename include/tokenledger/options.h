@@ -1,0 +1,46 @@
+// Options of the ledger: every limit the store and the decider enforce, with its default
+// written next to it. The server and the operator tools fill these from flags.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "tokenledger/time.h"
+
+namespace tokenledger {
+
+// Rules of the token lifecycle that depend on configuration (passed to the decider).
+struct TokenPolicy {
+  // Lifetime of a token created without `expires_at`. Default: 365 days.
+  Micros default_lifetime = 365 * kMicrosPerDay;
+  // Longest allowed lifetime; 0 turns the check off. Default: 0 (off).
+  Micros max_lifetime = 0;
+  // `last_used_at` moves at most once per this interval per token. Default: 60 s.
+  Micros last_used_granularity = kMicrosPerMinute;
+};
+
+struct StoreOptions {
+  // Directory holding the RocksDB files and the lock. Created if missing. Default: ./data.
+  std::string data_dir = "./data";
+  // fsync every commit batch before acknowledging it. Turning it off loses acknowledged
+  // writes on power loss; it exists for benchmarks only. Default: true.
+  bool sync = true;
+  // Commands waiting for the committer; a submit beyond this is refused at once as
+  // overloaded. Default: 16384.
+  std::size_t max_queue_depth = 16384;
+  // Commands decided and written in one batch (one fsync). Default: 512.
+  std::size_t max_batch_size = 512;
+  // How long an idempotency record is honoured; after it the key may be reused and the
+  // record is purged. Default: 24 h.
+  Micros idempotency_ttl = 24 * kMicrosPerHour;
+  // Expired idempotency records deleted per purge step (kept small so purging never holds
+  // up writes). Default: 1024.
+  std::size_t idempotency_purge_batch = 1024;
+  // How often the committer looks for expired idempotency records. Default: 60 s.
+  Micros idempotency_purge_interval = kMicrosPerMinute;
+  // Size of the RocksDB block cache shared by all column families. Default: 64 MiB.
+  std::size_t block_cache_bytes = 64u << 20;
+  TokenPolicy policy;
+};
+
+}  // namespace tokenledger
