@@ -1,0 +1,85 @@
+// The ledger's event types and the envelope every stored event carries.
+//
+// Event data are plain structs with no behaviour, so the pure core can use them without
+// seeing any codec. Type names and schema versions are written to disk: never rename or
+// renumber a type, never reuse a version. A change of shape gets a new schema version and an
+// upcaster (event_codec.h) from the old one.
+//
+// Thread-safety: value types only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "tokenledger/id.h"
+#include "tokenledger/time.h"
+
+namespace tokenledger::events {
+
+enum class TokenScope : std::uint8_t { kAccount = 1, kEnvironment = 2 };
+
+std::string_view ScopeName(TokenScope scope);
+std::optional<TokenScope> ParseScope(std::string_view name);
+
+struct TokenCreated {
+  Id account_id;
+  std::optional<Id> environment_id;
+  TokenScope scope = TokenScope::kAccount;
+  Micros expires_at = 0;
+  std::optional<Id> created_by_admin_user_id;
+  friend bool operator==(const TokenCreated&, const TokenCreated&) = default;
+};
+struct TokenSuspended {
+  friend bool operator==(const TokenSuspended&, const TokenSuspended&) = default;
+};
+struct TokenActivated {
+  friend bool operator==(const TokenActivated&, const TokenActivated&) = default;
+};
+struct TokenRevoked {
+  friend bool operator==(const TokenRevoked&, const TokenRevoked&) = default;
+};
+struct TokenDeleted {
+  friend bool operator==(const TokenDeleted&, const TokenDeleted&) = default;
+};
+// A successful authentication with the token (moves last_used_at; not a state change).
+struct TokenUsed {
+  Micros used_at = 0;
+  friend bool operator==(const TokenUsed&, const TokenUsed&) = default;
+};
+
+using EventData = std::variant<TokenCreated, TokenSuspended, TokenActivated, TokenRevoked,
+                               TokenDeleted, TokenUsed>;
+
+// The type name written to disk ("TokenCreated", ...).
+std::string_view TypeName(const EventData& data);
+// The schema version this code writes for the type of `data`.
+std::uint32_t CurrentSchemaVersion(std::string_view type_name);
+
+using Hash = std::array<std::uint8_t, 32>;
+
+struct Actor {
+  std::optional<Id> token_id;
+  std::optional<Id> admin_user_id;
+  friend bool operator==(const Actor&, const Actor&) = default;
+};
+
+struct EventEnvelope {
+  std::uint64_t seq = 0;             // global sequence number, from 1, no gaps
+  Id stream;                         // the token id
+  std::uint64_t stream_version = 0;  // version within the stream, from 1, no gaps
+  std::uint32_t schema_version = 0;  // schema version of `data` as stored
+  Micros at = 0;                     // commit time
+  Actor actor;
+  std::string request_id;
+  std::optional<std::string> idempotency_key;
+  EventData data;
+  Hash prev_hash{};  // hash of event seq-1 (all zero for seq 1)
+  Hash hash{};       // SHA-256 of this event's stored body (which includes prev_hash)
+  friend bool operator==(const EventEnvelope&, const EventEnvelope&) = default;
+};
+
+}  // namespace tokenledger::events

@@ -1,0 +1,45 @@
+#include "events/hash_chain.h"
+
+#include <openssl/evp.h>
+
+#include <cstdlib>
+
+namespace tokenledger::events {
+
+Hash Sha256(std::string_view bytes) {
+  Hash out{};
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
+      len != out.size()) {
+    std::abort();  // OpenSSL cannot fail on SHA-256 unless the library itself is broken
+  }
+  return out;
+}
+
+std::string HashToHex(const Hash& hash) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(hash.size() * 2, '0');
+  for (std::size_t i = 0; i < hash.size(); ++i) {
+    out[2 * i] = kHex[hash[i] >> 4];
+    out[2 * i + 1] = kHex[hash[i] & 15];
+  }
+  return out;
+}
+
+std::optional<Hash> HashFromHex(std::string_view hex) {
+  Hash out{};
+  if (hex.size() != out.size() * 2) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+  }
+  return out;
+}
+
+}  // namespace tokenledger::events
