@@ -1,0 +1,52 @@
+// Commands: what a caller asks the ledger to do to one token.
+//
+// Thread-safety: value types.
+#pragma once
+
+#include <optional>
+#include <string_view>
+#include <variant>
+
+#include "events/events.h"
+#include "tokenledger/id.h"
+#include "tokenledger/time.h"
+
+namespace tokenledger::core {
+
+// The new token's id comes from DecideContext::new_token_id, not from the command, so a
+// replayed or retried command never fixes an id in advance.
+struct CreateToken {
+  Id account_id;
+  std::optional<Id> environment_id;
+  events::TokenScope scope = events::TokenScope::kAccount;
+  std::optional<Micros> expires_at;  // nullopt: now + the default lifetime
+  std::optional<Id> created_by_admin_user_id;
+};
+struct SuspendToken {
+  Id token_id;
+};
+struct ActivateToken {
+  Id token_id;
+};
+struct RevokeToken {
+  Id token_id;
+};
+struct DeleteToken {
+  Id token_id;
+};
+// A successful authentication at `used_at`; recorded at most once per granularity.
+struct RecordUse {
+  Id token_id;
+  Micros used_at = 0;
+};
+
+using Command =
+    std::variant<CreateToken, SuspendToken, ActivateToken, RevokeToken, DeleteToken, RecordUse>;
+
+// The token a command acts on; nullopt for CreateToken (its id is assigned at decision time).
+std::optional<Id> CommandTarget(const Command& command);
+
+// "create", "suspend", ... for logs and metrics.
+std::string_view CommandName(const Command& command);
+
+}  // namespace tokenledger::core

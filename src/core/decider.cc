@@ -1,0 +1,123 @@
+#include "src/core/decider.h"
+
+namespace tokenledger::core {
+namespace {
+
+using events::EventData;
+
+Rejection Reject(ErrorCode code, std::string message, std::string field = {}) {
+  return Rejection{code, std::move(message), std::move(field)};
+}
+
+Rejection NotFound(const Id& id) {
+  return Reject(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found");
+}
+
+Decision DecideCreate(const CreateToken& c, const TokenState& state, const DecideContext& ctx) {
+  if (state.exists) {
+    // Only possible if an id collides: 80 random bits make that a bug, not a user error.
+    return Reject(ErrorCode::kUnexpected, "token id already exists");
+  }
+  if (c.scope == events::TokenScope::kEnvironment && !c.environment_id) {
+    return Reject(ErrorCode::kRequiredValue, "environment_id is required for environment scope",
+                  "environment_id");
+  }
+  if (c.scope == events::TokenScope::kAccount && c.environment_id) {
+    return Reject(ErrorCode::kInvalidValue, "environment_id must be null for account scope",
+                  "environment_id");
+  }
+  Micros expires_at = ctx.now + ctx.policy.default_lifetime;
+  if (c.expires_at) {
+    if (*c.expires_at <= ctx.now) {
+      return Reject(ErrorCode::kInvalidValue, "expires_at must be in the future", "expires_at");
+    }
+    expires_at = *c.expires_at;
+  }
+  if (ctx.policy.max_lifetime > 0 && expires_at > ctx.now + ctx.policy.max_lifetime) {
+    return Reject(ErrorCode::kInvalidValue, "expires_at is past the maximum token lifetime",
+                  "expires_at");
+  }
+  return std::vector<EventData>{events::TokenCreated{
+      .account_id = c.account_id,
+      .environment_id = c.environment_id,
+      .scope = c.scope,
+      .expires_at = expires_at,
+      .created_by_admin_user_id = c.created_by_admin_user_id,
+  }};
+}
+
+// The four lifecycle actions share one shape: visible token, action available, one event.
+template <typename Event>
+Decision DecideAction(const Id& id, const TokenState& state, bool AvailableActions::*allowed,
+                      std::string_view verb) {
+  if (!state.Visible()) return NotFound(id);
+  if (!(ActionsFor(state.status).*allowed)) {
+    return Reject(ErrorCode::kInvalidAction, "cannot " + std::string(verb) + " a token that is " +
+                                                 std::string(StatusName(state.status)));
+  }
+  return std::vector<EventData>{Event{}};
+}
+
+Decision DecideRecordUse(const RecordUse& c, const TokenState& state, const DecideContext& ctx) {
+  if (!state.Visible()) return NotFound(c.token_id);
+  if (state.last_used_at && c.used_at < *state.last_used_at + ctx.policy.last_used_granularity) {
+    return std::vector<EventData>{};  // recorded recently enough: nothing to write
+  }
+  return std::vector<EventData>{events::TokenUsed{c.used_at}};
+}
+
+}  // namespace
+
+Decision Decide(const Command& command, const TokenState& state, const DecideContext& ctx) {
+  if (const auto* c = std::get_if<CreateToken>(&command)) return DecideCreate(*c, state, ctx);
+  if (const auto* c = std::get_if<SuspendToken>(&command))
+    return DecideAction<events::TokenSuspended>(c->token_id, state, &AvailableActions::suspend,
+                                                "suspend");
+  if (const auto* c = std::get_if<ActivateToken>(&command))
+    return DecideAction<events::TokenActivated>(c->token_id, state, &AvailableActions::activate,
+                                                "activate");
+  if (const auto* c = std::get_if<RevokeToken>(&command))
+    return DecideAction<events::TokenRevoked>(c->token_id, state, &AvailableActions::revoke,
+                                              "revoke");
+  if (const auto* c = std::get_if<DeleteToken>(&command))
+    return DecideAction<events::TokenDeleted>(c->token_id, state, &AvailableActions::del, "delete");
+  return DecideRecordUse(std::get<RecordUse>(command), state, ctx);
+}
+
+TokenState Evolve(TokenState s, const events::EventEnvelope& e) {
+  s.version = e.stream_version;
+  std::visit(
+      [&](const auto& data) {
+        using T = std::decay_t<decltype(data)>;
+        if constexpr (std::is_same_v<T, events::TokenCreated>) {
+          s.exists = true;
+          s.id = e.stream;
+          s.account_id = data.account_id;
+          s.environment_id = data.environment_id;
+          s.scope = data.scope;
+          s.status = TokenStatus::kActive;
+          s.created_by_admin_user_id = data.created_by_admin_user_id;
+          s.expires_at = data.expires_at;
+          s.inserted_at = e.at;
+          s.updated_at = e.at;
+        } else if constexpr (std::is_same_v<T, events::TokenSuspended>) {
+          s.status = TokenStatus::kSuspended;
+          s.updated_at = e.at;
+        } else if constexpr (std::is_same_v<T, events::TokenActivated>) {
+          s.status = TokenStatus::kActive;
+          s.updated_at = e.at;
+        } else if constexpr (std::is_same_v<T, events::TokenRevoked>) {
+          s.status = TokenStatus::kRevoked;
+          s.updated_at = e.at;
+        } else if constexpr (std::is_same_v<T, events::TokenDeleted>) {
+          s.deleted = true;
+          s.updated_at = e.at;
+        } else if constexpr (std::is_same_v<T, events::TokenUsed>) {
+          s.last_used_at = data.used_at;  // a use is not a state change: updated_at stays
+        }
+      },
+      e.data);
+  return s;
+}
+
+}  // namespace tokenledger::core

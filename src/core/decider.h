@@ -1,0 +1,46 @@
+// The decider: the whole business logic of the token lifecycle, as two pure functions.
+//
+//   Decide(command, state, context) -> events to append, or a rejection
+//   Evolve(state, event)            -> the next state
+//
+// No I/O, no clock, no randomness, no exceptions: time and new ids come in through the
+// context, so replaying the same events always yields the same state.
+// Thread-safety: pure functions, thread-safe.
+#pragma once
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "events/events.h"
+#include "src/core/commands.h"
+#include "src/core/token_state.h"
+#include "tokenledger/error.h"
+#include "tokenledger/options.h"
+
+namespace tokenledger::core {
+
+struct DecideContext {
+  Micros now = 0;
+  Id new_token_id;  // the id a CreateToken gets
+  TokenPolicy policy;
+};
+
+struct Rejection {
+  ErrorCode code = ErrorCode::kUnexpected;
+  std::string message;
+  std::string field;  // the offending field, for the error envelope's `errors`
+  friend bool operator==(const Rejection&, const Rejection&) = default;
+};
+
+// Events to append (possibly none: a RecordUse inside the granularity window is a no-op).
+using Decision = std::variant<std::vector<events::EventData>, Rejection>;
+
+// `state` is the target token's current state (default-constructed when it does not exist;
+// for CreateToken, the state of context.new_token_id).
+Decision Decide(const Command& command, const TokenState& state, const DecideContext& context);
+
+// Folds one event into the state. `stream`, `at` and `stream_version` come from the envelope.
+TokenState Evolve(TokenState state, const events::EventEnvelope& event);
+
+}  // namespace tokenledger::core
