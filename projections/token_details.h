@@ -1,0 +1,43 @@
+// The token-details projection: one row per visible token, holding every field of
+// ApiToken_Details, folded from the ledger. It is a cache: the store updates it in the same
+// batch as the events, and it can be thrown away and rebuilt from the ledger at any time.
+//
+// Thread-safety: value types and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "events/events.h"
+#include "src/core/token_state.h"
+#include "tokenledger/error.h"
+
+namespace tokenledger::projections {
+
+// Name and schema version of a projection, stored in the ledger's meta. Bump the version
+// whenever the stored row shape or its meaning changes; the store then refuses to serve the
+// old rows until they are rebuilt.
+struct ProjectionInfo {
+  std::string_view name;
+  std::uint32_t version;
+};
+
+inline constexpr ProjectionInfo kTokenDetails{"token_details", 1};
+
+struct TokenRow {
+  core::TokenState state;
+  std::uint64_t created_seq = 0;  // seq of TokenCreated (list snapshots filter on it)
+  friend bool operator==(const TokenRow&, const TokenRow&) = default;
+};
+
+// Folds one event into the row of its stream. `row` is nullopt before TokenCreated. After
+// TokenDeleted the row's state is deleted and the store removes the row.
+void ApplyEvent(std::optional<TokenRow>& row, const events::EventEnvelope& event);
+
+std::string EncodeTokenRow(const TokenRow& row);
+// Fails with kUnexpected if the bytes are not a row of the current schema version.
+Result<TokenRow> DecodeTokenRow(std::string_view bytes);
+
+}  // namespace tokenledger::projections
