@@ -1,0 +1,65 @@
+// The on-disk layout of the ledger: column family names, key encodings and the idempotency
+// record format. Internal to src/store.
+//
+// Column families:
+//   events        seq (8 BE)                          -> stored event (hash + JSON body)
+//   streams       token_id (20) | version (8 BE)       -> seq (8 BE)
+//   idempotency   'k' | account_id (20) | key          -> IdempotencyRecord
+//                 't' | created_at (8 BE) | account_id (20) | key -> "" (purge order)
+//   meta          text keys (kMeta*)                   -> values described there
+//   token_details projection rows, token_id (20)       -> projections::EncodeTokenRow
+//   list index    projections::ListIndexEntries
+// The two projection families carry their version and generation in their name, and meta
+// says which ones are in use, so a rebuild can build new ones beside them and switch in one
+// atomic write.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tokenledger/id.h"
+#include "tokenledger/time.h"
+
+namespace tokenledger::store {
+
+inline constexpr char kEventsCf[] = "events";
+inline constexpr char kStreamsCf[] = "streams";
+inline constexpr char kIdempotencyCf[] = "idempotency";
+inline constexpr char kMetaCf[] = "meta";
+
+// meta keys
+inline constexpr char kMetaFormat[] = "format";            // "1"
+inline constexpr char kMetaChainHead[] = "chain_head";     // seq (8 BE) | hash (32)
+inline constexpr char kMetaProjections[] = "projections";  // JSON, see ProjectionMeta
+inline constexpr char kMetaRebuild[] = "rebuild";          // JSON, a rebuild in progress
+inline constexpr char kLedgerFormat[] = "1";
+
+std::string EncodeU64(std::uint64_t v);
+std::uint64_t DecodeU64(std::string_view bytes);  // REQUIRES: bytes.size() >= 8
+
+std::string EventKey(std::uint64_t seq);
+std::string StreamKey(const Id& token, std::uint64_t version);
+std::string StreamPrefix(const Id& token);
+
+using Fingerprint = std::array<std::uint8_t, 32>;
+
+struct IdempotencyRecord {
+  Micros created_at = 0;
+  Fingerprint fingerprint{};
+  std::uint64_t first_seq = 0;  // first event written by the request (0: none)
+  std::uint32_t event_count = 0;
+  std::string response;  // the recorded outcome, opaque to the store
+};
+
+std::string IdempotencyKey(const Id& account, std::string_view key);
+std::string IdempotencyExpiryKey(Micros created_at, const Id& account, std::string_view key);
+inline constexpr char kIdempotencyRecordTag = 'k';
+inline constexpr char kIdempotencyExpiryTag = 't';
+
+std::string EncodeIdempotencyRecord(const IdempotencyRecord& record);
+std::optional<IdempotencyRecord> DecodeIdempotencyRecord(std::string_view bytes);
+
+}  // namespace tokenledger::store

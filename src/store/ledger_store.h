@@ -1,0 +1,215 @@
+// LedgerStore: the event-sourced token ledger on RocksDB.
+//
+// Writes: Submit() queues a command for the single committer thread, which takes every
+// command waiting (up to StoreOptions::max_batch_size), decides each against the current
+// state (including earlier commands of the same batch), and writes the events, stream index,
+// idempotency records, projection rows, list index and chain head in ONE WriteBatch with
+// sync=true. Only then are the callbacks called. A full queue is refused at once
+// (Outcome::kOverloaded); Submit never blocks on disk.
+//
+// Reads: consistent RocksDB snapshots, callable from any number of threads at once.
+//
+// Thread-safety: every public method is thread-safe. Callbacks run on the committer thread:
+// they must be quick and must not call Submit(...).get() (that would wait on itself).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "events/events.h"
+#include "projections/list_index.h"
+#include "projections/token_details.h"
+#include "src/core/commands.h"
+#include "src/core/decider.h"
+#include "tokenledger/error.h"
+#include "tokenledger/options.h"
+
+namespace tokenledger::store {
+
+struct IdempotencyInfo {
+  Id account_id;                               // keys are scoped to the caller's account
+  std::string key;                             // 1-255 printable ASCII (validated by the caller)
+  std::array<std::uint8_t, 32> fingerprint{};  // SHA-256 of the canonical request
+};
+
+enum class Outcome {
+  kApplied,      // decided: events (possibly none) are durable
+  kRejected,     // the decider refused; `rejection` says why (recorded if idempotent and
+                 // the code is invalid_action or not_found)
+  kReplayed,     // same key, same fingerprint: `response` is the recorded outcome
+  kKeyConflict,  // same key, different fingerprint: nothing written
+  kOverloaded,   // the queue is full: nothing written, retry later
+  kUnavailable,  // the write failed or the store is closing: nothing acknowledged
+};
+
+struct CommandResult {
+  Outcome outcome = Outcome::kUnavailable;
+  core::Rejection rejection;                    // kRejected; message for other failures
+  std::optional<projections::TokenRow> before;  // target before the command (if it existed)
+  std::optional<projections::TokenRow> after;   // target after (state.deleted after delete)
+  std::vector<events::EventEnvelope> events;
+  std::string response;  // idempotent requests: the rendered (or recorded) outcome
+};
+
+// Renders the outcome to record for an idempotent request; called on the committer thread
+// before the batch is written, so the record and the events are durable together.
+using RenderFn = std::function<std::string(const CommandResult&)>;
+using CommandCallback = std::function<void(CommandResult)>;
+
+struct CommandRequest {
+  core::Command command;
+  std::string request_id;
+  events::Actor actor;
+  std::optional<IdempotencyInfo> idempotency;
+  RenderFn render;  // REQUIRES: set when `idempotency` is set
+};
+
+struct ListQuery {
+  Id account_id;
+  std::optional<core::TokenStatus> status;
+  std::optional<events::TokenScope> scope;
+  std::optional<Id> environment_id;
+  projections::SortField sort = projections::SortField::kInsertedAt;
+  bool descending = true;
+  std::uint64_t offset = 0;
+  std::uint32_t page_size = 25;
+  // Only tokens created at or before this sequence number (a stable view for paging while
+  // tokens are created). nullopt: the current sequence number, returned in the page.
+  std::optional<std::uint64_t> snapshot_seq;
+};
+
+struct ListPage {
+  std::vector<projections::TokenRow> rows;
+  std::uint64_t item_count = 0;
+  std::uint64_t snapshot_seq = 0;
+};
+
+struct EventPage {
+  std::vector<events::EventEnvelope> events;
+  std::uint64_t item_count = 0;
+};
+
+enum class OpenMode {
+  kServe,        // refuse to open if the stored projection versions differ from the code's
+  kMaintenance,  // open anyway (rebuild, verify); Submit is still available
+};
+
+enum class OpenFailure { kNone, kInUse, kProjectionVersionMismatch, kCorrupt, kIo, kBadOptions };
+
+// Injected for deterministic tests; defaults are the system clock and IdGenerator.
+struct StoreHooks {
+  std::function<Micros()> clock;
+  std::function<Id(const Id& account_id)> new_token_id;
+};
+
+// Counters for /metrics; read with relaxed loads.
+struct StoreMetrics {
+  static constexpr std::array<double, 8> kBatchBuckets{1, 2, 4, 8, 16, 64, 256, 1024};
+  static constexpr std::array<double, 10> kSyncBucketsSeconds{0.0005, 0.001, 0.002, 0.005, 0.01,
+                                                              0.02,   0.05,  0.1,   0.5,   1.0};
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> commands{0};
+  std::atomic<std::uint64_t> events_appended{0};
+  std::atomic<std::uint64_t> overloaded{0};
+  std::atomic<std::uint64_t> write_failures{0};
+  std::atomic<std::uint64_t> idempotency_purged{0};
+  std::array<std::atomic<std::uint64_t>, kBatchBuckets.size() + 1> batch_size_buckets{};
+  std::atomic<std::uint64_t> batch_size_sum{0};
+  std::array<std::atomic<std::uint64_t>, kSyncBucketsSeconds.size() + 1> sync_buckets{};
+  std::atomic<std::uint64_t> sync_micros_sum{0};
+};
+
+struct VerifyFinding {
+  std::string kind;       // "chain", "stream", "projection", "index", "idempotency", "meta"
+  std::uint64_t seq = 0;  // 0 when not about one event
+  std::optional<Id> token;
+  std::string expected;
+  std::string found;
+  std::string message;
+};
+
+struct VerifyReport {
+  std::uint64_t events_checked = 0;
+  std::uint64_t tokens_checked = 0;
+  std::vector<VerifyFinding> findings;
+};
+
+struct RebuildProgress {
+  std::uint64_t events_done = 0;
+  std::uint64_t events_total = 0;
+};
+
+class LedgerStore {
+ public:
+  struct Opened;
+  // Opens (creating if needed) the ledger in options.data_dir and starts the committer.
+  static Opened Open(const StoreOptions& options, OpenMode mode = OpenMode::kServe,
+                     StoreHooks hooks = {});
+
+  // Stops accepting, lets the committer finish every queued command, closes the DB.
+  ~LedgerStore();
+  LedgerStore(const LedgerStore&) = delete;
+  LedgerStore& operator=(const LedgerStore&) = delete;
+
+  // Queues a command; `done` is called exactly once (on the committer thread, or inline for
+  // kOverloaded / kUnavailable).
+  void Submit(CommandRequest request, CommandCallback done);
+  std::future<CommandResult> Submit(CommandRequest request);
+
+  // A visible token's row, or nullopt (never existed, or deleted).
+  Result<std::optional<projections::TokenRow>> GetToken(const Id& token_id) const;
+  Result<ListPage> ListTokens(const ListQuery& query) const;
+  // A token's events, oldest first (deleted tokens too). item_count = stream length.
+  Result<EventPage> ListEvents(const Id& token_id, std::uint64_t offset, std::uint32_t limit) const;
+  // The account a stream (token) belongs to, from its TokenCreated; nullopt if no stream.
+  Result<std::optional<Id>> StreamAccount(const Id& token_id) const;
+  // The token as a show at time `t` would have returned it; nullopt if it did not exist yet
+  // or was already deleted then.
+  Result<std::optional<projections::TokenRow>> GetTokenAsOf(const Id& token_id, Micros t) const;
+
+  // Every stored event in sequence order from `from_seq`; `visit` returns false to stop.
+  Status ScanEvents(std::uint64_t from_seq,
+                    const std::function<bool(const events::EventEnvelope&)>& visit) const;
+
+  std::uint64_t LastSeq() const;
+  std::size_t QueueDepth() const;
+  // True when the stored projection versions equal the code's and they are at the head.
+  bool ProjectionsCurrent() const;
+  const StoreMetrics& Metrics() const;
+
+  // Deletes expired idempotency records now (the committer also does this periodically);
+  // returns how many were purged. Runs on the committer thread between batches.
+  std::future<std::uint64_t> PurgeExpiredIdempotency();
+
+  // Recomputes the hash chain, stream versions, projection rows, list index entries and
+  // idempotency record pointers from the ledger alone and reports every difference.
+  Result<VerifyReport> Verify() const;
+
+  // Rebuilds both projections from the ledger into new column families beside the current
+  // ones, then switches to them in one atomic write and drops the old. Resumes an interrupted
+  // rebuild. REQUIRES: nothing is submitted while it runs (operator tools open the store
+  // exclusively in kMaintenance mode).
+  // `chunk_events` events are folded per checkpointed batch.
+  Status RebuildProjections(const std::function<void(const RebuildProgress&)>& progress = {},
+                            std::uint64_t chunk_events = 4096);
+
+  struct Impl;
+
+ private:
+  explicit LedgerStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct LedgerStore::Opened {
+  std::unique_ptr<LedgerStore> store;
+  OpenFailure failure = OpenFailure::kNone;
+  std::string message;
+};
+
+}  // namespace tokenledger::store

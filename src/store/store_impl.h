@@ -1,0 +1,100 @@
+// Internals of LedgerStore shared by its .cc files. Only src/store includes RocksDB.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "events/event_codec.h"
+#include "events/hash_chain.h"
+#include "src/store/keys.h"
+#include "src/store/ledger_store.h"
+
+namespace tokenledger::store {
+
+Error StorageError(const rocksdb::Status& s, std::string_view what);
+
+// Which column families hold the projections now, and at which versions (meta "projections").
+struct ProjectionMeta {
+  std::uint32_t details_version = 0;
+  std::string details_cf;
+  std::uint32_t list_version = 0;
+  std::string list_cf;
+  std::uint64_t generation = 0;
+};
+std::string EncodeProjectionMeta(const ProjectionMeta& m);
+std::optional<ProjectionMeta> DecodeProjectionMeta(std::string_view json);
+std::string ProjectionCfName(std::string_view projection, std::uint32_t version,
+                             std::uint64_t generation);
+
+// Adds to `batch` what turns the stored projection of one token from `before` into `after`
+// (nullopt or a deleted state: no row). Index entries that did not change are not rewritten.
+void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* details,
+                           rocksdb::ColumnFamilyHandle* list,
+                           const std::optional<projections::TokenRow>& before,
+                           const std::optional<projections::TokenRow>& after);
+
+struct ReleaseSnapshot {
+  rocksdb::DB* db;
+  void operator()(const rocksdb::Snapshot* s) const { db->ReleaseSnapshot(s); }
+};
+using SnapshotPtr = std::unique_ptr<const rocksdb::Snapshot, ReleaseSnapshot>;
+
+struct LedgerStore::Impl {
+  struct Pending {
+    CommandRequest request;
+    CommandCallback done;
+  };
+
+  StoreOptions options;
+  StoreHooks hooks;
+  OpenMode mode = OpenMode::kServe;
+
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // all open families, owned
+  rocksdb::ColumnFamilyHandle* events = nullptr;
+  rocksdb::ColumnFamilyHandle* streams = nullptr;
+  rocksdb::ColumnFamilyHandle* idempotency = nullptr;
+  rocksdb::ColumnFamilyHandle* meta = nullptr;
+  rocksdb::ColumnFamilyHandle* details = nullptr;
+  rocksdb::ColumnFamilyHandle* list = nullptr;
+  rocksdb::ColumnFamilyOptions cf_options;
+  ProjectionMeta projection_meta;
+  std::atomic<bool> projections_match{false};
+
+  // Write side: touched only by the committer thread (and by Open before it starts).
+  std::uint64_t head_seq = 0;
+  events::Hash head_hash{};
+  Micros last_at = 0;
+  Micros next_purge_at = 0;
+  rocksdb::WriteOptions write_options;
+
+  std::atomic<std::uint64_t> committed_seq{0};
+  StoreMetrics metrics;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Pending> queue;                                // guarded by mu
+  std::vector<std::promise<std::uint64_t>> purge_requests;  // guarded by mu
+  bool stopping = false;                                    // guarded by mu
+  std::thread committer;
+
+  ~Impl();
+  rocksdb::ColumnFamilyHandle* Handle(std::string_view name) const;
+
+  void CommitterLoop();
+  void ProcessBatch(std::vector<Pending>& batch);
+  // Deletes up to `limit` expired idempotency records; returns how many.
+  std::uint64_t PurgeStep(Micros now, std::size_t limit);
+
+  Result<std::optional<projections::TokenRow>> ReadRow(const rocksdb::ReadOptions& ro,
+                                                       const Id& token) const;
+  Result<std::optional<events::EventEnvelope>> ReadEvent(const rocksdb::ReadOptions& ro,
+                                                         std::uint64_t seq) const;
+  Micros Now() const { return hooks.clock(); }
+};
+
+}  // namespace tokenledger::store

@@ -1,0 +1,192 @@
+// Listing: every sort field and direction, ties, filters, pagination edges, snapshots.
+#include <algorithm>
+#include <limits>
+#include <set>
+
+#include "tests/store/store_test_util.h"
+
+namespace tokenledger::store::testing {
+namespace {
+
+using projections::SortField;
+
+constexpr std::int64_t kNull = std::numeric_limits<std::int64_t>::min();  // null sorts first
+
+class ListTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    Open();
+    // 14 visible tokens of account_ with varied fields, ties on every time field, two
+    // environments; plus a deleted one and another account's tokens, which never show.
+    for (int i = 0; i < 14; ++i) {
+      if (i % 3 != 0) now_ += kMicrosPerSecond;  // groups of equal inserted_at
+      core::CreateToken c{account_};
+      if (i % 4 == 1) {
+        c.scope = events::TokenScope::kEnvironment;
+        c.environment_id = i % 8 == 1 ? env1_ : env2_;
+      }
+      c.expires_at = kStart + (30 + i % 5) * kMicrosPerDay;
+      auto r = Run(c);
+      ASSERT_EQ(r.outcome, Outcome::kApplied);
+      tokens_.push_back(r.after->state.id);
+    }
+    for (int i = 0; i < 14; ++i) {
+      const Id t = tokens_[i];
+      if (i % 5 == 2) {
+        ASSERT_EQ(Run(core::SuspendToken{t}).outcome, Outcome::kApplied);
+      }
+      if (i % 5 == 4) {
+        ASSERT_EQ(Run(core::RevokeToken{t}).outcome, Outcome::kApplied);
+      }
+      if (i % 2 == 0) {
+        ASSERT_EQ(Run(core::RecordUse{t, kStart + (i % 6) * kMicrosPerSecond}).outcome,
+                  Outcome::kApplied);
+      }
+      if (i % 7 == 0) now_ += kMicrosPerSecond;
+    }
+    const Id gone = Create(account_);
+    ASSERT_EQ(Run(core::RevokeToken{gone}).outcome, Outcome::kApplied);
+    ASSERT_EQ(Run(core::DeleteToken{gone}).outcome, Outcome::kApplied);
+    Create(other_account_);
+    Create(other_account_);
+  }
+
+  std::vector<projections::TokenRow> Expected(SortField field, bool desc) {
+    std::vector<projections::TokenRow> rows;
+    for (const Id& t : tokens_) rows.push_back(Row(t));
+    auto key = [field](const projections::TokenRow& r) -> std::pair<std::int64_t, Id> {
+      const auto& s = r.state;
+      switch (field) {
+        case SortField::kInsertedAt:
+          return {s.inserted_at, s.id};
+        case SortField::kId:
+          return {0, s.id};
+        case SortField::kStatus:
+          return {static_cast<int>(s.status), s.id};
+        case SortField::kExpiresAt:
+          return {s.expires_at, s.id};
+        case SortField::kLastUsedAt:
+          return {s.last_used_at.value_or(kNull), s.id};
+        case SortField::kUpdatedAt:
+          return {s.updated_at, s.id};
+      }
+      return {0, s.id};
+    };
+    std::sort(rows.begin(), rows.end(),
+              [&](const auto& a, const auto& b) { return key(a) < key(b); });
+    if (desc) std::reverse(rows.begin(), rows.end());
+    return rows;
+  }
+
+  ListPage Page(ListQuery q) {
+    auto page = store_->ListTokens(q);
+    EXPECT_TRUE(page) << page.error().message;
+    return page ? *page : ListPage{};
+  }
+
+  std::vector<projections::TokenRow> All(ListQuery q, std::uint32_t page_size) {
+    q.page_size = page_size;
+    std::vector<projections::TokenRow> all;
+    for (q.offset = 0;; q.offset += page_size) {
+      ListPage page = Page(q);
+      all.insert(all.end(), page.rows.begin(), page.rows.end());
+      if (page.rows.size() < page_size) break;
+    }
+    return all;
+  }
+
+  const Id account_ = ids_.Generate();
+  const Id other_account_ = ids_.Generate();
+  const Id env1_ = ids_.Generate();
+  const Id env2_ = ids_.Generate();
+  std::vector<Id> tokens_;
+};
+
+TEST_F(ListTest, EverySortFieldAndDirectionWithTiesBrokenById) {
+  for (SortField field : projections::kAllSortFields) {
+    for (bool desc : {false, true}) {
+      SCOPED_TRACE(std::string(projections::SortFieldName(field)) + (desc ? " desc" : " asc"));
+      const auto expected = Expected(field, desc);
+      for (std::uint32_t page_size : {1u, 3u, 100u}) {
+        ListQuery q{.account_id = account_, .sort = field, .descending = desc};
+        EXPECT_EQ(All(q, page_size), expected) << "page_size " << page_size;
+      }
+    }
+  }
+}
+
+TEST_F(ListTest, PaginationEdges) {
+  ListQuery q{.account_id = account_, .page_size = 5};
+  ListPage first = Page(q);
+  EXPECT_EQ(first.item_count, 14u);
+  EXPECT_EQ(first.rows.size(), 5u);
+  q.offset = 10;
+  ListPage last = Page(q);
+  EXPECT_EQ(last.rows.size(), 4u) << "last page is partial";
+  EXPECT_EQ(last.item_count, 14u);
+  q.offset = 14;
+  EXPECT_TRUE(Page(q).rows.empty()) << "offset at the end";
+  q.offset = 1000;
+  ListPage past = Page(q);
+  EXPECT_TRUE(past.rows.empty()) << "offset past the end";
+  EXPECT_EQ(past.item_count, 14u);
+  q.offset = 13;
+  q.page_size = 100;
+  EXPECT_EQ(Page(q).rows.size(), 1u);
+
+  ListPage empty = Page(ListQuery{.account_id = ids_.Generate()});
+  EXPECT_EQ(empty.item_count, 0u);
+  EXPECT_TRUE(empty.rows.empty());
+}
+
+TEST_F(ListTest, Filters) {
+  auto count = [&](ListQuery q) { return Page(q).item_count; };
+  const auto rows = Expected(SortField::kId, false);
+  auto expect = [&](auto pred) {
+    return static_cast<std::uint64_t>(std::count_if(rows.begin(), rows.end(), pred));
+  };
+  EXPECT_EQ(count({.account_id = account_, .status = core::TokenStatus::kSuspended}),
+            expect([](auto& r) { return r.state.status == core::TokenStatus::kSuspended; }));
+  EXPECT_EQ(count({.account_id = account_, .status = core::TokenStatus::kRevoked}),
+            expect([](auto& r) { return r.state.status == core::TokenStatus::kRevoked; }));
+  EXPECT_EQ(count({.account_id = account_, .scope = events::TokenScope::kEnvironment}), 4u);
+  EXPECT_EQ(count({.account_id = account_, .scope = events::TokenScope::kAccount}), 10u);
+  EXPECT_EQ(count({.account_id = account_, .environment_id = env1_}), 2u);
+  EXPECT_EQ(count({.account_id = account_, .environment_id = env2_}), 2u);
+  ListPage env_page = Page({.account_id = account_, .environment_id = env1_});
+  for (const auto& r : env_page.rows) EXPECT_EQ(r.state.environment_id, env1_);
+  EXPECT_EQ(
+      count(
+          {.account_id = account_, .scope = events::TokenScope::kAccount, .environment_id = env1_}),
+      0u);
+  EXPECT_EQ(count({.account_id = other_account_}), 2u);
+}
+
+TEST_F(ListTest, SnapshotPagingSeesEachExistingTokenExactlyOnce) {
+  for (SortField field : {SortField::kInsertedAt, SortField::kId, SortField::kExpiresAt}) {
+    for (bool desc : {true, false}) {
+      std::set<Id> existing;
+      for (const auto& r : All({.account_id = account_}, 100)) existing.insert(r.state.id);
+      ListQuery q{.account_id = account_, .sort = field, .descending = desc, .page_size = 4};
+      ListPage page = Page(q);
+      q.snapshot_seq = page.snapshot_seq;
+      std::multiset<Id> seen;
+      for (const auto& r : page.rows) seen.insert(r.state.id);
+      while (page.rows.size() == q.page_size) {
+        // New tokens arrive between pages, sorting before and after the cursor.
+        core::CreateToken c{account_};
+        c.expires_at = kStart + 31 * kMicrosPerDay + 1;
+        ASSERT_EQ(Run(c).outcome, Outcome::kApplied);
+        q.offset += q.page_size;
+        page = Page(q);
+        EXPECT_EQ(page.item_count, existing.size());
+        for (const auto& r : page.rows) seen.insert(r.state.id);
+      }
+      EXPECT_EQ(std::set<Id>(seen.begin(), seen.end()), existing);
+      EXPECT_EQ(seen.size(), existing.size()) << "no token twice";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tokenledger::store::testing

@@ -1,0 +1,200 @@
+// Verify finds tampering precisely; rebuild equals the inline projections, resumes after an
+// interruption, and is what a projection version mismatch asks for.
+#include <rocksdb/db.h>
+
+#include <map>
+
+#include "src/store/keys.h"
+#include "tests/store/store_test_util.h"
+
+namespace tokenledger::store::testing {
+namespace {
+
+// Opens the ledger's RocksDB directly (as an attacker or a broken disk would change it).
+void WithRawDb(
+    const std::string& path,
+    const std::function<void(rocksdb::DB*, std::map<std::string, rocksdb::ColumnFamilyHandle*>&)>&
+        fn) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, descriptors, &handles, &db).ok());
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> by_name;
+  for (auto* h : handles) by_name[h->GetName()] = h;
+  fn(db, by_name);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+rocksdb::ColumnFamilyHandle* Family(std::map<std::string, rocksdb::ColumnFamilyHandle*>& cfs,
+                                    std::string_view prefix) {
+  for (auto& [name, h] : cfs)
+    if (name.rfind(prefix, 0) == 0) return h;
+  return nullptr;
+}
+
+class RebuildVerifyTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    Open();
+    for (int i = 0; i < 12; ++i) {
+      tokens_.push_back(Create(account_));
+      now_ += kMicrosPerSecond;
+    }
+    for (int i = 0; i < 12; i += 3)
+      ASSERT_EQ(Run(core::SuspendToken{tokens_[i]}).outcome, Outcome::kApplied);
+    ASSERT_EQ(Run(core::RevokeToken{tokens_[1]}).outcome, Outcome::kApplied);
+    ASSERT_EQ(Run(core::DeleteToken{tokens_[1]}).outcome, Outcome::kApplied);
+    ASSERT_EQ(Run(core::RecordUse{tokens_[2], now_.load()}).outcome, Outcome::kApplied);
+  }
+
+  std::vector<std::optional<projections::TokenRow>> Rows() {
+    std::vector<std::optional<projections::TokenRow>> rows;
+    for (const Id& t : tokens_) {
+      auto r = store_->GetToken(t);
+      EXPECT_TRUE(r);
+      rows.push_back(r ? *r : std::nullopt);
+    }
+    return rows;
+  }
+
+  std::vector<VerifyFinding> Findings() {
+    auto report = store_->Verify();
+    EXPECT_TRUE(report) << report.error().message;
+    return report ? report->findings : std::vector<VerifyFinding>{};
+  }
+
+  const Id account_ = ids_.Generate();
+  std::vector<Id> tokens_;
+};
+
+TEST_F(RebuildVerifyTest, CleanLedgerHasNoFindings) { EXPECT_TRUE(Findings().empty()); }
+
+TEST_F(RebuildVerifyTest, OneChangedByteOfOneEventIsNamedBySequence) {
+  Close();
+  WithRawDb(options_.data_dir, [](rocksdb::DB* db, auto& cfs) {
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs[kEventsCf], EventKey(5), &value).ok());
+    const auto pos = value.find("\"request_id\":\"req-test\"");
+    ASSERT_NE(pos, std::string::npos);
+    value[pos + 15] = 'X';  // req-test -> rXq-test
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs[kEventsCf], EventKey(5), value).ok());
+  });
+  Open();
+  const auto findings = Findings();
+  ASSERT_FALSE(findings.empty());
+  EXPECT_EQ(findings[0].kind, "chain");
+  EXPECT_EQ(findings[0].seq, 5u);
+  EXPECT_NE(findings[0].expected, findings[0].found);
+  for (const auto& f : findings) EXPECT_EQ(f.seq, 5u) << f.message;
+}
+
+TEST_F(RebuildVerifyTest, ADeletedProjectionRowIsNamed) {
+  Close();
+  const Id victim = tokens_[4];
+  WithRawDb(options_.data_dir, [&](rocksdb::DB* db, auto& cfs) {
+    ASSERT_TRUE(
+        db->Delete(rocksdb::WriteOptions(), Family(cfs, "token_details"), victim.Bytes()).ok());
+  });
+  Open();
+  const auto findings = Findings();
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, "projection");
+  EXPECT_EQ(findings[0].token, victim);
+  EXPECT_EQ(findings[0].found, "missing");
+  // A rebuild repairs it.
+  ASSERT_TRUE(store_->RebuildProjections());
+  EXPECT_TRUE(Findings().empty());
+}
+
+TEST_F(RebuildVerifyTest, AStrayIndexEntryIsNamed) {
+  Close();
+  WithRawDb(options_.data_dir, [&](rocksdb::DB* db, auto& cfs) {
+    projections::TokenRow ghost;
+    ghost.state.exists = true;
+    ghost.state.id = ids_.Generate();
+    ghost.state.account_id = account_;
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), Family(cfs, "token_list_index"),
+                        projections::ListIndexEntries(ghost)[0].key,
+                        projections::ListIndexEntries(ghost)[0].value)
+                    .ok());
+  });
+  Open();
+  const auto findings = Findings();
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, "index");
+}
+
+TEST_F(RebuildVerifyTest, RebuildEqualsTheInlineProjections) {
+  const auto before = Rows();
+  ASSERT_TRUE(store_->RebuildProjections({}, 5));
+  EXPECT_EQ(Rows(), before);
+  EXPECT_TRUE(Findings().empty());
+  Reopen();
+  EXPECT_EQ(Rows(), before);
+}
+
+TEST_F(RebuildVerifyTest, AnInterruptedRebuildLeavesTheOldProjectionsAndResumes) {
+  const auto before = Rows();
+  int calls = 0;
+  struct Interrupted {};
+  EXPECT_THROW(
+      {
+        auto ignored = store_->RebuildProjections(
+            [&](const RebuildProgress&) {
+              if (++calls == 2) throw Interrupted{};
+            },
+            4);
+      },
+      Interrupted);
+  EXPECT_EQ(Rows(), before) << "the old projections are still the ones in use";
+  EXPECT_TRUE(Findings().empty());
+  Close();
+  Open(OpenMode::kMaintenance);
+  std::uint64_t first_progress = 0;
+  ASSERT_TRUE(store_->RebuildProjections(
+      [&](const RebuildProgress& p) {
+        if (first_progress == 0) first_progress = p.events_done;
+      },
+      4));
+  EXPECT_GT(first_progress, 8u) << "resumed after the two checkpointed chunks";
+  EXPECT_EQ(Rows(), before);
+  EXPECT_TRUE(Findings().empty());
+  Close();
+  std::size_t projection_families = 0;
+  WithRawDb(options_.data_dir, [&](rocksdb::DB*, auto& cfs) {
+    for (auto& [name, h] : cfs) projection_families += name.rfind("token_", 0) == 0;
+  });
+  EXPECT_EQ(projection_families, 2u) << "old and partial families are dropped";
+}
+
+TEST_F(RebuildVerifyTest, VersionMismatchRefusesToServeUntilRebuilt) {
+  const auto before = Rows();
+  Close();
+  WithRawDb(options_.data_dir, [](rocksdb::DB* db, auto& cfs) {
+    std::string meta;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs[kMetaCf], kMetaProjections, &meta).ok());
+    const auto pos = meta.find("\"version\":1");
+    ASSERT_NE(pos, std::string::npos);
+    meta.replace(pos, 11, "\"version\":0");  // as if written by an older release
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs[kMetaCf], kMetaProjections, meta).ok());
+  });
+  auto refused = LedgerStore::Open(options_, OpenMode::kServe, Hooks());
+  ASSERT_FALSE(refused.store);
+  EXPECT_EQ(refused.failure, OpenFailure::kProjectionVersionMismatch);
+  EXPECT_NE(refused.message.find("tokenledger rebuild"), std::string::npos) << refused.message;
+
+  Open(OpenMode::kMaintenance);
+  EXPECT_FALSE(store_->ProjectionsCurrent());
+  ASSERT_TRUE(store_->RebuildProjections());
+  EXPECT_TRUE(store_->ProjectionsCurrent());
+  Close();
+  Open(OpenMode::kServe);
+  EXPECT_EQ(Rows(), before);
+}
+
+}  // namespace
+}  // namespace tokenledger::store::testing

@@ -1,0 +1,78 @@
+#include "tests/store/store_test_util.h"
+
+#include <filesystem>
+#include <random>
+
+#include "events/hash_chain.h"
+
+namespace tokenledger::store::testing {
+
+TempDir::TempDir() {
+  std::random_device rd;
+  path_ = (std::filesystem::temp_directory_path() /
+           ("tokenledger-test-" + std::to_string(rd()) + std::to_string(rd())))
+              .string();
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+StoreTest::StoreTest() { options_.data_dir = dir_.path() + "/data"; }
+
+StoreHooks StoreTest::Hooks() {
+  StoreHooks hooks;
+  hooks.clock = [this] { return now_.load(); };
+  return hooks;
+}
+
+void StoreTest::Open(OpenMode mode) {
+  auto opened = LedgerStore::Open(options_, mode, Hooks());
+  ASSERT_TRUE(opened.store) << opened.message;
+  store_ = std::move(opened.store);
+}
+
+std::string RenderForTest(const CommandResult& r) {
+  std::string out = r.outcome == Outcome::kApplied ? "applied" : "rejected:" + r.rejection.message;
+  if (r.after) out += " " + projections::EncodeTokenRow(*r.after);
+  for (const auto& e : r.events) out += " seq=" + std::to_string(e.seq);
+  return out;
+}
+
+CommandResult StoreTest::Run(core::Command command, std::optional<IdempotencyInfo> idem) {
+  CommandRequest req;
+  req.command = std::move(command);
+  req.request_id = "req-test";
+  req.idempotency = std::move(idem);
+  if (req.idempotency) req.render = RenderForTest;
+  return store_->Submit(std::move(req)).get();
+}
+
+Id StoreTest::Create(const Id& account, std::optional<Id> environment) {
+  core::CreateToken c;
+  c.account_id = account;
+  c.environment_id = environment;
+  c.scope = environment ? events::TokenScope::kEnvironment : events::TokenScope::kAccount;
+  auto r = Run(c);
+  EXPECT_EQ(r.outcome, Outcome::kApplied) << r.rejection.message;
+  return r.after ? r.after->state.id : Id();
+}
+
+projections::TokenRow StoreTest::Row(const Id& token) {
+  auto row = store_->GetToken(token);
+  EXPECT_TRUE(row) << row.error().message;
+  EXPECT_TRUE(row && *row) << "token " << token.ToString() << " not found";
+  return row && *row ? **row : projections::TokenRow{};
+}
+
+IdempotencyInfo StoreTest::Idem(const Id& account, std::string key, std::string_view request) {
+  IdempotencyInfo info;
+  info.account_id = account;
+  info.key = std::move(key);
+  info.fingerprint = events::Sha256(request);
+  return info;
+}
+
+}  // namespace tokenledger::store::testing

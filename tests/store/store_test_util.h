@@ -1,0 +1,56 @@
+// Shared fixture for store tests: a temporary data directory, a manual clock and helpers that
+// submit commands and wait for their results.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "src/store/ledger_store.h"
+
+namespace tokenledger::store::testing {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+constexpr Micros kStart = 1'704'067'200'000'000;  // 2024-01-01T00:00:00Z
+
+class StoreTest : public ::testing::Test {
+ protected:
+  StoreTest();
+  void Open(OpenMode mode = OpenMode::kServe);
+  void Close() { store_.reset(); }
+  void Reopen() {
+    Close();
+    Open();
+  }
+  StoreHooks Hooks();
+
+  CommandResult Run(core::Command command, std::optional<IdempotencyInfo> idem = std::nullopt);
+  // Creates an account-scoped token for `account` and returns its id.
+  Id Create(const Id& account, std::optional<Id> environment = std::nullopt);
+  projections::TokenRow Row(const Id& token);
+
+  static IdempotencyInfo Idem(const Id& account, std::string key, std::string_view request);
+
+  TempDir dir_;
+  StoreOptions options_;
+  std::atomic<Micros> now_{kStart};
+  std::unique_ptr<LedgerStore> store_;
+  IdGenerator ids_;
+};
+
+// Renders an outcome as the HTTP layer would record it: deterministic bytes.
+std::string RenderForTest(const CommandResult& r);
+
+}  // namespace tokenledger::store::testing
