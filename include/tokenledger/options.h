@@ -43,4 +43,28 @@ struct StoreOptions {
   TokenPolicy policy;
 };
 
+// The HTTP server's limits and listeners.
+struct ServerOptions {
+  // Address of the API, HOST:PORT; port 0 picks a free port (logged). Default: 127.0.0.1:8080.
+  std::string listen = "127.0.0.1:8080";
+  // Separate address for /metrics (then not served on `listen`); empty: same. Default: empty.
+  std::string metrics_listen;
+  // I/O threads; 0 means one per core. Default: 0.
+  unsigned threads = 0;
+  // Request line + headers. Default: 8 KiB (431 beyond).
+  std::size_t max_header_bytes = 8 * 1024;
+  // Request body. Default: 64 KiB (413 beyond).
+  std::size_t max_body_bytes = 64 * 1024;
+  // Request target (path + query). Default: 4 KiB (414 beyond).
+  std::size_t max_url_bytes = 4 * 1024;
+  // Open connections; more are answered 503 and closed. Default: 1024.
+  std::size_t max_connections = 1024;
+  // Time allowed for each read (a request, or the wait for the next one on a kept-alive
+  // connection). Default: 30 s.
+  Micros read_timeout = 30 * kMicrosPerSecond;
+  // On SIGTERM/SIGINT, how long in-flight requests may take before connections are cut.
+  // Default: 10 s.
+  Micros shutdown_grace = 10 * kMicrosPerSecond;
+};
+
 }  // namespace tokenledger

@@ -1,0 +1,133 @@
+// tokenledgerd: options, wiring, signals, first-start bootstrap. Nothing else.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "src/app/config.h"
+#include "src/auth/signing_key.h"
+#include "src/http/api.h"
+#include "src/http/server.h"
+#include "src/store/ledger_store.h"
+
+extern char** environ;
+
+namespace tokenledger {
+namespace {
+
+// On an empty ledger: an account and an account-scoped token for it, shown once.
+int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config& config, unsigned short port) {
+  const Id account = IdGenerator().Generate();
+  store::CommandRequest req;
+  req.command = core::CreateToken{account};
+  req.request_id = "first-start";
+  store::CommandResult r = store.Submit(std::move(req)).get();
+  if (r.outcome != store::Outcome::kApplied) {
+    Log(LogLevel::kError, "first start: could not create the first token", {{"reason", r.rejection.message}});
+    return 1;
+  }
+  const std::string jwt = api.TokenJwt(r.after->state);
+  std::string host = "127.0.0.1";
+  unsigned short ignored_port = 0;
+  http::SplitHostPort(config.server.listen, &host, &ignored_port);
+  if (host == "0.0.0.0" || host == "::") host = "127.0.0.1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  std::cout << "\ntokenledger: first start. Created account " << account.ToString()
+            << "\nand an account-scoped API token for it. The token is shown only this once:\n\n  " << jwt
+            << "\n\nTry it:\n\n  curl -s -H 'Authorization: Bearer " << jwt << "' http://" << host << ":" << port
+            << "/api/v1/ping\n\n"
+            << std::flush;
+  Log(LogLevel::kInfo, "first start: created account and token",
+      {{"account_id", account.ToString()}, {"token_id", r.after->state.id.ToString()}});
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  app::Config config;
+  std::string error;
+  if (!app::ParseConfig(std::vector<std::string>(argv + 1, argv + argc), environ, &config, &error)) {
+    std::fprintf(stderr, "tokenledgerd: %s\n", error.c_str());
+    return 2;
+  }
+  if (config.show_help) {
+    std::cout << app::HelpText();
+    return 0;
+  }
+  if (config.show_version) {
+    std::cout << "tokenledgerd " << TOKENLEDGER_VERSION << "\n";
+    return 0;
+  }
+  SetLogLevel(config.log_level);
+  if (!config.store.sync) {
+    Log(LogLevel::kWarn, "--no-sync: commits are not fsynced; acknowledged writes can be lost on a crash. "
+                         "For benchmarks only.");
+  }
+
+  auto opened = store::LedgerStore::Open(
+      config.store, config.rebuild_projections ? store::OpenMode::kMaintenance : store::OpenMode::kServe);
+  if (!opened.store) {
+    Log(LogLevel::kError, "cannot open the ledger", {{"reason", opened.message}});
+    std::fprintf(stderr, "tokenledgerd: %s\n", opened.message.c_str());
+    return opened.failure == store::OpenFailure::kInUse ? 2 : 1;
+  }
+  std::unique_ptr<store::LedgerStore> ledger = std::move(opened.store);
+  if (!ledger->ProjectionsCurrent()) {
+    Log(LogLevel::kInfo, "rebuilding projections from the ledger", {{"events", static_cast<long long>(ledger->LastSeq())}});
+    if (Status s = ledger->RebuildProjections(); !s) {
+      Log(LogLevel::kError, "projection rebuild failed", {{"reason", s.error().message}});
+      return 1;
+    }
+    Log(LogLevel::kInfo, "projections rebuilt");
+  }
+
+  const bool default_key = config.signing_key_file.empty();
+  const std::string key_path = default_key ? config.store.data_dir + "/signing.key" : config.signing_key_file;
+  auto key = auth::LoadOrCreateSigningKey(key_path, default_key);
+  if (!key) {
+    Log(LogLevel::kError, "signing key unusable", {{"reason", key.error().message}});
+    std::fprintf(stderr, "tokenledgerd: %s\n", key.error().message.c_str());
+    return 1;
+  }
+  const auth::JwtSigner signer(*key);
+
+  http::HttpMetrics metrics;
+  http::ApiOptions api_options;
+  api_options.policy = config.store.policy;
+  api_options.metrics_on_separate_listener = !config.server.metrics_listen.empty();
+  auto api = std::make_unique<http::Api>(*ledger, signer, api_options, metrics);
+  http::Api* api_ptr = api.get();
+  auto server = std::make_unique<http::Server>(
+      config.server,
+      [api_ptr](std::shared_ptr<http::HttpRequest> request, http::Responder respond) {
+        api_ptr->Handle(std::move(request), std::move(respond));
+      },
+      metrics);
+  if (Status s = server->Listen(); !s) {
+    Log(LogLevel::kError, "cannot listen", {{"reason", s.error().message}});
+    std::fprintf(stderr, "tokenledgerd: %s\n", s.error().message.c_str());
+    return 1;
+  }
+  if (ledger->LastSeq() == 0) {
+    if (int rc = Bootstrap(*ledger, *api, config, server->ApiPort()); rc != 0) return rc;
+  }
+  Log(LogLevel::kInfo, "listening",
+      {{"address", config.server.listen},
+       {"port", static_cast<long long>(server->ApiPort())},
+       {"metrics_port", static_cast<long long>(server->MetricsPort())},
+       {"data_dir", config.store.data_dir},
+       {"last_seq", static_cast<long long>(ledger->LastSeq())},
+       {"version", TOKENLEDGER_VERSION}});
+  server->Run();
+  // The ledger first: closing it finishes every queued write and answers it (into the
+  // stopped server, which must still exist), then the API and the server.
+  ledger.reset();
+  api.reset();
+  server.reset();
+  Log(LogLevel::kInfo, "stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tokenledger
+
+int main(int argc, char** argv) { return tokenledger::Main(argc, argv); }

@@ -1,0 +1,51 @@
+// HS256 JSON Web Tokens: the bearer secrets handed to API clients.
+//
+// Only `{"alg":"HS256","typ":"JWT"}` tokens are accepted: any other `alg` (including `none`)
+// is refused before the signature is looked at, and the signature is compared in constant
+// time. Claims: `jti` (token id), `iat`, `exp` (its expires_at, seconds) and
+// `_: {"a": account_id, "e": environment_id}` (`e` only for environment scope).
+//
+// Thread-safety: JwtSigner is immutable after construction and safe to share.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tokenledger/error.h"
+#include "tokenledger/id.h"
+
+namespace tokenledger::auth {
+
+using SigningKey = std::array<std::uint8_t, 32>;
+
+struct Claims {
+  Id token_id;                       // jti
+  std::int64_t issued_at = 0;        // iat, Unix seconds
+  std::int64_t expires_at = 0;       // exp, Unix seconds
+  Id account_id;                     // _.a
+  std::optional<Id> environment_id;  // _.e
+  friend bool operator==(const Claims&, const Claims&) = default;
+};
+
+class JwtSigner {
+ public:
+  explicit JwtSigner(const SigningKey& key) : key_(key) {}
+
+  // Deterministic: the same claims and key always give the same token.
+  std::string Sign(const Claims& claims) const;
+
+  // Checks shape, header, signature and claim types (not expiry: the caller compares `exp`
+  // with the token's state). Fails with kBadAuthToken and a message safe to show.
+  Result<Claims> Verify(std::string_view token) const;
+
+ private:
+  SigningKey key_;
+};
+
+std::string Base64UrlEncode(std::string_view bytes);
+std::optional<std::string> Base64UrlDecode(std::string_view text);
+
+}  // namespace tokenledger::auth

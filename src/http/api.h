@@ -1,0 +1,95 @@
+// The HTTP API of SPEC.md: route table, authentication, scopes, idempotency, every handler.
+//
+// Handle() is the server's RequestHandler. Reads run on the calling I/O thread; writes are
+// submitted to the ledger's committer and answered from its callback, so no I/O thread waits
+// on disk writes. Every response carries X-Request-Id and is logged as one JSON line.
+//
+// Thread-safety: Handle may be called from any number of threads at once.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "src/auth/jwt.h"
+#include "src/http/http_types.h"
+#include "src/http/metrics.h"
+#include "src/http/router.h"
+#include "src/store/ledger_store.h"
+#include "tokenledger/options.h"
+
+namespace tokenledger::http {
+
+struct ApiOptions {
+  TokenPolicy policy;
+  bool metrics_on_separate_listener = false;
+  // Page size bounds of SPEC.md. Default: 25, at most 100.
+  std::uint32_t default_page_size = 25;
+  std::uint32_t max_page_size = 100;
+};
+
+// Who is calling: the token that authenticated the request.
+struct Caller {
+  Id token_id;
+  Id account_id;
+  events::TokenScope scope = events::TokenScope::kAccount;
+  std::optional<Id> environment_id;
+  std::optional<Id> admin_user_id;
+};
+
+class Api {
+ public:
+  Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options,
+      HttpMetrics& metrics);
+
+  void Handle(std::shared_ptr<HttpRequest> request, Responder respond);
+
+  // The JWT of a token: its claims follow from its state, so it can be produced again.
+  std::string TokenJwt(const core::TokenState& state) const;
+
+  struct Call;
+  using Handler = void (Api::*)(const std::shared_ptr<Call>&);
+
+ private:
+  Result<Caller> Authenticate(const HttpRequest& request, Micros now);
+  void MaybeRecordUse(const projections::TokenRow& row, Micros now);
+
+  void Ping(const std::shared_ptr<Call>& call);
+  void CreateToken(const std::shared_ptr<Call>& call);
+  void ListTokens(const std::shared_ptr<Call>& call);
+  void ShowToken(const std::shared_ptr<Call>& call);
+  void TokenEvents(const std::shared_ptr<Call>& call);
+  void Suspend(const std::shared_ptr<Call>& call);
+  void Activate(const std::shared_ptr<Call>& call);
+  void Revoke(const std::shared_ptr<Call>& call);
+  void Delete(const std::shared_ptr<Call>& call);
+  void Healthz(const std::shared_ptr<Call>& call);
+  void Readyz(const std::shared_ptr<Call>& call);
+  void MetricsText(const std::shared_ptr<Call>& call);
+  void OpenApi(const std::shared_ptr<Call>& call);
+
+  void Action(const std::shared_ptr<Call>& call, core::Command command);
+  // Submits a write and answers from its outcome (recording it when idempotent).
+  void SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
+                   std::optional<std::string> key, std::string canonical_body);
+  // Loads a visible token the caller may see, or answers 404 / the error and returns nullopt.
+  std::optional<projections::TokenRow> TokenInReach(const std::shared_ptr<Call>& call, const Id& id);
+
+  store::LedgerStore& store_;
+  const auth::JwtSigner& signer_;
+  ApiOptions options_;
+  HttpMetrics& metrics_;
+  std::vector<Route<Handler>> routes_;
+
+  // Last use submitted per token, so a busy token submits at most one RecordUse per
+  // granularity window from this process.
+  std::mutex uses_mu_;
+  std::unordered_map<Id, Micros, IdHash> recent_uses_;  // guarded by uses_mu_
+};
+
+// The OpenAPI 3.1 document describing this API.
+const std::string& OpenApiDocument();
+
+}  // namespace tokenledger::http

@@ -1,0 +1,39 @@
+// Plain request/response values passed between the Beast server (server.cc, the only file
+// that sees Beast) and the handlers, so handlers compile without Beast or Asio.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tokenledger::http {
+
+enum class Listener { kApi, kMetrics };
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // as received: path and query
+  std::string body;
+  std::string authorization;  // empty when absent
+  bool has_authorization = false;
+  std::string idempotency_key;  // Idempotency-Key header
+  bool has_idempotency_key = false;
+  std::string request_id;  // X-Request-Id header as received (validated by the handler)
+  std::string remote;      // peer address, for logs
+  Listener listener = Listener::kApi;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json; charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+// Called exactly once per request, from any thread.
+using Responder = std::function<void(HttpResponse)>;
+using RequestHandler = std::function<void(std::shared_ptr<HttpRequest>, Responder)>;
+
+}  // namespace tokenledger::http

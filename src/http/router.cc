@@ -1,0 +1,71 @@
+#include "src/http/router.h"
+
+namespace tokenledger::http {
+
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> segments;
+  if (path.empty() || path[0] != '/') return segments;
+  std::size_t start = 1;
+  for (;;) {
+    const std::size_t slash = path.find('/', start);
+    segments.push_back(path.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return segments;
+}
+
+bool MatchPattern(std::string_view pattern, const std::vector<std::string_view>& segments,
+                  std::vector<std::string_view>& params) {
+  const auto expected = SplitPath(pattern);
+  if (expected.size() != segments.size()) return false;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    if (expected[i].size() > 1 && expected[i].front() == '{') {
+      if (segments[i].empty()) return false;
+      params.push_back(segments[i]);
+    } else if (expected[i] != segments[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>& out) {
+  auto decode = [](std::string_view in, std::string& s) {
+    s.clear();
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] == '+') {
+        s += ' ';
+      } else if (in[i] == '%') {
+        if (i + 2 >= in.size()) return false;
+        auto hex = [](char c) -> int {
+          if (c >= '0' && c <= '9') return c - '0';
+          if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+          if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+          return -1;
+        };
+        const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+        if (hi < 0 || lo < 0) return false;
+        s += static_cast<char>(hi * 16 + lo);
+        i += 2;
+      } else {
+        s += in[i];
+      }
+    }
+    return true;
+  };
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (part.empty()) continue;
+    const std::size_t eq = part.find('=');
+    std::string key, value;
+    if (!decode(part.substr(0, eq), key)) return false;
+    if (eq != std::string_view::npos && !decode(part.substr(eq + 1), value)) return false;
+    out.emplace_back(std::move(key), std::move(value));
+  }
+  return true;
+}
+
+}  // namespace tokenledger::http

@@ -1,0 +1,46 @@
+// The HTTP/1.1 server: Boost.Beast with C++20 coroutines on N I/O threads. Keep-alive and
+// pipelined requests (read one at a time, bounded by the read buffer), a timeout before every
+// read, limits on header, body and URL size and on open connections, 100-continue, and a
+// graceful shutdown: stop accepting, let in-flight requests finish, close idle connections.
+//
+// This is the only translation unit that includes Beast; handlers see http_types.h only.
+// Thread-safety: Shutdown() may be called from any thread (or a signal handler's strand).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/http/http_types.h"
+#include "src/http/metrics.h"
+#include "tokenledger/error.h"
+#include "tokenledger/options.h"
+
+namespace tokenledger::http {
+
+class Server {
+ public:
+  Server(const ServerOptions& options, RequestHandler handler, HttpMetrics& metrics);
+  ~Server();
+
+  // Binds the API listener (and the metrics listener, if configured). Fails with a message
+  // naming the address. On success, ApiPort()/MetricsPort() give the bound ports.
+  Status Listen();
+  unsigned short ApiPort() const;
+  unsigned short MetricsPort() const;
+
+  // Runs the I/O threads until a shutdown (Shutdown(), SIGINT or SIGTERM) has drained every
+  // connection. Returns when all I/O threads have stopped.
+  void Run();
+  void Shutdown();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Splits "host:port" ("[::1]:80" for IPv6). Returns false if malformed.
+bool SplitHostPort(const std::string& address, std::string* host, unsigned short* port);
+
+}  // namespace tokenledger::http

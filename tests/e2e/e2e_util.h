@@ -1,0 +1,126 @@
+// End-to-end harness: the real tokenledgerd on a free loopback port with a temporary data
+// directory, a raw HTTP/1.1 client over a real socket, and seeding of accounts and tokens
+// through the real ledger (as the operator's mint does) before the server starts.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <boost/json.hpp>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "src/auth/jwt.h"
+#include "src/store/ledger_store.h"
+#include "tests/store/store_test_util.h"
+
+// Lets tests write EXPECT_EQ(json_value, some_std_string). Test-only convenience.
+namespace boost::json {
+template <typename S>
+  requires(std::is_same_v<S, std::string> || std::is_same_v<S, std::string_view>)
+inline bool operator==(const value& v, const S& s) {
+  return v.is_string() && v.get_string() == s;
+}
+}  // namespace boost::json
+
+namespace tokenledger::e2e {
+
+struct Response {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+  std::string raw;  // status line, headers and body as received
+
+  boost::json::value Json() const;
+  std::string Header(const std::string& name) const;
+};
+
+// One keep-alive connection; reconnects when the server closed it.
+class HttpClient {
+ public:
+  explicit HttpClient(unsigned short port) : port_(port) {}
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  Response Request(const std::string& method, const std::string& target, const std::string& body = "",
+                   const std::vector<std::pair<std::string, std::string>>& headers = {});
+  // Sends bytes as they are and reads `responses` responses (empty on failure).
+  std::vector<Response> Raw(const std::string& bytes, int responses = 1);
+  bool Connected() const { return fd_ >= 0; }
+  void Close();
+
+ private:
+  bool Connect();
+  std::optional<Response> ReadResponse();
+
+  unsigned short port_;
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+struct Seeded {
+  Id account_id;
+  Id token_id;
+  std::string jwt;
+};
+
+// A tokenledgerd process. Stop() sends SIGTERM and returns the exit status.
+class ServerProcess {
+ public:
+  ServerProcess(std::string data_dir, std::vector<std::string> extra_args = {});
+  ~ServerProcess();
+  // Waits until it logs "listening". With expect_success=false, an early exit is not a test
+  // failure (for tests of refused starts).
+  bool Start(bool expect_success = true);
+  int Stop(int signal = 15);
+  void Kill();
+  unsigned short port() const { return port_; }
+  std::string Stdout() const;
+  std::string Stderr() const;
+
+ private:
+  std::string data_dir_;
+  std::vector<std::string> args_;
+  pid_t pid_ = -1;
+  unsigned short port_ = 0;
+  std::string out_path_, err_path_;
+};
+
+class E2ETest : public ::testing::Test {
+ protected:
+  E2ETest();
+  ~E2ETest() override;
+  void SetUp() override;
+
+  // Seeds a token through the real ledger while the server is stopped.
+  Seeded Seed(const Id& account, std::optional<Id> environment = std::nullopt,
+              std::optional<Micros> expires_at = std::nullopt, std::optional<Id> admin = std::nullopt);
+  void StartServer(std::vector<std::string> extra_args = {});
+  int StopServer(int signal = 15);
+  void RestartServer();
+
+  Response Call(const std::string& method, const std::string& target, const std::string& jwt,
+                const std::string& body = "", std::vector<std::pair<std::string, std::string>> headers = {});
+  // Creates an account-scoped token (or environment-scoped) through the API; returns details.
+  boost::json::object CreateViaApi(const std::string& jwt, const std::string& details_json = R"({"token_scope":"account"})");
+
+  store::testing::TempDir dir_;
+  std::string data_dir_;
+  auth::SigningKey key_{};
+  std::unique_ptr<auth::JwtSigner> signer_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<HttpClient> client_;
+  IdGenerator ids_;
+  Id account_ = ids_.Generate();
+  Seeded main_;  // an account-scoped token of account_
+};
+
+std::string JsonString(const boost::json::value& v);
+
+}  // namespace tokenledger::e2e

@@ -1,0 +1,60 @@
+#include "src/http/router.h"
+
+#include <gtest/gtest.h>
+
+namespace tokenledger::http {
+namespace {
+
+const std::vector<Route<int>> kRoutes = {
+    {"GET", "/api/v1/api_token", 1, Auth::kToken},
+    {"POST", "/api/v1/api_token", 2, Auth::kToken},
+    {"GET", "/api/v1/api_token/{id}", 3, Auth::kToken},
+    {"DELETE", "/api/v1/api_token/{id}", 4, Auth::kToken},
+    {"POST", "/api/v1/api_token/{id}/suspend", 5, Auth::kToken},
+    {"GET", "/healthz", 6, Auth::kNone},
+};
+
+TEST(RouterTest, MatchesAndCaptures) {
+  auto r = Resolve(kRoutes, "GET", "/api/v1/api_token/abc");
+  auto* m = std::get_if<RouteMatch<int>>(&r);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->route->handler, 3);
+  ASSERT_EQ(m->params.size(), 1u);
+  EXPECT_EQ(m->params[0], "abc");
+  m = std::get_if<RouteMatch<int>>(&(r = Resolve(kRoutes, "POST", "/api/v1/api_token/x/suspend")));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->route->handler, 5);
+  EXPECT_TRUE(std::holds_alternative<RouteMatch<int>>(Resolve(kRoutes, "GET", "/healthz")));
+}
+
+TEST(RouterTest, WrongMethodListsTheAllowedOnes) {
+  auto r = Resolve(kRoutes, "PUT", "/api/v1/api_token/abc");
+  auto* n = std::get_if<MethodNotAllowed>(&r);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->allow, "GET, DELETE");
+  EXPECT_EQ(std::get<MethodNotAllowed>(Resolve(kRoutes, "DELETE", "/api/v1/api_token")).allow, "GET, POST");
+}
+
+TEST(RouterTest, UnknownPathsAreNoRoute) {
+  for (const char* path : {"/", "", "/api/v1", "/api/v1/api_token/", "/api/v1/api_token//suspend",
+                           "/api/v1/api_token/a/b", "healthz", "/healthz/"}) {
+    EXPECT_TRUE(std::holds_alternative<NoRoute>(Resolve(kRoutes, "GET", path))) << path;
+  }
+}
+
+TEST(QueryTest, DecodesPairs) {
+  std::vector<std::pair<std::string, std::string>> q;
+  ASSERT_TRUE(ParseQuery("a=1&pagination%5Boffset%5D=2&b=x+y%21&flag&&c=", q));
+  ASSERT_EQ(q.size(), 5u);
+  EXPECT_EQ(q[0], (std::pair<std::string, std::string>{"a", "1"}));
+  EXPECT_EQ(q[1].first, "pagination[offset]");
+  EXPECT_EQ(q[2].second, "x y!");
+  EXPECT_EQ(q[3], (std::pair<std::string, std::string>{"flag", ""}));
+  EXPECT_EQ(q[4], (std::pair<std::string, std::string>{"c", ""}));
+  q.clear();
+  EXPECT_FALSE(ParseQuery("a=%zz", q));
+  EXPECT_FALSE(ParseQuery("a=%4", q));
+}
+
+}  // namespace
+}  // namespace tokenledger::http
