@@ -26,7 +26,9 @@ Error Err(ErrorCode code, std::string message, std::string field = {}) {
 bool ValidRequestId(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+          c == ':'))
+      return false;
   }
   return true;
 }
@@ -38,11 +40,13 @@ std::string NewRequestId() {
 
 Status ValidateIdempotencyKey(std::string_view key) {
   if (key.empty() || key.size() > kMaxIdempotencyKey) {
-    return Err(ErrorCode::kInvalidValue, "idempotency_key must be 1 to 255 characters", "idempotency_key");
+    return Err(ErrorCode::kInvalidValue, "idempotency_key must be 1 to 255 characters",
+               "idempotency_key");
   }
   for (char c : key) {
     if (c < 0x20 || c > 0x7e) {
-      return Err(ErrorCode::kInvalidValue, "idempotency_key must be printable ASCII", "idempotency_key");
+      return Err(ErrorCode::kInvalidValue, "idempotency_key must be printable ASCII",
+                 "idempotency_key");
     }
   }
   return Status::Ok();
@@ -52,18 +56,21 @@ Status ValidateIdempotencyKey(std::string_view key) {
 Result<std::optional<std::string>> BodyKey(const json::object& body) {
   const json::value* v = body.if_contains("idempotency_key");
   if (!v || v->is_null()) return std::optional<std::string>();
-  if (!v->is_string()) return Err(ErrorCode::kInvalidValue, "idempotency_key must be a string", "idempotency_key");
+  if (!v->is_string())
+    return Err(ErrorCode::kInvalidValue, "idempotency_key must be a string", "idempotency_key");
   std::string key(v->get_string());
   if (Status s = ValidateIdempotencyKey(key); !s) return s.error();
   return std::optional<std::string>(std::move(key));
 }
 
 // The key of a write: from the body, or the Idempotency-Key header, the same if both.
-Result<std::optional<std::string>> ResolveKey(const HttpRequest& req, std::optional<std::string> body_key) {
+Result<std::optional<std::string>> ResolveKey(const HttpRequest& req,
+                                              std::optional<std::string> body_key) {
   if (!req.has_idempotency_key) return body_key;
   if (Status s = ValidateIdempotencyKey(req.idempotency_key); !s) return s.error();
   if (body_key && *body_key != req.idempotency_key) {
-    return Err(ErrorCode::kInvalidValue, "Idempotency-Key header and body idempotency_key differ", "idempotency_key");
+    return Err(ErrorCode::kInvalidValue, "Idempotency-Key header and body idempotency_key differ",
+               "idempotency_key");
   }
   return std::optional<std::string>(req.idempotency_key);
 }
@@ -81,13 +88,17 @@ bool IsBlank(std::string_view s) {
 
 Result<Id> ParseIdParam(std::string_view text, std::string_view field) {
   auto id = Id::Parse(text);
-  if (!id) return Err(ErrorCode::kInvalidValue, std::string(field) + " is not a valid id", std::string(field));
+  if (!id)
+    return Err(ErrorCode::kInvalidValue, std::string(field) + " is not a valid id",
+               std::string(field));
   return *id;
 }
 
 Result<std::uint64_t> ParseUint(const std::string& text, std::string_view field) {
-  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos) {
-    return Err(ErrorCode::kInvalidValue, std::string(field) + " must be a non-negative integer", std::string(field));
+  if (text.empty() || text.size() > 18 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return Err(ErrorCode::kInvalidValue, std::string(field) + " must be a non-negative integer",
+               std::string(field));
   }
   return std::stoull(text);
 }
@@ -99,7 +110,9 @@ HttpResponse Success(json::object body) {
 }
 
 // A recorded outcome is "SSS\n<body>": the HTTP status and the exact body.
-std::string StoreResponse(int status, const std::string& body) { return std::to_string(status) + "\n" + body; }
+std::string StoreResponse(int status, const std::string& body) {
+  return std::to_string(status) + "\n" + body;
+}
 
 HttpResponse LoadResponse(std::string_view stored) {
   HttpResponse r;
@@ -108,7 +121,8 @@ HttpResponse LoadResponse(std::string_view stored) {
   return r;
 }
 
-std::string Fingerprint(const std::string& method, std::string_view route, const std::vector<std::string_view>& params,
+std::string Fingerprint(const std::string& method, std::string_view route,
+                        const std::vector<std::string_view>& params,
                         const std::string& canonical_body) {
   std::string f = method + "\n" + std::string(route) + "\n";
   for (auto p : params) f.append(p).append("/");
@@ -135,7 +149,8 @@ struct Api::Call {
   void Respond(HttpResponse response) {
     if (answered.exchange(true)) return;
     response.headers.emplace_back("X-Request-Id", request_id);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     metrics->Observe(route, req->method, response.status, seconds);
     Log(response.status >= 500 ? LogLevel::kError : LogLevel::kInfo, "request",
         {{"request_id", request_id},
@@ -149,7 +164,8 @@ struct Api::Call {
   void Fail(const Error& e) { Respond(ErrorResponse(e)); }
 };
 
-Api::Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options, HttpMetrics& metrics)
+Api::Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options,
+         HttpMetrics& metrics)
     : store_(store), signer_(signer), options_(options), metrics_(metrics) {
   routes_ = {
       {"GET", "/api/v1/ping", &Api::Ping, Auth::kToken},
@@ -184,8 +200,9 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
   try {
     auto resolved = Resolve(routes_, call->req->method, call->path);
     if (auto* not_allowed = std::get_if<MethodNotAllowed>(&resolved)) {
-      HttpResponse r = ErrorResponse(ErrorCode::kMethodNotAllowed,
-                                     "method " + call->req->method + " is not allowed here; allowed: " + not_allowed->allow);
+      HttpResponse r = ErrorResponse(
+          ErrorCode::kMethodNotAllowed,
+          "method " + call->req->method + " is not allowed here; allowed: " + not_allowed->allow);
       r.headers.emplace_back("Allow", not_allowed->allow);
       return call->Respond(std::move(r));
     }
@@ -194,8 +211,10 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
     const bool probe_route = match && (metrics_route || match->route->pattern == "/healthz" ||
                                        match->route->pattern == "/readyz");
     if (!match || (call->req->listener == Listener::kMetrics && !probe_route) ||
-        (call->req->listener == Listener::kApi && metrics_route && options_.metrics_on_separate_listener)) {
-      return call->Fail(Err(ErrorCode::kNotFound, "no route for " + call->req->method + " " + std::string(call->path)));
+        (call->req->listener == Listener::kApi && metrics_route &&
+         options_.metrics_on_separate_listener)) {
+      return call->Fail(Err(ErrorCode::kNotFound,
+                            "no route for " + call->req->method + " " + std::string(call->path)));
     }
     call->route = match->route->pattern;
     call->params = match->params;
@@ -206,7 +225,8 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
     }
     (this->*(match->route->handler))(call);
   } catch (const std::exception& e) {
-    Log(LogLevel::kError, "unexpected exception", {{"request_id", call->request_id}, {"what", e.what()}});
+    Log(LogLevel::kError, "unexpected exception",
+        {{"request_id", call->request_id}, {"what", e.what()}});
     call->Fail(Err(ErrorCode::kUnexpected, "internal error; request id " + call->request_id));
   }
 }
@@ -215,12 +235,14 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
 // Authentication
 
 Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
-  if (!req.has_authorization) return Err(ErrorCode::kNotAuthenticated, "the Authorization header is missing");
+  if (!req.has_authorization)
+    return Err(ErrorCode::kNotAuthenticated, "the Authorization header is missing");
   std::string_view header = req.authorization;
   constexpr std::string_view kBearer = "bearer ";
   if (header.size() <= kBearer.size() ||
-      !std::equal(kBearer.begin(), kBearer.end(), header.begin(),
-                  [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+      !std::equal(kBearer.begin(), kBearer.end(), header.begin(), [](char a, char b) {
+        return a == std::tolower(static_cast<unsigned char>(b));
+      })) {
     return Err(ErrorCode::kBadAuthToken, "the Authorization header must be 'Bearer <token>'");
   }
   auto claims = signer_.Verify(header.substr(kBearer.size()));
@@ -250,7 +272,8 @@ void Api::MaybeRecordUse(const projections::TokenRow& row, Micros now) {
       if (now - it->second < granularity) return;
       it->second = now;
     }
-    if (recent_uses_.size() > 65536) std::erase_if(recent_uses_, [&](const auto& e) { return now - e.second >= granularity; });
+    if (recent_uses_.size() > 65536)
+      std::erase_if(recent_uses_, [&](const auto& e) { return now - e.second >= granularity; });
   }
   // Fire and forget: the request never waits for this write.
   store::CommandRequest req;
@@ -265,15 +288,16 @@ void Api::MaybeRecordUse(const projections::TokenRow& row, Micros now) {
 }
 
 std::string Api::TokenJwt(const core::TokenState& s) const {
-  return signer_.Sign(auth::Claims{s.id, s.inserted_at / kMicrosPerSecond, s.expires_at / kMicrosPerSecond,
-                                   s.account_id, s.environment_id});
+  return signer_.Sign(auth::Claims{s.id, s.inserted_at / kMicrosPerSecond,
+                                   s.expires_at / kMicrosPerSecond, s.account_id,
+                                   s.environment_id});
 }
 
 // ---------------------------------------------------------------------------------------
 // Writes
 
-void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command, std::optional<std::string> key,
-                      std::string canonical_body) {
+void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
+                      std::optional<std::string> key, std::string canonical_body) {
   const bool is_create = std::holds_alternative<core::CreateToken>(command);
   const bool is_delete = std::holds_alternative<core::DeleteToken>(command);
   auto render = [is_create, is_delete](const store::CommandResult& r) -> std::string {
@@ -291,8 +315,10 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command, 
   req.request_id = call->request_id;
   req.actor = events::Actor{call->caller.token_id, call->caller.admin_user_id};
   if (key) {
-    const std::string fingerprint = Fingerprint(call->req->method, call->route, call->params, canonical_body);
-    req.idempotency = store::IdempotencyInfo{call->caller.account_id, *key, events::Sha256(fingerprint)};
+    const std::string fingerprint =
+        Fingerprint(call->req->method, call->route, call->params, canonical_body);
+    req.idempotency =
+        store::IdempotencyInfo{call->caller.account_id, *key, events::Sha256(fingerprint)};
     req.render = render;
   }
   store_.Submit(std::move(req), [this, call, render, is_create](store::CommandResult r) {
@@ -324,7 +350,8 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command, 
         core::TokenState s;
         s.id = *Id::Parse(d.at("id").as_string());
         s.account_id = *Id::Parse(d.at("account_id").as_string());
-        if (!d.at("environment_id").is_null()) s.environment_id = Id::Parse(d.at("environment_id").as_string());
+        if (!d.at("environment_id").is_null())
+          s.environment_id = Id::Parse(d.at("environment_id").as_string());
         s.inserted_at = *ParseRfc3339(d.at("inserted_at").as_string());
         s.expires_at = *ParseRfc3339(d.at("expires_at").as_string());
         const std::size_t at = response.body.find(kTokenPlaceholder);
@@ -332,7 +359,8 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command, 
       }
       call->Respond(std::move(response));
     } catch (const std::exception& e) {
-      Log(LogLevel::kError, "unexpected exception", {{"request_id", call->request_id}, {"what", e.what()}});
+      Log(LogLevel::kError, "unexpected exception",
+          {{"request_id", call->request_id}, {"what", e.what()}});
       call->Fail(Err(ErrorCode::kUnexpected, "internal error; request id " + call->request_id));
     }
   });
@@ -345,7 +373,8 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
   }
   auto parsed = ParseJsonBody(call->req->body);
   if (!parsed) return call->Fail(parsed.error());
-  if (!parsed->is_object()) return call->Fail(Err(ErrorCode::kBadRequest, "request body must be a JSON object"));
+  if (!parsed->is_object())
+    return call->Fail(Err(ErrorCode::kBadRequest, "request body must be a JSON object"));
   const json::object& body = parsed->get_object();
   for (const auto& [k, v] : body) {
     if (k != "details" && k != "idempotency_key") {
@@ -367,22 +396,28 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
   const json::object& d = details_value->get_object();
   for (const auto& [k, v] : d) {
     if (k != "token_scope" && k != "account_id" && k != "environment_id" && k != "expires_at") {
-      return call->Fail(Err(ErrorCode::kBadRequest, "unexpected field 'details." + std::string(k) + "'"));
+      return call->Fail(
+          Err(ErrorCode::kBadRequest, "unexpected field 'details." + std::string(k) + "'"));
     }
   }
   core::CreateToken c;
   const json::value* scope = d.if_contains("token_scope");
-  if (!scope || scope->is_null()) return call->Fail(Err(ErrorCode::kRequiredValue, "token_scope is required", "token_scope"));
-  const auto parsed_scope = scope->is_string() ? events::ParseScope(scope->get_string()) : std::nullopt;
+  if (!scope || scope->is_null())
+    return call->Fail(Err(ErrorCode::kRequiredValue, "token_scope is required", "token_scope"));
+  const auto parsed_scope =
+      scope->is_string() ? events::ParseScope(scope->get_string()) : std::nullopt;
   if (!parsed_scope) {
-    return call->Fail(Err(ErrorCode::kInvalidValue, "token_scope must be 'account' or 'environment'", "token_scope"));
+    return call->Fail(Err(ErrorCode::kInvalidValue,
+                          "token_scope must be 'account' or 'environment'", "token_scope"));
   }
   c.scope = *parsed_scope;
   auto optional_id = [&](std::string_view field) -> Result<std::optional<Id>> {
     const json::value* v = d.if_contains(field);
     if (!v || v->is_null()) return std::optional<Id>();
     std::optional<Id> id = v->is_string() ? Id::Parse(v->get_string()) : std::nullopt;
-    if (!id) return Err(ErrorCode::kInvalidValue, std::string(field) + " is not a valid id", std::string(field));
+    if (!id)
+      return Err(ErrorCode::kInvalidValue, std::string(field) + " is not a valid id",
+                 std::string(field));
     return id;
   };
   auto account = optional_id("account_id");
@@ -393,11 +428,14 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
   c.environment_id = *environment;
   if (const json::value* exp = d.if_contains("expires_at"); exp && !exp->is_null()) {
     const auto t = exp->is_string() ? ParseRfc3339(exp->get_string()) : std::nullopt;
-    if (!t) return call->Fail(Err(ErrorCode::kInvalidValue, "expires_at must be an RFC 3339 time", "expires_at"));
+    if (!t)
+      return call->Fail(
+          Err(ErrorCode::kInvalidValue, "expires_at must be an RFC 3339 time", "expires_at"));
     c.expires_at = *t;
   }
   if (c.account_id != caller.account_id) {
-    return call->Fail(Err(ErrorCode::kNotPermitted, "the token may not manage another account's tokens"));
+    return call->Fail(
+        Err(ErrorCode::kNotPermitted, "the token may not manage another account's tokens"));
   }
   // The decider checks these again at commit time; checking here answers without a queue trip.
   core::DecideContext ctx{.now = call->now, .new_token_id = {}, .policy = options_.policy};
@@ -406,7 +444,8 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
     return call->Fail(Error{rejection->code, rejection->message, rejection->field});
   }
   c.created_by_admin_user_id = caller.admin_user_id;
-  const std::string canonical = std::string(events::ScopeName(c.scope)) + "|" + c.account_id.ToString() + "|" +
+  const std::string canonical = std::string(events::ScopeName(c.scope)) + "|" +
+                                c.account_id.ToString() + "|" +
                                 (c.environment_id ? c.environment_id->ToString() : "") + "|" +
                                 (c.expires_at ? std::to_string(*c.expires_at) : "");
   SubmitWrite(call, std::move(c), std::move(*key), canonical);
@@ -423,14 +462,16 @@ void Api::Action(const std::shared_ptr<Call>& call, core::Command command) {
     if (parsed->is_object()) {
       for (const auto& [k, v] : parsed->get_object()) {
         if (k != "idempotency_key") {
-          return call->Fail(Err(ErrorCode::kBadRequest, "unexpected field '" + std::string(k) + "'"));
+          return call->Fail(
+              Err(ErrorCode::kBadRequest, "unexpected field '" + std::string(k) + "'"));
         }
       }
       auto k = BodyKey(parsed->get_object());
       if (!k) return call->Fail(k.error());
       body_key = std::move(*k);
     } else if (!parsed->is_null()) {
-      return call->Fail(Err(ErrorCode::kBadRequest, "the body must be empty, null, {} or {\"idempotency_key\": ...}"));
+      return call->Fail(Err(ErrorCode::kBadRequest,
+                            "the body must be empty, null, {} or {\"idempotency_key\": ...}"));
     }
   }
   auto key = ResolveKey(*call->req, std::move(body_key));
@@ -446,11 +487,11 @@ void Api::Action(const std::shared_ptr<Call>& call, core::Command command) {
   SubmitWrite(call, std::move(command), std::move(*key), "");
 }
 
-#define TOKENLEDGER_ACTION(Name, Command)                                      \
-  void Api::Name(const std::shared_ptr<Call>& call) {                          \
-    auto id = ParseIdParam(call->params[0], "api_token_id");                    \
-    if (!id) return call->Fail(id.error());                                    \
-    Action(call, core::Command{*id});                                          \
+#define TOKENLEDGER_ACTION(Name, Command)                    \
+  void Api::Name(const std::shared_ptr<Call>& call) {        \
+    auto id = ParseIdParam(call->params[0], "api_token_id"); \
+    if (!id) return call->Fail(id.error());                  \
+    Action(call, core::Command{*id});                        \
   }
 TOKENLEDGER_ACTION(Suspend, SuspendToken)
 TOKENLEDGER_ACTION(Activate, ActivateToken)
@@ -466,7 +507,8 @@ namespace {
 using Query = std::vector<std::pair<std::string, std::string>>;
 
 // Parses the query and refuses keys outside `allowed` and repeated keys (bad_request).
-Result<Query> ParseAllowedQuery(std::string_view raw, std::initializer_list<std::string_view> allowed) {
+Result<Query> ParseAllowedQuery(std::string_view raw,
+                                std::initializer_list<std::string_view> allowed) {
   Query q;
   if (!ParseQuery(raw, q)) return Err(ErrorCode::kBadRequest, "malformed query string");
   for (std::size_t i = 0; i < q.size(); ++i) {
@@ -474,7 +516,8 @@ Result<Query> ParseAllowedQuery(std::string_view raw, std::initializer_list<std:
       return Err(ErrorCode::kBadRequest, "unknown query parameter '" + q[i].first + "'");
     }
     for (std::size_t j = 0; j < i; ++j) {
-      if (q[j].first == q[i].first) return Err(ErrorCode::kBadRequest, "query parameter '" + q[i].first + "' is repeated");
+      if (q[j].first == q[i].first)
+        return Err(ErrorCode::kBadRequest, "query parameter '" + q[i].first + "' is repeated");
     }
   }
   return q;
@@ -502,7 +545,8 @@ Result<PageParams> ParsePage(const Query& q, const ApiOptions& options) {
     auto n = ParseUint(*v, "pagination[page_size]");
     if (!n || *n < 1 || *n > options.max_page_size) {
       return Err(ErrorCode::kInvalidValue,
-                 "pagination[page_size] must be an integer from 1 to " + std::to_string(options.max_page_size),
+                 "pagination[page_size] must be an integer from 1 to " +
+                     std::to_string(options.max_page_size),
                  "pagination[page_size]");
     }
     p.size = static_cast<std::uint32_t>(*n);
@@ -513,9 +557,10 @@ Result<PageParams> ParsePage(const Query& q, const ApiOptions& options) {
 }  // namespace
 
 void Api::ListTokens(const std::shared_ptr<Call>& call) {
-  auto q = ParseAllowedQuery(call->query, {"account_id", "pagination[offset]", "pagination[page_size]",
-                                           "pagination[snapshot]", "sorting[field]", "sorting[direction]", "sorting",
-                                           "status", "token_scope", "environment_id", "idempotency_key"});
+  auto q = ParseAllowedQuery(
+      call->query, {"account_id", "pagination[offset]", "pagination[page_size]",
+                    "pagination[snapshot]", "sorting[field]", "sorting[direction]", "sorting",
+                    "status", "token_scope", "environment_id", "idempotency_key"});
   if (!q) return call->Fail(q.error());
   auto page = ParsePage(*q, options_);
   if (!page) return call->Fail(page.error());
@@ -527,7 +572,9 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
   if (const auto* v = Get(*q, "account_id")) {
     auto id = ParseIdParam(*v, "account_id");
     if (!id) return call->Fail(id.error());
-    if (*id != caller.account_id) return call->Fail(Err(ErrorCode::kNotPermitted, "the token may not list another account's tokens"));
+    if (*id != caller.account_id)
+      return call->Fail(
+          Err(ErrorCode::kNotPermitted, "the token may not list another account's tokens"));
   }
   if (const auto* v = Get(*q, "pagination[snapshot]")) {
     auto n = ParseUint(*v, "pagination[snapshot]");
@@ -537,7 +584,8 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
   std::string field = "inserted_at", direction = "desc";
   const auto* short_form = Get(*q, "sorting");
   if (short_form && (Get(*q, "sorting[field]") || Get(*q, "sorting[direction]"))) {
-    return call->Fail(Err(ErrorCode::kBadRequest, "use either sorting=[-]field or sorting[field]/sorting[direction]"));
+    return call->Fail(Err(ErrorCode::kBadRequest,
+                          "use either sorting=[-]field or sorting[field]/sorting[direction]"));
   }
   if (short_form) {
     direction = !short_form->empty() && short_form->front() == '-' ? "desc" : "asc";
@@ -548,21 +596,27 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
   const auto sort = projections::ParseSortField(field);
   if (!sort) {
     return call->Fail(Err(ErrorCode::kInvalidValue,
-                          "sorting field must be one of inserted_at, id, status, expires_at, last_used_at, updated_at",
+                          "sorting field must be one of inserted_at, id, status, expires_at, "
+                          "last_used_at, updated_at",
                           "sorting[field]"));
   }
   if (direction != "asc" && direction != "desc") {
-    return call->Fail(Err(ErrorCode::kInvalidValue, "sorting direction must be asc or desc", "sorting[direction]"));
+    return call->Fail(Err(ErrorCode::kInvalidValue, "sorting direction must be asc or desc",
+                          "sorting[direction]"));
   }
   lq.sort = *sort;
   lq.descending = direction == "desc";
   if (const auto* v = Get(*q, "status")) {
     lq.status = core::ParseStatus(*v);
-    if (!lq.status) return call->Fail(Err(ErrorCode::kInvalidValue, "status must be active, suspended or revoked", "status"));
+    if (!lq.status)
+      return call->Fail(
+          Err(ErrorCode::kInvalidValue, "status must be active, suspended or revoked", "status"));
   }
   if (const auto* v = Get(*q, "token_scope")) {
     lq.scope = events::ParseScope(*v);
-    if (!lq.scope) return call->Fail(Err(ErrorCode::kInvalidValue, "token_scope must be account or environment", "token_scope"));
+    if (!lq.scope)
+      return call->Fail(Err(ErrorCode::kInvalidValue, "token_scope must be account or environment",
+                            "token_scope"));
   }
   if (const auto* v = Get(*q, "environment_id")) {
     auto id = ParseIdParam(*v, "environment_id");
@@ -571,7 +625,8 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
   }
   if (caller.scope == events::TokenScope::kEnvironment) {
     if (lq.environment_id && lq.environment_id != caller.environment_id) {
-      return call->Fail(Err(ErrorCode::kNotPermitted, "the token may only list its own environment's tokens"));
+      return call->Fail(
+          Err(ErrorCode::kNotPermitted, "the token may only list its own environment's tokens"));
     }
     lq.environment_id = caller.environment_id;
   }
@@ -580,7 +635,8 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
   json::array summaries;
   summaries.reserve(result->rows.size());
   for (const auto& row : result->rows) summaries.push_back(TokenSummaryJson(row.state));
-  json::object pagination = PaginationJson(result->item_count, lq.offset, lq.page_size, result->rows.size());
+  json::object pagination =
+      PaginationJson(result->item_count, lq.offset, lq.page_size, result->rows.size());
   pagination["snapshot"] = result->snapshot_seq;
   call->Respond(Success({{"status", "success"},
                          {"summaries", std::move(summaries)},
@@ -588,7 +644,8 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
                          {"sorting", json::object{{"field", field}, {"direction", direction}}}}));
 }
 
-std::optional<projections::TokenRow> Api::TokenInReach(const std::shared_ptr<Call>& call, const Id& id) {
+std::optional<projections::TokenRow> Api::TokenInReach(const std::shared_ptr<Call>& call,
+                                                       const Id& id) {
   auto row = store_.GetToken(id);
   if (!row) {
     call->Fail(row.error());
@@ -596,7 +653,8 @@ std::optional<projections::TokenRow> Api::TokenInReach(const std::shared_ptr<Cal
   }
   const Caller& c = call->caller;
   if (!*row || (*row)->state.account_id != c.account_id ||
-      (c.scope == events::TokenScope::kEnvironment && (*row)->state.environment_id != c.environment_id)) {
+      (c.scope == events::TokenScope::kEnvironment &&
+       (*row)->state.environment_id != c.environment_id)) {
     call->Fail(Err(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found"));
     return std::nullopt;
   }
@@ -611,13 +669,16 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
   std::optional<projections::TokenRow> row;
   if (const auto* as_of = Get(*q, "as_of")) {
     const auto t = ParseRfc3339(*as_of);
-    if (!t) return call->Fail(Err(ErrorCode::kInvalidValue, "as_of must be an RFC 3339 time", "as_of"));
+    if (!t)
+      return call->Fail(Err(ErrorCode::kInvalidValue, "as_of must be an RFC 3339 time", "as_of"));
     auto past = store_.GetTokenAsOf(*id, *t);
     if (!past) return call->Fail(past.error());
     const Caller& c = call->caller;
     if (!*past || (*past)->state.account_id != c.account_id ||
-        (c.scope == events::TokenScope::kEnvironment && (*past)->state.environment_id != c.environment_id)) {
-      return call->Fail(Err(ErrorCode::kNotFound, "api_token " + id->ToString() + " not found at " + *as_of));
+        (c.scope == events::TokenScope::kEnvironment &&
+         (*past)->state.environment_id != c.environment_id)) {
+      return call->Fail(
+          Err(ErrorCode::kNotFound, "api_token " + id->ToString() + " not found at " + *as_of));
     }
     row = std::move(*past);
   } else {
@@ -630,17 +691,20 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
 void Api::TokenEvents(const std::shared_ptr<Call>& call) {
   auto id = ParseIdParam(call->params[0], "api_token_id");
   if (!id) return call->Fail(id.error());
-  auto q = ParseAllowedQuery(call->query, {"pagination[offset]", "pagination[page_size]", "idempotency_key"});
+  auto q = ParseAllowedQuery(call->query,
+                             {"pagination[offset]", "pagination[page_size]", "idempotency_key"});
   if (!q) return call->Fail(q.error());
   auto page = ParsePage(*q, options_);
   if (!page) return call->Fail(page.error());
   // The history outlives the token: ownership comes from its TokenCreated, not the row.
   auto first = store_.ListEvents(*id, 0, 1);
   if (!first) return call->Fail(first.error());
-  const auto* created = first->events.empty() ? nullptr : std::get_if<events::TokenCreated>(&first->events[0].data);
+  const auto* created =
+      first->events.empty() ? nullptr : std::get_if<events::TokenCreated>(&first->events[0].data);
   const Caller& c = call->caller;
   if (!created || created->account_id != c.account_id ||
-      (c.scope == events::TokenScope::kEnvironment && created->environment_id != c.environment_id)) {
+      (c.scope == events::TokenScope::kEnvironment &&
+       created->environment_id != c.environment_id)) {
     return call->Fail(Err(ErrorCode::kNotFound, "api_token " + id->ToString() + " not found"));
   }
   auto events = store_.ListEvents(*id, page->offset, page->size);
@@ -649,7 +713,8 @@ void Api::TokenEvents(const std::shared_ptr<Call>& call) {
   for (const auto& e : events->events) list.push_back(events::EventToApiJson(e));
   call->Respond(Success({{"status", "success"},
                          {"events", std::move(list)},
-                         {"pagination", PaginationJson(events->item_count, page->offset, page->size, events->events.size())}}));
+                         {"pagination", PaginationJson(events->item_count, page->offset, page->size,
+                                                       events->events.size())}}));
 }
 
 void Api::Ping(const std::shared_ptr<Call>& call) {
@@ -660,7 +725,8 @@ void Api::Healthz(const std::shared_ptr<Call>& call) { call->Respond(Success({{"
 
 void Api::Readyz(const std::shared_ptr<Call>& call) {
   if (!store_.ProjectionsCurrent()) {
-    return call->Fail(Err(ErrorCode::kUnavailable, "projections are not at the current schema version"));
+    return call->Fail(
+        Err(ErrorCode::kUnavailable, "projections are not at the current schema version"));
   }
   call->Respond(Success({{"status", "ready"}, {"last_seq", store_.LastSeq()}}));
 }

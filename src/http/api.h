@@ -75,7 +75,8 @@ class Api {
   void SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
                    std::optional<std::string> key, std::string canonical_body);
   // Loads a visible token the caller may see, or answers 404 / the error and returns nullopt.
-  std::optional<projections::TokenRow> TokenInReach(const std::shared_ptr<Call>& call, const Id& id);
+  std::optional<projections::TokenRow> TokenInReach(const std::shared_ptr<Call>& call,
+                                                    const Id& id);
 
   store::LedgerStore& store_;
   const auth::JwtSigner& signer_;

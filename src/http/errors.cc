@@ -33,7 +33,8 @@ int HttpStatus(ErrorCode code) {
 }
 
 std::string ErrorBody(const Error& error) {
-  boost::json::object o{{"status", "error"}, {"code", WireCode(error.code)}, {"message", error.message}};
+  boost::json::object o{
+      {"status", "error"}, {"code", WireCode(error.code)}, {"message", error.message}};
   if (!error.field.empty()) o["errors"] = boost::json::object{{error.field, error.message}};
   return boost::json::serialize(o);
 }

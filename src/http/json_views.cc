@@ -4,7 +4,9 @@ namespace tokenledger::http {
 namespace json = boost::json;
 namespace {
 
-json::value OptId(const std::optional<Id>& id) { return id ? json::value(id->ToString()) : json::value(nullptr); }
+json::value OptId(const std::optional<Id>& id) {
+  return id ? json::value(id->ToString()) : json::value(nullptr);
+}
 
 }  // namespace
 
@@ -20,15 +22,16 @@ json::object TokenSummaryJson(const core::TokenState& s) {
   o["expires_at"] = FormatRfc3339(s.expires_at);
   o["inserted_at"] = FormatRfc3339(s.inserted_at);
   o["updated_at"] = FormatRfc3339(s.updated_at);
-  o["last_used_at"] = s.last_used_at ? json::value(FormatRfc3339(*s.last_used_at)) : json::value(nullptr);
+  o["last_used_at"] =
+      s.last_used_at ? json::value(FormatRfc3339(*s.last_used_at)) : json::value(nullptr);
   return o;
 }
 
 json::object TokenDetailsJson(const core::TokenState& s) {
   json::object o = TokenSummaryJson(s);
   const core::AvailableActions a = core::ActionsFor(s.status);
-  o["available_actions"] =
-      json::object{{"activate", a.activate}, {"delete", a.del}, {"revoke", a.revoke}, {"suspend", a.suspend}};
+  o["available_actions"] = json::object{
+      {"activate", a.activate}, {"delete", a.del}, {"revoke", a.revoke}, {"suspend", a.suspend}};
   return o;
 }
 
@@ -42,8 +45,10 @@ json::object PaginationJson(std::uint64_t count, std::uint64_t offset, std::uint
   p["page_index"] = offset / page_size + 1;
   p["page_offset"] = offset;
   p["page_size"] = page_size;
-  p["next_page_offset"] = offset + page_size < count ? json::value(offset + page_size) : json::value(nullptr);
-  p["previous_page_offset"] = offset > 0 ? json::value(offset > page_size ? offset - page_size : 0) : json::value(nullptr);
+  p["next_page_offset"] =
+      offset + page_size < count ? json::value(offset + page_size) : json::value(nullptr);
+  p["previous_page_offset"] =
+      offset > 0 ? json::value(offset > page_size ? offset - page_size : 0) : json::value(nullptr);
   return p;
 }
 

@@ -25,12 +25,14 @@ void Header(std::string& out, const char* name, const char* type, const char* he
 
 template <std::size_t N, typename Counts>
 void Buckets(std::string& out, const std::string& name, const std::string& labels,
-             const std::array<double, N>& bounds, const Counts& counts, double sum, std::uint64_t count) {
+             const std::array<double, N>& bounds, const Counts& counts, double sum,
+             std::uint64_t count) {
   std::uint64_t cumulative = 0;
   const std::string sep = labels.empty() ? "" : ",";
   for (std::size_t i = 0; i < N; ++i) {
     cumulative += counts[i];
-    out += name + "_bucket{" + labels + sep + "le=\"" + Num(bounds[i]) + "\"} " + std::to_string(cumulative) + "\n";
+    out += name + "_bucket{" + labels + sep + "le=\"" + Num(bounds[i]) + "\"} " +
+           std::to_string(cumulative) + "\n";
   }
   out += name + "_bucket{" + labels + sep + "le=\"+Inf\"} " + std::to_string(count) + "\n";
   const std::string braces = labels.empty() ? "" : "{" + labels + "}";
@@ -40,7 +42,8 @@ void Buckets(std::string& out, const std::string& name, const std::string& label
 
 }  // namespace
 
-void HttpMetrics::Observe(std::string_view route, std::string_view method, int status, double seconds) {
+void HttpMetrics::Observe(std::string_view route, std::string_view method, int status,
+                          double seconds) {
   std::lock_guard lock(mu_);
   ++requests_[{std::string(route), std::string(method), status}];
   Histogram& h = latency_[std::string(route)];
@@ -55,21 +58,24 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
   std::string out;
   {
     std::lock_guard lock(mu_);
-    Header(out, "tokenledger_http_requests_total", "counter", "HTTP requests by route, method and status.");
+    Header(out, "tokenledger_http_requests_total", "counter",
+           "HTTP requests by route, method and status.");
     for (const auto& [key, n] : requests_) {
       const auto& [route, method, status] = key;
-      out += "tokenledger_http_requests_total{route=\"" + route + "\",method=\"" + method + "\",status=\"" +
-             std::to_string(status) + "\"} " + std::to_string(n) + "\n";
+      out += "tokenledger_http_requests_total{route=\"" + route + "\",method=\"" + method +
+             "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
     }
-    Header(out, "tokenledger_http_request_duration_seconds", "histogram", "Request latency by route.");
+    Header(out, "tokenledger_http_request_duration_seconds", "histogram",
+           "Request latency by route.");
     for (const auto& [route, h] : latency_) {
-      Buckets(out, "tokenledger_http_request_duration_seconds", "route=\"" + route + "\"", kLatencyBuckets,
-              h.buckets, h.sum, h.count);
+      Buckets(out, "tokenledger_http_request_duration_seconds", "route=\"" + route + "\"",
+              kLatencyBuckets, h.buckets, h.sum, h.count);
     }
   }
   Header(out, "tokenledger_http_connections", "gauge", "Open HTTP connections.");
   out += "tokenledger_http_connections " + std::to_string(connections_.load()) + "\n";
-  Header(out, "tokenledger_http_connections_refused_total", "counter", "Connections refused over the limit.");
+  Header(out, "tokenledger_http_connections_refused_total", "counter",
+         "Connections refused over the limit.");
   out += "tokenledger_http_connections_refused_total " + std::to_string(refused_.load()) + "\n";
 
   const store::StoreMetrics& m = store.Metrics();
@@ -77,22 +83,27 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
     Header(out, name, "counter", help);
     out += std::string(name) + " " + std::to_string(v) + "\n";
   };
-  counter("tokenledger_commit_batches_total", "Commit batches written (one fsync each).", m.batches.load());
+  counter("tokenledger_commit_batches_total", "Commit batches written (one fsync each).",
+          m.batches.load());
   counter("tokenledger_commands_total", "Commands decided by the committer.", m.commands.load());
-  counter("tokenledger_events_appended_total", "Events appended to the ledger.", m.events_appended.load());
+  counter("tokenledger_events_appended_total", "Events appended to the ledger.",
+          m.events_appended.load());
   counter("tokenledger_commands_overloaded_total", "Commands refused because the queue was full.",
           m.overloaded.load());
-  counter("tokenledger_commit_failures_total", "Commit batches that failed to write.", m.write_failures.load());
+  counter("tokenledger_commit_failures_total", "Commit batches that failed to write.",
+          m.write_failures.load());
   counter("tokenledger_idempotency_purged_total", "Expired idempotency records deleted.",
           m.idempotency_purged.load());
   Header(out, "tokenledger_commit_queue_depth", "gauge", "Commands waiting for the committer.");
   out += "tokenledger_commit_queue_depth " + std::to_string(store.QueueDepth()) + "\n";
-  Header(out, "tokenledger_ledger_last_seq", "gauge", "Sequence number of the last committed event.");
+  Header(out, "tokenledger_ledger_last_seq", "gauge",
+         "Sequence number of the last committed event.");
   out += "tokenledger_ledger_last_seq " + std::to_string(store.LastSeq()) + "\n";
 
   std::array<std::uint64_t, store::StoreMetrics::kBatchBuckets.size() + 1> batch{};
   std::uint64_t batch_count = 0;
-  for (std::size_t i = 0; i < batch.size(); ++i) batch_count += batch[i] = m.batch_size_buckets[i].load();
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    batch_count += batch[i] = m.batch_size_buckets[i].load();
   Header(out, "tokenledger_commit_batch_size", "histogram", "Commands per commit batch.");
   Buckets(out, "tokenledger_commit_batch_size", "", store::StoreMetrics::kBatchBuckets, batch,
           static_cast<double>(m.batch_size_sum.load()), batch_count);
@@ -100,8 +111,8 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
   std::uint64_t sync_count = 0;
   for (std::size_t i = 0; i < sync.size(); ++i) sync_count += sync[i] = m.sync_buckets[i].load();
   Header(out, "tokenledger_commit_sync_seconds", "histogram", "Time to write and fsync one batch.");
-  Buckets(out, "tokenledger_commit_sync_seconds", "", store::StoreMetrics::kSyncBucketsSeconds, sync,
-          static_cast<double>(m.sync_micros_sum.load()) / 1e6, sync_count);
+  Buckets(out, "tokenledger_commit_sync_seconds", "", store::StoreMetrics::kSyncBucketsSeconds,
+          sync, static_cast<double>(m.sync_micros_sum.load()) / 1e6, sync_count);
   return out;
 }
 

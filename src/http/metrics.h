@@ -37,7 +37,7 @@ class HttpMetrics {
   };
   mutable std::mutex mu_;
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;  // guarded by mu_
-  std::map<std::string, Histogram> latency_;                                      // guarded by mu_
+  std::map<std::string, Histogram> latency_;                                     // guarded by mu_
   std::atomic<long long> connections_{0};
   std::atomic<std::uint64_t> refused_{0};
 };

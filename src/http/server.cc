@@ -38,7 +38,8 @@ bool SplitHostPort(const std::string& address, std::string* host, unsigned short
   std::string h = address.substr(0, colon);
   if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
   const std::string p = address.substr(colon + 1);
-  if (h.empty() || p.find_first_not_of("0123456789") != std::string::npos || p.size() > 5) return false;
+  if (h.empty() || p.find_first_not_of("0123456789") != std::string::npos || p.size() > 5)
+    return false;
   const unsigned long n = std::stoul(p);
   if (n > 65535) return false;
   *host = h;
@@ -59,23 +60,28 @@ struct Server::Impl {
   std::mutex connections_mu;
   std::unordered_set<std::shared_ptr<Connection>> connections;  // guarded by connections_mu
 
-  Impl(const ServerOptions& o, RequestHandler h, HttpMetrics& m) : options(o), handler(std::move(h)), metrics(m) {}
+  Impl(const ServerOptions& o, RequestHandler h, HttpMetrics& m)
+      : options(o), handler(std::move(h)), metrics(m) {}
 
   Status Bind(tcp::acceptor& acceptor, const std::string& address) {
     std::string host;
     unsigned short port = 0;
     if (!SplitHostPort(address, &host, &port)) {
-      return Error{ErrorCode::kInvalidValue, "listen address '" + address + "' is not HOST:PORT", {}};
+      return Error{
+          ErrorCode::kInvalidValue, "listen address '" + address + "' is not HOST:PORT", {}};
     }
     boost::system::error_code ec;
     const auto ip = net::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-    if (ec) return Error{ErrorCode::kInvalidValue, "listen host '" + host + "' is not an IP address", {}};
+    if (ec)
+      return Error{ErrorCode::kInvalidValue, "listen host '" + host + "' is not an IP address", {}};
     const tcp::endpoint endpoint(ip, port);
     acceptor.open(endpoint.protocol(), ec);
     if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) acceptor.bind(endpoint, ec);
     if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) return Error{ErrorCode::kUnavailable, "cannot listen on " + address + ": " + ec.message(), {}};
+    if (ec)
+      return Error{
+          ErrorCode::kUnavailable, "cannot listen on " + address + ": " + ec.message(), {}};
     return Status::Ok();
   }
 
@@ -126,7 +132,9 @@ struct Server::Impl {
   }
 
   net::awaitable<void> Refuse(std::shared_ptr<Connection> conn) {
-    auto res = ToBeast(ErrorResponse(ErrorCode::kUnavailable, "too many open connections; retry shortly"), 11, false);
+    auto res =
+        ToBeast(ErrorResponse(ErrorCode::kUnavailable, "too many open connections; retry shortly"),
+                11, false);
     conn->stream.expires_after(std::chrono::seconds(5));
     co_await bhttp::async_write(conn->stream, res, kNoThrow);
     beast::error_code ignored;
@@ -142,7 +150,9 @@ struct Server::Impl {
           auto shared = std::make_shared<decltype(completion)>(std::move(completion));
           auto executor = net::get_associated_executor(*shared);
           handler(std::move(request), [shared, executor](HttpResponse response) {
-            net::post(executor, [shared, response = std::move(response)]() mutable { (*shared)(std::move(response)); });
+            net::post(executor, [shared, response = std::move(response)]() mutable {
+              (*shared)(std::move(response));
+            });
           });
         },
         token, std::move(request));
@@ -161,24 +171,33 @@ struct Server::Impl {
       parser.body_limit(options.max_body_bytes);
       stream.expires_after(Us(options.read_timeout));
       auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
-      if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted || ec == beast::error::timeout ||
-          ec == net::error::connection_reset || ec == net::error::eof || (ec && buffer.size() == 0 && n == 0)) {
+      if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
+          ec == beast::error::timeout || ec == net::error::connection_reset ||
+          ec == net::error::eof || (ec && buffer.size() == 0 && n == 0)) {
         break;  // the peer went away, the read timed out, or shutdown closed an idle connection
       }
       conn->busy = true;
       std::optional<HttpResponse> refusal;
       if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
-        refusal = ErrorResponse(ErrorCode::kBadRequest, "request headers exceed " + std::to_string(options.max_header_bytes) + " bytes");
+        refusal = ErrorResponse(
+            ErrorCode::kBadRequest,
+            "request headers exceed " + std::to_string(options.max_header_bytes) + " bytes");
         refusal->status = 431;
       } else if (ec == bhttp::error::body_limit) {
-        refusal = ErrorResponse(ErrorCode::kPayloadTooLarge, "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
+        refusal = ErrorResponse(
+            ErrorCode::kPayloadTooLarge,
+            "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
       } else if (ec) {
         refusal = ErrorResponse(ErrorCode::kBadRequest, "malformed HTTP request: " + ec.message());
       } else if (parser.get().target().size() > options.max_url_bytes) {
-        refusal = ErrorResponse(ErrorCode::kBadRequest, "request URL exceeds " + std::to_string(options.max_url_bytes) + " bytes");
+        refusal = ErrorResponse(
+            ErrorCode::kBadRequest,
+            "request URL exceeds " + std::to_string(options.max_url_bytes) + " bytes");
         refusal->status = 414;
       } else if (parser.content_length() && *parser.content_length() > options.max_body_bytes) {
-        refusal = ErrorResponse(ErrorCode::kPayloadTooLarge, "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
+        refusal = ErrorResponse(
+            ErrorCode::kPayloadTooLarge,
+            "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
       }
       if (!refusal) {
         if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
@@ -189,17 +208,23 @@ struct Server::Impl {
           stream.expires_after(Us(options.read_timeout));
           auto [body_ec, body_n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
           if (body_ec == bhttp::error::body_limit) {
-            refusal = ErrorResponse(ErrorCode::kPayloadTooLarge, "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
+            refusal = ErrorResponse(
+                ErrorCode::kPayloadTooLarge,
+                "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
           } else if (body_ec) {
             if (body_ec == beast::error::timeout || body_ec == net::error::operation_aborted) break;
-            refusal = ErrorResponse(ErrorCode::kBadRequest, "malformed HTTP request body: " + body_ec.message());
+            refusal = ErrorResponse(ErrorCode::kBadRequest,
+                                    "malformed HTTP request body: " + body_ec.message());
           }
         }
       }
       if (refusal) {
         // The request was not read to its end: answer, then close (the stream is out of sync).
         refusal->headers.emplace_back("X-Request-Id", "refused-before-routing");
-        Log(LogLevel::kInfo, "request refused", {{"status", static_cast<long long>(refusal->status)}, {"remote", remote}, {"reason", refusal->body}});
+        Log(LogLevel::kInfo, "request refused",
+            {{"status", static_cast<long long>(refusal->status)},
+             {"remote", remote},
+             {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);
         auto res = ToBeast(std::move(*refusal), 11, false);
         stream.expires_after(Us(options.read_timeout));
@@ -220,7 +245,8 @@ struct Server::Impl {
         request->has_idempotency_key = true;
         request->idempotency_key = std::string(it->value());
       }
-      if (auto it = req.find("X-Request-Id"); it != req.end()) request->request_id = std::string(it->value());
+      if (auto it = req.find("X-Request-Id"); it != req.end())
+        request->request_id = std::string(it->value());
       request->remote = remote;
       request->listener = listener;
       const bool keep_alive = req.keep_alive();
@@ -287,7 +313,8 @@ Server::~Server() = default;
 Status Server::Listen() {
   if (Status s = impl_->Bind(impl_->api_acceptor, impl_->options.listen); !s) return s;
   if (!impl_->options.metrics_listen.empty()) {
-    if (Status s = impl_->Bind(impl_->metrics_acceptor, impl_->options.metrics_listen); !s) return s;
+    if (Status s = impl_->Bind(impl_->metrics_acceptor, impl_->options.metrics_listen); !s)
+      return s;
   }
   return Status::Ok();
 }
@@ -305,13 +332,15 @@ unsigned short Server::MetricsPort() const {
 void Server::Run() {
   Impl& m = *impl_;
   net::co_spawn(m.ioc, m.Accept(m.api_acceptor, Listener::kApi), net::detached);
-  if (m.metrics_acceptor.is_open()) net::co_spawn(m.ioc, m.Accept(m.metrics_acceptor, Listener::kMetrics), net::detached);
+  if (m.metrics_acceptor.is_open())
+    net::co_spawn(m.ioc, m.Accept(m.metrics_acceptor, Listener::kMetrics), net::detached);
   m.signals.async_wait([&m](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     Log(LogLevel::kInfo, "signal received", {{"signal", static_cast<long long>(signal)}});
     m.BeginShutdown();
   });
-  unsigned threads = m.options.threads ? m.options.threads : std::max(1u, std::thread::hardware_concurrency());
+  unsigned threads =
+      m.options.threads ? m.options.threads : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&m] { m.ioc.run(); });
   m.ioc.run();

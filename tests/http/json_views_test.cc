@@ -13,11 +13,17 @@ json::value P(std::uint64_t count, std::uint64_t offset, std::uint64_t size, std
 }
 
 TEST(PaginationTest, Edges) {
-  EXPECT_EQ(P(0, 0, 25, 0), json::parse(R"({"item_count":0,"item_start":0,"item_end":0,"page_count":0,"page_index":1,
+  EXPECT_EQ(
+      P(0, 0, 25, 0),
+      json::parse(R"({"item_count":0,"item_start":0,"item_end":0,"page_count":0,"page_index":1,
       "page_offset":0,"page_size":25,"next_page_offset":null,"previous_page_offset":null})"));
-  EXPECT_EQ(P(7, 0, 3, 3), json::parse(R"({"item_count":7,"item_start":1,"item_end":3,"page_count":3,"page_index":1,
+  EXPECT_EQ(
+      P(7, 0, 3, 3),
+      json::parse(R"({"item_count":7,"item_start":1,"item_end":3,"page_count":3,"page_index":1,
       "page_offset":0,"page_size":3,"next_page_offset":3,"previous_page_offset":null})"));
-  EXPECT_EQ(P(7, 6, 3, 1), json::parse(R"({"item_count":7,"item_start":7,"item_end":7,"page_count":3,"page_index":3,
+  EXPECT_EQ(
+      P(7, 6, 3, 1),
+      json::parse(R"({"item_count":7,"item_start":7,"item_end":7,"page_count":3,"page_index":3,
       "page_offset":6,"page_size":3,"next_page_offset":null,"previous_page_offset":3})"));
   // An offset between pages, and one past the end.
   EXPECT_EQ(P(7, 2, 3, 3).at("previous_page_offset"), 0);
@@ -40,7 +46,8 @@ TEST(TokenJsonTest, DetailsHaveEveryKeyAndSummariesNoActions) {
   EXPECT_TRUE(d.at("environment_id").is_null());
   EXPECT_TRUE(d.at("last_used_at").is_null());
   EXPECT_TRUE(d.at("created_by_admin_user_id").is_null());
-  EXPECT_EQ(d.at("available_actions"), json::parse(R"({"activate":true,"delete":false,"revoke":true,"suspend":false})"));
+  EXPECT_EQ(d.at("available_actions"),
+            json::parse(R"({"activate":true,"delete":false,"revoke":true,"suspend":false})"));
   EXPECT_EQ(d.at("expires_at"), "1970-01-01T00:00:00.000000Z");
   const auto summary = TokenSummaryJson(s);
   EXPECT_EQ(summary.size(), 11u);

@@ -32,7 +32,8 @@ TEST(RouterTest, WrongMethodListsTheAllowedOnes) {
   auto* n = std::get_if<MethodNotAllowed>(&r);
   ASSERT_TRUE(n);
   EXPECT_EQ(n->allow, "GET, DELETE");
-  EXPECT_EQ(std::get<MethodNotAllowed>(Resolve(kRoutes, "DELETE", "/api/v1/api_token")).allow, "GET, POST");
+  EXPECT_EQ(std::get<MethodNotAllowed>(Resolve(kRoutes, "DELETE", "/api/v1/api_token")).allow,
+            "GET, POST");
 }
 
 TEST(RouterTest, UnknownPathsAreNoRoute) {
