@@ -16,14 +16,17 @@ struct Option {
 };
 
 bool ParseSize(const std::string& text, std::size_t* out) {
-  if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
   *out = std::stoull(text);
   return true;
 }
 
 std::vector<Option> Options() {
   auto size = [](std::size_t ServerOptions::*field) {
-    return [field](Config& c, const std::string& v) { return ParseSize(v, &(c.server.*field)) && c.server.*field > 0; };
+    return [field](Config& c, const std::string& v) {
+      return ParseSize(v, &(c.server.*field)) && c.server.*field > 0;
+    };
   };
   auto duration = [](auto getter) {
     return [getter](Config& c, const std::string& v) {
@@ -34,13 +37,24 @@ std::vector<Option> Options() {
     };
   };
   return {
-      {"listen", "TOKENLEDGER_LISTEN", "HOST:PORT", "API address; port 0 picks a free port (default 127.0.0.1:8080)",
-       [](Config& c, const std::string& v) { c.server.listen = v; return !v.empty(); }},
+      {"listen", "TOKENLEDGER_LISTEN", "HOST:PORT",
+       "API address; port 0 picks a free port (default 127.0.0.1:8080)",
+       [](Config& c, const std::string& v) {
+         c.server.listen = v;
+         return !v.empty();
+       }},
       {"metrics-listen", "TOKENLEDGER_METRICS_LISTEN", "HOST:PORT",
        "serve /metrics on this address instead of the API's (default: the API's)",
-       [](Config& c, const std::string& v) { c.server.metrics_listen = v; return true; }},
-      {"data-dir", "TOKENLEDGER_DATA_DIR", "DIR", "ledger directory, created if missing (default ./data)",
-       [](Config& c, const std::string& v) { c.store.data_dir = v; return !v.empty(); }},
+       [](Config& c, const std::string& v) {
+         c.server.metrics_listen = v;
+         return true;
+       }},
+      {"data-dir", "TOKENLEDGER_DATA_DIR", "DIR",
+       "ledger directory, created if missing (default ./data)",
+       [](Config& c, const std::string& v) {
+         c.store.data_dir = v;
+         return !v.empty();
+       }},
       {"threads", "TOKENLEDGER_THREADS", "N", "I/O threads; 0 = one per core (default 0)",
        [](Config& c, const std::string& v) {
          std::size_t n;
@@ -49,26 +63,38 @@ std::vector<Option> Options() {
          return true;
        }},
       {"signing-key-file", "TOKENLEDGER_SIGNING_KEY_FILE", "PATH",
-       "HS256 key, 64 hex digits, mode 0600 (default <data-dir>/signing.key, created on first start)",
-       [](Config& c, const std::string& v) { c.signing_key_file = v; return !v.empty(); }},
-      {"max-header-bytes", "TOKENLEDGER_MAX_HEADER_BYTES", "N", "request line + headers limit (default 8192)",
-       size(&ServerOptions::max_header_bytes)},
-      {"max-body-bytes", "TOKENLEDGER_MAX_BODY_BYTES", "N", "request body limit, 413 beyond (default 65536)",
-       size(&ServerOptions::max_body_bytes)},
-      {"max-url-bytes", "TOKENLEDGER_MAX_URL_BYTES", "N", "request target limit, 414 beyond (default 4096)",
-       size(&ServerOptions::max_url_bytes)},
-      {"max-connections", "TOKENLEDGER_MAX_CONNECTIONS", "N", "open connections; more get 503 (default 1024)",
-       size(&ServerOptions::max_connections)},
-      {"read-timeout", "TOKENLEDGER_READ_TIMEOUT", "DURATION", "time allowed for each read (default 30s)",
+       "HS256 key, 64 hex digits, mode 0600 (default <data-dir>/signing.key, created on first "
+       "start)",
+       [](Config& c, const std::string& v) {
+         c.signing_key_file = v;
+         return !v.empty();
+       }},
+      {"max-header-bytes", "TOKENLEDGER_MAX_HEADER_BYTES", "N",
+       "request line + headers limit (default 8192)", size(&ServerOptions::max_header_bytes)},
+      {"max-body-bytes", "TOKENLEDGER_MAX_BODY_BYTES", "N",
+       "request body limit, 413 beyond (default 65536)", size(&ServerOptions::max_body_bytes)},
+      {"max-url-bytes", "TOKENLEDGER_MAX_URL_BYTES", "N",
+       "request target limit, 414 beyond (default 4096)", size(&ServerOptions::max_url_bytes)},
+      {"max-connections", "TOKENLEDGER_MAX_CONNECTIONS", "N",
+       "open connections; more get 503 (default 1024)", size(&ServerOptions::max_connections)},
+      {"read-timeout", "TOKENLEDGER_READ_TIMEOUT", "DURATION",
+       "time allowed for each read (default 30s)",
        duration([](Config& c) -> Micros& { return c.server.read_timeout; })},
       {"shutdown-grace", "TOKENLEDGER_SHUTDOWN_GRACE", "DURATION",
        "on SIGTERM, time in-flight requests get before connections are cut (default 10s)",
        duration([](Config& c) -> Micros& { return c.server.shutdown_grace; })},
-      {"queue-depth", "TOKENLEDGER_QUEUE_DEPTH", "N", "writes waiting for the committer; more get 503 (default 16384)",
-       [](Config& c, const std::string& v) { return ParseSize(v, &c.store.max_queue_depth) && c.store.max_queue_depth > 0; }},
-      {"batch-size", "TOKENLEDGER_BATCH_SIZE", "N", "writes per commit batch, one fsync each (default 512)",
-       [](Config& c, const std::string& v) { return ParseSize(v, &c.store.max_batch_size) && c.store.max_batch_size > 0; }},
-      {"idempotency-ttl", "TOKENLEDGER_IDEMPOTENCY_TTL", "DURATION", "how long idempotency keys are kept (default 24h)",
+      {"queue-depth", "TOKENLEDGER_QUEUE_DEPTH", "N",
+       "writes waiting for the committer; more get 503 (default 16384)",
+       [](Config& c, const std::string& v) {
+         return ParseSize(v, &c.store.max_queue_depth) && c.store.max_queue_depth > 0;
+       }},
+      {"batch-size", "TOKENLEDGER_BATCH_SIZE", "N",
+       "writes per commit batch, one fsync each (default 512)",
+       [](Config& c, const std::string& v) {
+         return ParseSize(v, &c.store.max_batch_size) && c.store.max_batch_size > 0;
+       }},
+      {"idempotency-ttl", "TOKENLEDGER_IDEMPOTENCY_TTL", "DURATION",
+       "how long idempotency keys are kept (default 24h)",
        duration([](Config& c) -> Micros& { return c.store.idempotency_ttl; })},
       {"last-used-granularity", "TOKENLEDGER_LAST_USED_GRANULARITY", "DURATION",
        "last_used_at moves at most once per this interval per token (default 60s)",
@@ -76,17 +102,33 @@ std::vector<Option> Options() {
       {"default-token-lifetime", "TOKENLEDGER_DEFAULT_TOKEN_LIFETIME", "DURATION",
        "expiry of tokens created without expires_at (default 365d)",
        duration([](Config& c) -> Micros& { return c.store.policy.default_lifetime; })},
-      {"max-token-lifetime", "TOKENLEDGER_MAX_TOKEN_LIFETIME", "DURATION", "longest allowed expiry; 0 = off (default 0)",
+      {"max-token-lifetime", "TOKENLEDGER_MAX_TOKEN_LIFETIME", "DURATION",
+       "longest allowed expiry; 0 = off (default 0)",
        duration([](Config& c) -> Micros& { return c.store.policy.max_lifetime; })},
       {"log-level", "TOKENLEDGER_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)",
        [](Config& c, const std::string& v) { return ParseLogLevel(v, &c.log_level); }},
-      {"no-sync", "TOKENLEDGER_NO_SYNC", "", "BENCHMARKS ONLY: do not fsync commits (acknowledged writes can be lost)",
-       [](Config& c, const std::string&) { c.store.sync = false; return true; }},
+      {"no-sync", "TOKENLEDGER_NO_SYNC", "",
+       "BENCHMARKS ONLY: do not fsync commits (acknowledged writes can be lost)",
+       [](Config& c, const std::string&) {
+         c.store.sync = false;
+         return true;
+       }},
       {"rebuild-projections", "TOKENLEDGER_REBUILD_PROJECTIONS", "",
        "rebuild projections at start if their stored version differs from this release's",
-       [](Config& c, const std::string&) { c.rebuild_projections = true; return true; }},
-      {"help", "", "", "show this help", [](Config& c, const std::string&) { c.show_help = true; return true; }},
-      {"version", "", "", "show the version", [](Config& c, const std::string&) { c.show_version = true; return true; }},
+       [](Config& c, const std::string&) {
+         c.rebuild_projections = true;
+         return true;
+       }},
+      {"help", "", "", "show this help",
+       [](Config& c, const std::string&) {
+         c.show_help = true;
+         return true;
+       }},
+      {"version", "", "", "show the version",
+       [](Config& c, const std::string&) {
+         c.show_version = true;
+         return true;
+       }},
   };
 }
 
@@ -98,27 +140,30 @@ bool ParseDuration(const std::string& text, Micros* out) {
   if (digits == 0 || digits > 12) return false;
   const Micros n = std::stoll(text.substr(0, digits));
   const std::string unit = text.substr(digits);
-  static const std::map<std::string, Micros> kUnits = {{"", kMicrosPerSecond},     {"ms", 1000},
-                                                       {"s", kMicrosPerSecond},    {"m", kMicrosPerMinute},
-                                                       {"h", kMicrosPerHour},      {"d", kMicrosPerDay}};
+  static const std::map<std::string, Micros> kUnits = {
+      {"", kMicrosPerSecond},  {"ms", 1000},          {"s", kMicrosPerSecond},
+      {"m", kMicrosPerMinute}, {"h", kMicrosPerHour}, {"d", kMicrosPerDay}};
   auto it = kUnits.find(unit);
   if (it == kUnits.end()) return false;
   *out = n * it->second;
   return true;
 }
 
-bool ParseConfig(const std::vector<std::string>& args, char** environ_vars, Config* config, std::string* error) {
+bool ParseConfig(const std::vector<std::string>& args, char** environ_vars, Config* config,
+                 std::string* error) {
   const auto options = Options();
   std::map<std::string, std::string> env;
   for (char** e = environ_vars; e && *e; ++e) {
     const std::string kv = *e;
     const auto eq = kv.find('=');
-    if (eq != std::string::npos && kv.rfind("TOKENLEDGER_", 0) == 0) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    if (eq != std::string::npos && kv.rfind("TOKENLEDGER_", 0) == 0)
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& o : options) {
     auto it = o.env.empty() ? env.end() : env.find(o.env);
     if (it == env.end()) continue;
-    if (o.value_name.empty() && (it->second.empty() || it->second == "0" || it->second == "false")) continue;
+    if (o.value_name.empty() && (it->second.empty() || it->second == "0" || it->second == "false"))
+      continue;
     if (!o.apply(*config, it->second)) {
       *error = "invalid value '" + it->second + "' for " + o.env;
       return false;

@@ -23,7 +23,8 @@ struct Config {
 
 // Parses argv (without argv[0]) and the environment. Returns false and sets `error` on an
 // unknown flag, a missing value or a malformed value.
-bool ParseConfig(const std::vector<std::string>& args, char** environ_vars, Config* config, std::string* error);
+bool ParseConfig(const std::vector<std::string>& args, char** environ_vars, Config* config,
+                 std::string* error);
 
 std::string HelpText();
 

@@ -16,14 +16,16 @@ namespace tokenledger {
 namespace {
 
 // On an empty ledger: an account and an account-scoped token for it, shown once.
-int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config& config, unsigned short port) {
+int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config& config,
+              unsigned short port) {
   const Id account = IdGenerator().Generate();
   store::CommandRequest req;
   req.command = core::CreateToken{account};
   req.request_id = "first-start";
   store::CommandResult r = store.Submit(std::move(req)).get();
   if (r.outcome != store::Outcome::kApplied) {
-    Log(LogLevel::kError, "first start: could not create the first token", {{"reason", r.rejection.message}});
+    Log(LogLevel::kError, "first start: could not create the first token",
+        {{"reason", r.rejection.message}});
     return 1;
   }
   const std::string jwt = api.TokenJwt(r.after->state);
@@ -33,9 +35,9 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
   if (host == "0.0.0.0" || host == "::") host = "127.0.0.1";
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   std::cout << "\ntokenledger: first start. Created account " << account.ToString()
-            << "\nand an account-scoped API token for it. The token is shown only this once:\n\n  " << jwt
-            << "\n\nTry it:\n\n  curl -s -H 'Authorization: Bearer " << jwt << "' http://" << host << ":" << port
-            << "/api/v1/ping\n\n"
+            << "\nand an account-scoped API token for it. The token is shown only this once:\n\n  "
+            << jwt << "\n\nTry it:\n\n  curl -s -H 'Authorization: Bearer " << jwt << "' http://"
+            << host << ":" << port << "/api/v1/ping\n\n"
             << std::flush;
   Log(LogLevel::kInfo, "first start: created account and token",
       {{"account_id", account.ToString()}, {"token_id", r.after->state.id.ToString()}});
@@ -45,7 +47,8 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
 int Main(int argc, char** argv) {
   app::Config config;
   std::string error;
-  if (!app::ParseConfig(std::vector<std::string>(argv + 1, argv + argc), environ, &config, &error)) {
+  if (!app::ParseConfig(std::vector<std::string>(argv + 1, argv + argc), environ, &config,
+                        &error)) {
     std::fprintf(stderr, "tokenledgerd: %s\n", error.c_str());
     return 2;
   }
@@ -59,12 +62,14 @@ int Main(int argc, char** argv) {
   }
   SetLogLevel(config.log_level);
   if (!config.store.sync) {
-    Log(LogLevel::kWarn, "--no-sync: commits are not fsynced; acknowledged writes can be lost on a crash. "
-                         "For benchmarks only.");
+    Log(LogLevel::kWarn,
+        "--no-sync: commits are not fsynced; acknowledged writes can be lost on a crash. "
+        "For benchmarks only.");
   }
 
-  auto opened = store::LedgerStore::Open(
-      config.store, config.rebuild_projections ? store::OpenMode::kMaintenance : store::OpenMode::kServe);
+  auto opened = store::LedgerStore::Open(config.store, config.rebuild_projections
+                                                           ? store::OpenMode::kMaintenance
+                                                           : store::OpenMode::kServe);
   if (!opened.store) {
     Log(LogLevel::kError, "cannot open the ledger", {{"reason", opened.message}});
     std::fprintf(stderr, "tokenledgerd: %s\n", opened.message.c_str());
@@ -72,7 +77,8 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<store::LedgerStore> ledger = std::move(opened.store);
   if (!ledger->ProjectionsCurrent()) {
-    Log(LogLevel::kInfo, "rebuilding projections from the ledger", {{"events", static_cast<long long>(ledger->LastSeq())}});
+    Log(LogLevel::kInfo, "rebuilding projections from the ledger",
+        {{"events", static_cast<long long>(ledger->LastSeq())}});
     if (Status s = ledger->RebuildProjections(); !s) {
       Log(LogLevel::kError, "projection rebuild failed", {{"reason", s.error().message}});
       return 1;
@@ -81,7 +87,8 @@ int Main(int argc, char** argv) {
   }
 
   const bool default_key = config.signing_key_file.empty();
-  const std::string key_path = default_key ? config.store.data_dir + "/signing.key" : config.signing_key_file;
+  const std::string key_path =
+      default_key ? config.store.data_dir + "/signing.key" : config.signing_key_file;
   auto key = auth::LoadOrCreateSigningKey(key_path, default_key);
   if (!key) {
     Log(LogLevel::kError, "signing key unusable", {{"reason", key.error().message}});

@@ -5,7 +5,8 @@
 namespace tokenledger::app {
 namespace {
 
-bool Parse(std::vector<std::string> args, std::vector<std::string> env, Config* c, std::string* error) {
+bool Parse(std::vector<std::string> args, std::vector<std::string> env, Config* c,
+           std::string* error) {
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -29,8 +30,8 @@ TEST(ConfigTest, FlagsWinOverEnvironment) {
   Config c;
   std::string error;
   ASSERT_TRUE(Parse({"--listen", "0.0.0.0:9000", "--idempotency-ttl=2h", "--no-sync"},
-                    {"TOKENLEDGER_LISTEN=1.2.3.4:1", "TOKENLEDGER_DATA_DIR=/var/lib/tl", "TOKENLEDGER_LOG_LEVEL=debug",
-                     "OTHER=1"},
+                    {"TOKENLEDGER_LISTEN=1.2.3.4:1", "TOKENLEDGER_DATA_DIR=/var/lib/tl",
+                     "TOKENLEDGER_LOG_LEVEL=debug", "OTHER=1"},
                     &c, &error))
       << error;
   EXPECT_EQ(c.server.listen, "0.0.0.0:9000");
@@ -72,8 +73,9 @@ TEST(ConfigTest, Durations) {
 
 TEST(ConfigTest, HelpListsEveryOptionWithItsDefault) {
   const std::string help = HelpText();
-  for (const char* flag : {"--listen", "--data-dir", "--threads", "--signing-key-file", "--max-body-bytes",
-                           "--idempotency-ttl", "--last-used-granularity", "--log-level", "--metrics-listen"}) {
+  for (const char* flag :
+       {"--listen", "--data-dir", "--threads", "--signing-key-file", "--max-body-bytes",
+        "--idempotency-ttl", "--last-used-granularity", "--log-level", "--metrics-listen"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
   EXPECT_NE(help.find("default 127.0.0.1:8080"), std::string::npos);
