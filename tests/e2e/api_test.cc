@@ -55,7 +55,8 @@ TEST_F(ApiTest, PingHealthzReadyz) {
 
 TEST_F(ApiTest, CreateShowsEveryFieldAndTheTokenOnce) {
   const auto before = NowMicros();
-  Response r = Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{"token_scope":"account"}})");
+  Response r =
+      Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{"token_scope":"account"}})");
   ASSERT_EQ(r.status, 200) << r.body;
   const json::object body = r.Json().as_object();
   EXPECT_EQ(body.size(), 3u);
@@ -94,9 +95,10 @@ TEST_F(ApiTest, CreateShowsEveryFieldAndTheTokenOnce) {
 
 TEST_F(ApiTest, CreateEnvironmentTokenWithExpiryNormalisedToUtc) {
   const Id env = ids_.Generate();
-  Response r = Call("POST", "/api/v1/api_token", main_.jwt,
-                    R"({"details":{"token_scope":"environment","environment_id":")" + env.ToString() +
-                        R"(","expires_at":"2099-01-01T02:00:00+02:00","account_id":null},"idempotency_key":null})");
+  Response r = Call(
+      "POST", "/api/v1/api_token", main_.jwt,
+      R"({"details":{"token_scope":"environment","environment_id":")" + env.ToString() +
+          R"(","expires_at":"2099-01-01T02:00:00+02:00","account_id":null},"idempotency_key":null})");
   ASSERT_EQ(r.status, 200) << r.body;
   const auto d = r.Json().at("details").as_object();
   EXPECT_EQ(d.at("environment_id"), env.ToString());
@@ -162,8 +164,8 @@ TEST_F(ApiTest, WholeLifecycle) {
   std::vector<std::string> types;
   for (const auto& e : events) types.push_back(JsonString(e.at("type")));
   // The use is recorded off the request path but queued before the next request's write.
-  EXPECT_EQ(types, (std::vector<std::string>{"TokenCreated", "TokenSuspended", "TokenActivated", "TokenUsed",
-                                             "TokenRevoked", "TokenDeleted"}));
+  EXPECT_EQ(types, (std::vector<std::string>{"TokenCreated", "TokenSuspended", "TokenActivated",
+                                             "TokenUsed", "TokenRevoked", "TokenDeleted"}));
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& e = events[i].as_object();
     EXPECT_EQ(e.size(), 10u);
@@ -180,7 +182,8 @@ TEST_F(ApiTest, WholeLifecycle) {
 
 TEST_F(ApiTest, ListShapePaginationAndSorting) {
   for (int i = 0; i < 6; ++i) CreateViaApi(main_.jwt);  // 7 tokens with main_
-  Response r = Call("GET", "/api/v1/api_token?pagination%5Bpage_size%5D=3&pagination%5Boffset%5D=3", main_.jwt);
+  Response r = Call("GET", "/api/v1/api_token?pagination%5Bpage_size%5D=3&pagination%5Boffset%5D=3",
+                    main_.jwt);
   ASSERT_EQ(r.status, 200) << r.body;
   const auto body = r.Json().as_object();
   EXPECT_EQ(body.size(), 4u);
@@ -202,7 +205,8 @@ TEST_F(ApiTest, ListShapePaginationAndSorting) {
   EXPECT_EQ(p.at("previous_page_offset"), 0);
   EXPECT_EQ(body.at("sorting"), json::parse(R"({"field":"inserted_at","direction":"desc"})"));
 
-  Response last = Call("GET", "/api/v1/api_token?pagination[page_size]=3&pagination[offset]=6", main_.jwt);
+  Response last =
+      Call("GET", "/api/v1/api_token?pagination[page_size]=3&pagination[offset]=6", main_.jwt);
   EXPECT_TRUE(last.Json().at("pagination").at("next_page_offset").is_null());
   EXPECT_EQ(last.Json().at("summaries").as_array().size(), 1u);
   Response first = Call("GET", "/api/v1/api_token?pagination[page_size]=3", main_.jwt);
@@ -232,7 +236,12 @@ TEST_F(ApiTest, ListShapePaginationAndSorting) {
   }
   EXPECT_EQ(ids("status=revoked").size(), 0u);
   EXPECT_EQ(ids("token_scope=account").size(), 7u);
-  EXPECT_EQ(Call("GET", "/api/v1/api_token?pagination[page_size]=1", main_.jwt).Json().at("summaries").as_array().size(), 1u);
+  EXPECT_EQ(Call("GET", "/api/v1/api_token?pagination[page_size]=1", main_.jwt)
+                .Json()
+                .at("summaries")
+                .as_array()
+                .size(),
+            1u);
   EXPECT_EQ(Call("GET", "/api/v1/api_token?pagination[page_size]=100", main_.jwt).status, 200);
 }
 
@@ -249,29 +258,38 @@ TEST_F(ApiTest, EveryErrorCodeWithItsStatus) {
   // bad_request: malformed JSON, wrong shapes, unknown query keys.
   expect(Call("POST", create, main_.jwt, "{not json"), 400, "bad_request");
   expect(Call("POST", create, main_.jwt, "[]"), 400, "bad_request");
-  expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":"account"},"extra":1})"), 400, "bad_request");
+  expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":"account"},"extra":1})"), 400,
+         "bad_request");
   expect(Call("GET", create + "?colour=blue", main_.jwt), 400, "bad_request");
   expect(Call("GET", create + "?sorting=id&sorting[field]=id", main_.jwt), 400, "bad_request");
   const std::string id = JsonString(CreateViaApi(main_.jwt).at("details").at("id"));
-  expect(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, "[1]"), 400, "bad_request");
-  expect(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, R"({"reason":"x"})"), 400, "bad_request");
-  expect(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, "\"x\""), 400, "bad_request");
+  expect(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, "[1]"), 400,
+         "bad_request");
+  expect(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, R"({"reason":"x"})"), 400,
+         "bad_request");
+  expect(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, "\"x\""), 400,
+         "bad_request");
   // invalid_value: wrong types and formats, bad ids anywhere.
   Response bad_scope = Call("POST", create, main_.jwt, R"({"details":{"token_scope":"galaxy"}})");
   expect(bad_scope, 400, "invalid_value");
   EXPECT_TRUE(bad_scope.Json().at("errors").as_object().contains("token_scope"));
   expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":7}})"), 400, "invalid_value");
-  expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":"account","expires_at":"tomorrow"}})"), 400,
-         "invalid_value");
-  expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":"account","expires_at":"2001-01-01T00:00:00Z"}})"),
-         400, "invalid_value");
-  expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":"account","account_id":"nope"}})"), 400,
-         "invalid_value");
   expect(Call("POST", create, main_.jwt,
-              R"({"details":{"token_scope":"account","environment_id":")" + ids_.Generate().ToString() + "\"}}"),
+              R"({"details":{"token_scope":"account","expires_at":"tomorrow"}})"),
+         400, "invalid_value");
+  expect(Call("POST", create, main_.jwt,
+              R"({"details":{"token_scope":"account","expires_at":"2001-01-01T00:00:00Z"}})"),
+         400, "invalid_value");
+  expect(Call("POST", create, main_.jwt,
+              R"({"details":{"token_scope":"account","account_id":"nope"}})"),
+         400, "invalid_value");
+  expect(Call("POST", create, main_.jwt,
+              R"({"details":{"token_scope":"account","environment_id":")" +
+                  ids_.Generate().ToString() + "\"}}"),
          400, "invalid_value");
   expect(Call("GET", "/api/v1/api_token/NOT-AN-ID", main_.jwt), 400, "invalid_value");
-  expect(Call("GET", "/api/v1/api_token/813xrzp12g3nqk8n7f8f9jbg8d18q7tm", main_.jwt), 400, "invalid_value");
+  expect(Call("GET", "/api/v1/api_token/813xrzp12g3nqk8n7f8f9jbg8d18q7tm", main_.jwt), 400,
+         "invalid_value");
   expect(Call("POST", "/api/v1/api_token/zz/revoke", main_.jwt), 400, "invalid_value");
   expect(Call("DELETE", "/api/v1/api_token/ZZ", main_.jwt), 400, "invalid_value");
   expect(Call("GET", "/api/v1/api_token/x/events", main_.jwt), 400, "invalid_value");
@@ -282,22 +300,28 @@ TEST_F(ApiTest, EveryErrorCodeWithItsStatus) {
   expect(Call("GET", create + "?sorting[direction]=up", main_.jwt), 400, "invalid_value");
   expect(Call("GET", create + "?status=expired", main_.jwt), 400, "invalid_value");
   expect(Call("GET", create + "?account_id=bad", main_.jwt), 400, "invalid_value");
-  expect(Call("GET", "/api/v1/api_token/" + id + "?as_of=yesterday", main_.jwt), 400, "invalid_value");
+  expect(Call("GET", "/api/v1/api_token/" + id + "?as_of=yesterday", main_.jwt), 400,
+         "invalid_value");
   // required_value
   expect(Call("POST", create, main_.jwt, R"({"details":{}})"), 400, "required_value");
   expect(Call("POST", create, main_.jwt, R"({})"), 400, "required_value");
-  expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":"environment"}})"), 400, "required_value");
+  expect(Call("POST", create, main_.jwt, R"({"details":{"token_scope":"environment"}})"), 400,
+         "required_value");
   // not_authenticated / bad_authtoken
   expect(Call("GET", "/api/v1/ping", ""), 401, "not_authenticated");
   expect(Call("GET", "/api/v1/ping", "garbage"), 401, "bad_authtoken");
   // not_permitted: another account
-  expect(Call("GET", create + "?account_id=" + ids_.Generate().ToString(), main_.jwt), 403, "not_permitted");
+  expect(Call("GET", create + "?account_id=" + ids_.Generate().ToString(), main_.jwt), 403,
+         "not_permitted");
   expect(Call("POST", create, main_.jwt,
-              R"({"details":{"token_scope":"account","account_id":")" + ids_.Generate().ToString() + "\"}}"),
+              R"({"details":{"token_scope":"account","account_id":")" + ids_.Generate().ToString() +
+                  "\"}}"),
          403, "not_permitted");
   // not_found: unknown token, unknown route
-  expect(Call("GET", "/api/v1/api_token/" + ids_.Generate().ToString(), main_.jwt), 404, "not_found");
-  expect(Call("POST", "/api/v1/api_token/" + ids_.Generate().ToString() + "/suspend", main_.jwt), 404, "not_found");
+  expect(Call("GET", "/api/v1/api_token/" + ids_.Generate().ToString(), main_.jwt), 404,
+         "not_found");
+  expect(Call("POST", "/api/v1/api_token/" + ids_.Generate().ToString() + "/suspend", main_.jwt),
+         404, "not_found");
   expect(Call("GET", "/api/v1/nothing", main_.jwt), 404, "not_found");
   expect(Call("GET", "/", ""), 404, "not_found");
   // 405 with Allow
@@ -308,9 +332,13 @@ TEST_F(ApiTest, EveryErrorCodeWithItsStatus) {
   // invalid_action
   expect(Call("POST", "/api/v1/api_token/" + id + "/activate", main_.jwt), 409, "invalid_action");
   // idempotency_key_already_used
-  EXPECT_EQ(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, R"({"idempotency_key":"k1"})").status, 200);
-  expect(Call("POST", "/api/v1/api_token/" + id + "/revoke", main_.jwt, R"({"idempotency_key":"k1"})"), 409,
-         "idempotency_key_already_used");
+  EXPECT_EQ(
+      Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt, R"({"idempotency_key":"k1"})")
+          .status,
+      200);
+  expect(
+      Call("POST", "/api/v1/api_token/" + id + "/revoke", main_.jwt, R"({"idempotency_key":"k1"})"),
+      409, "idempotency_key_already_used");
 }
 
 TEST_F(ApiTest, LimitsAnswerBeforeClosing) {
@@ -321,7 +349,8 @@ TEST_F(ApiTest, LimitsAnswerBeforeClosing) {
   EXPECT_EQ(large.Json().at("code"), "bad_request");
   // 431: headers over 8 KiB.
   HttpClient raw(server_->port());
-  auto r = raw.Raw("GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'a') + "\r\n\r\n");
+  auto r = raw.Raw("GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'a') +
+                   "\r\n\r\n");
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].status, 431);
   // 414: a long URL.
@@ -344,7 +373,8 @@ TEST_F(ApiTest, LimitsAnswerBeforeClosing) {
 
 TEST_F(ApiTest, KeepAliveAndPipelining) {
   HttpClient raw(server_->port());
-  const std::string ping = "GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + main_.jwt + "\r\n\r\n";
+  const std::string ping =
+      "GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + main_.jwt + "\r\n\r\n";
   const std::string health = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
   auto r = raw.Raw(ping + health + ping, 3);
   ASSERT_EQ(r.size(), 3u);
@@ -362,8 +392,9 @@ TEST_F(ApiTest, RequestIdIsEchoedOrMinted) {
   r = Call("GET", "/healthz", "", "", {{"X-Request-Id", "bad id with spaces"}});
   EXPECT_TRUE(std::regex_match(r.Header("X-Request-Id"), kIdRe));
   // The request id of a write is recorded in its event.
-  Response created = Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{"token_scope":"account"}})",
-                          {{"X-Request-Id", "trace-42"}});
+  Response created =
+      Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{"token_scope":"account"}})",
+           {{"X-Request-Id", "trace-42"}});
   const std::string id = JsonString(created.Json().at("details").at("id"));
   Response events = Call("GET", "/api/v1/api_token/" + id + "/events", main_.jwt);
   EXPECT_EQ(events.Json().at("events").at(0).at("request_id"), "trace-42");
@@ -379,8 +410,13 @@ TEST_F(ApiTest, AsOfShowsThePast) {
   Response past = Call("GET", "/api/v1/api_token/" + id + "?as_of=" + between, main_.jwt);
   ASSERT_EQ(past.status, 200) << past.body;
   EXPECT_EQ(past.Json().at("details").at("status"), "active");
-  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id + "?as_of=2001-01-01T00:00:00Z", main_.jwt).status, 404);
-  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id + "?as_of=" + FormatRfc3339(NowMicros()), main_.jwt).status, 404);
+  EXPECT_EQ(
+      Call("GET", "/api/v1/api_token/" + id + "?as_of=2001-01-01T00:00:00Z", main_.jwt).status,
+      404);
+  EXPECT_EQ(
+      Call("GET", "/api/v1/api_token/" + id + "?as_of=" + FormatRfc3339(NowMicros()), main_.jwt)
+          .status,
+      404);
 }
 
 TEST_F(ApiTest, MetricsAndOpenApiNeedNoToken) {
@@ -388,10 +424,11 @@ TEST_F(ApiTest, MetricsAndOpenApiNeedNoToken) {
   Response m = Call("GET", "/metrics", "");
   EXPECT_EQ(m.status, 200);
   EXPECT_EQ(m.Header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
-  for (const char* name : {"tokenledger_http_requests_total{route=\"/api/v1/ping\",method=\"GET\",status=\"200\"}",
-                           "tokenledger_http_request_duration_seconds_bucket", "tokenledger_commit_batch_size_bucket",
-                           "tokenledger_commit_sync_seconds_bucket", "tokenledger_events_appended_total",
-                           "tokenledger_commit_queue_depth"}) {
+  for (const char* name :
+       {"tokenledger_http_requests_total{route=\"/api/v1/ping\",method=\"GET\",status=\"200\"}",
+        "tokenledger_http_request_duration_seconds_bucket", "tokenledger_commit_batch_size_bucket",
+        "tokenledger_commit_sync_seconds_bucket", "tokenledger_events_appended_total",
+        "tokenledger_commit_queue_depth"}) {
     EXPECT_NE(m.body.find(name), std::string::npos) << name;
   }
   Response doc = Call("GET", "/api/v1/openapi.json", "");

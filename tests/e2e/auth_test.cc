@@ -51,7 +51,8 @@ TEST_F(AuthTest, MalformedAndForgedTokensAreRefused) {
   ASSERT_TRUE(claims);
   EXPECT_EQ(Ping(auth::JwtSigner(other_key).Sign(*claims)), 401);
   // alg none, with and without a signature.
-  const std::string payload = main_.jwt.substr(main_.jwt.find('.') + 1, main_.jwt.rfind('.') - main_.jwt.find('.') - 1);
+  const std::string payload =
+      main_.jwt.substr(main_.jwt.find('.') + 1, main_.jwt.rfind('.') - main_.jwt.find('.') - 1);
   const std::string none = auth::Base64UrlEncode(R"({"alg":"none","typ":"JWT"})");
   EXPECT_EQ(Ping(none + "." + payload + "."), 401);
   EXPECT_EQ(Ping(none + "." + payload + main_.jwt.substr(main_.jwt.rfind('.'))), 401);
@@ -96,7 +97,11 @@ TEST_F(AuthTest, SuspendRevokeDeleteTakeEffectOnTheNextRequest) {
   // A token may suspend itself; its next request is refused.
   const auto self = CreateViaApi(main_.jwt);
   const std::string self_jwt = JsonString(self.at("token"));
-  EXPECT_EQ(Call("POST", "/api/v1/api_token/" + JsonString(self.at("details").at("id")) + "/suspend", self_jwt).status, 200);
+  EXPECT_EQ(
+      Call("POST", "/api/v1/api_token/" + JsonString(self.at("details").at("id")) + "/suspend",
+           self_jwt)
+          .status,
+      200);
   EXPECT_EQ(Ping(self_jwt), 401);
 }
 
@@ -109,9 +114,10 @@ TEST_F(AuthTest, EnvironmentTokensReadTheirEnvironmentOnly) {
            {"POST", "/api/v1/api_token/" + env_token_.token_id.ToString() + "/suspend"},
            {"POST", "/api/v1/api_token/" + main_.token_id.ToString() + "/revoke"},
            {"DELETE", "/api/v1/api_token/" + env_token_.token_id.ToString()}}) {
-    Response r = Call(method, path, jwt, method == "POST" && path == "/api/v1/api_token"
-                                             ? R"({"details":{"token_scope":"account"}})"
-                                             : "");
+    Response r = Call(method, path, jwt,
+                      method == "POST" && path == "/api/v1/api_token"
+                          ? R"({"details":{"token_scope":"account"}})"
+                          : "");
     EXPECT_EQ(r.status, 403) << method << " " << path << ": " << r.body;
     EXPECT_EQ(r.Json().at("code"), "not_permitted");
   }
@@ -122,21 +128,29 @@ TEST_F(AuthTest, EnvironmentTokensReadTheirEnvironmentOnly) {
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].at("id"), env_token_.token_id.ToString());
   EXPECT_EQ(Call("GET", "/api/v1/api_token/" + env_token_.token_id.ToString(), jwt).status, 200);
-  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + env_token_.token_id.ToString() + "/events", jwt).status, 200);
+  EXPECT_EQ(
+      Call("GET", "/api/v1/api_token/" + env_token_.token_id.ToString() + "/events", jwt).status,
+      200);
   EXPECT_EQ(Call("GET", "/api/v1/api_token/" + main_.token_id.ToString(), jwt).status, 404);
-  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + other_env_token_.token_id.ToString(), jwt).status, 404);
-  EXPECT_EQ(Call("GET", "/api/v1/api_token?environment_id=" + ids_.Generate().ToString(), jwt).status, 403);
+  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + other_env_token_.token_id.ToString(), jwt).status,
+            404);
+  EXPECT_EQ(
+      Call("GET", "/api/v1/api_token?environment_id=" + ids_.Generate().ToString(), jwt).status,
+      403);
   EXPECT_EQ(Call("GET", "/api/v1/api_token?environment_id=" + env_.ToString(), jwt).status, 200);
 }
 
 TEST_F(AuthTest, OtherAccountsAreInvisibleOrForbidden) {
   const std::string theirs = other_.token_id.ToString();
   // Naming their account is 403; their token ids are 404 (existence is not revealed).
-  EXPECT_EQ(Call("GET", "/api/v1/api_token?account_id=" + other_account_.ToString(), main_.jwt).status, 403);
+  EXPECT_EQ(
+      Call("GET", "/api/v1/api_token?account_id=" + other_account_.ToString(), main_.jwt).status,
+      403);
   EXPECT_EQ(Call("GET", "/api/v1/api_token/" + theirs, main_.jwt).status, 404);
   EXPECT_EQ(Call("GET", "/api/v1/api_token/" + theirs + "/events", main_.jwt).status, 404);
   for (const char* action : {"suspend", "activate", "revoke"}) {
-    EXPECT_EQ(Call("POST", "/api/v1/api_token/" + theirs + "/" + action, main_.jwt).status, 404) << action;
+    EXPECT_EQ(Call("POST", "/api/v1/api_token/" + theirs + "/" + action, main_.jwt).status, 404)
+        << action;
   }
   EXPECT_EQ(Call("DELETE", "/api/v1/api_token/" + theirs, main_.jwt).status, 404);
   EXPECT_EQ(Ping(other_.jwt), 200) << "nothing happened to their token";
@@ -147,7 +161,9 @@ TEST_F(AuthTest, OtherAccountsAreInvisibleOrForbidden) {
 TEST_F(AuthTest, AdminUserIsCarriedIntoTokensItCreatesAndIntoEvents) {
   const auto created = CreateViaApi(admin_token_.jwt);
   EXPECT_EQ(created.at("details").at("created_by_admin_user_id"), admin_.ToString());
-  Response events = Call("GET", "/api/v1/api_token/" + JsonString(created.at("details").at("id")) + "/events", main_.jwt);
+  Response events =
+      Call("GET", "/api/v1/api_token/" + JsonString(created.at("details").at("id")) + "/events",
+           main_.jwt);
   const auto actor = events.Json().at("events").at(0).at("actor");
   EXPECT_EQ(actor.at("token_id"), admin_token_.token_id.ToString());
   EXPECT_EQ(actor.at("admin_user_id"), admin_.ToString());
@@ -162,14 +178,17 @@ TEST_F(AuthTest, LastUsedAtMovesOnAuthenticationAtMostOncePerMinute) {
   EXPECT_EQ(Ping(jwt), 200);
   json::value used;
   for (int i = 0; i < 200; ++i) {  // recorded off the request path: wait for it
-    used = Call("GET", "/api/v1/api_token/" + id, main_.jwt).Json().at("details").at("last_used_at");
+    used =
+        Call("GET", "/api/v1/api_token/" + id, main_.jwt).Json().at("details").at("last_used_at");
     if (!used.is_null()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ASSERT_FALSE(used.is_null());
   for (int i = 0; i < 5; ++i) EXPECT_EQ(Ping(jwt), 200);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id, main_.jwt).Json().at("details").at("last_used_at"), used);
+  EXPECT_EQ(
+      Call("GET", "/api/v1/api_token/" + id, main_.jwt).Json().at("details").at("last_used_at"),
+      used);
   Response events = Call("GET", "/api/v1/api_token/" + id + "/events", main_.jwt);
   int uses = 0;
   const json::value history = events.Json();

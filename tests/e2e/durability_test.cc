@@ -22,10 +22,18 @@ class DurabilityTest : public E2ETest {
     StartServer();
   }
   std::size_t EventCount(const std::string& id) {
-    return Call("GET", "/api/v1/api_token/" + id + "/events", main_.jwt).Json().at("pagination").at("item_count").to_number<std::size_t>();
+    return Call("GET", "/api/v1/api_token/" + id + "/events", main_.jwt)
+        .Json()
+        .at("pagination")
+        .at("item_count")
+        .to_number<std::size_t>();
   }
   std::size_t TokenCount() {
-    return Call("GET", "/api/v1/api_token", main_.jwt).Json().at("pagination").at("item_count").to_number<std::size_t>();
+    return Call("GET", "/api/v1/api_token", main_.jwt)
+        .Json()
+        .at("pagination")
+        .at("item_count")
+        .to_number<std::size_t>();
   }
 };
 
@@ -45,9 +53,10 @@ TEST_F(DurabilityTest, CreateReplayIsByteIdenticalAcrossARestart) {
   EXPECT_EQ(after_restart.body, first.body);
   EXPECT_EQ(after_restart.Header("Idempotent-Replayed"), "true");
   // The header form is the same key; an equivalent body (explicit nulls) is the same request.
-  Response header_form = Call("POST", "/api/v1/api_token", main_.jwt,
-                              R"({"details":{"token_scope":"account","account_id":null,"expires_at":null}})",
-                              {{"Idempotency-Key", "create-1"}});
+  Response header_form =
+      Call("POST", "/api/v1/api_token", main_.jwt,
+           R"({"details":{"token_scope":"account","account_id":null,"expires_at":null}})",
+           {{"Idempotency-Key", "create-1"}});
   EXPECT_EQ(header_form.body, first.body);
   EXPECT_EQ(TokenCount(), tokens) << "nothing new was written";
 }
@@ -74,19 +83,33 @@ TEST_F(DurabilityTest, ActionReplayConflictAndKeyRules) {
   EXPECT_EQ(refused_again.body, refused.body);
   EXPECT_EQ(refused_again.Header("Idempotent-Replayed"), "true");
   // Same key, another request: 409, nothing written.
-  Response conflict = Call("POST", "/api/v1/api_token/" + id + "/revoke", main_.jwt, R"({"idempotency_key":"s-1"})");
+  Response conflict = Call("POST", "/api/v1/api_token/" + id + "/revoke", main_.jwt,
+                           R"({"idempotency_key":"s-1"})");
   EXPECT_EQ(conflict.status, 409);
   EXPECT_EQ(conflict.Json().at("code"), "idempotency_key_already_used");
-  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id, main_.jwt).Json().at("details").at("status"), "suspended");
+  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id, main_.jwt).Json().at("details").at("status"),
+            "suspended");
   // Header and body keys that differ, and malformed keys, are invalid values.
-  EXPECT_EQ(Call("POST", suspend, main_.jwt, R"({"idempotency_key":"a"})", {{"Idempotency-Key", "b"}}).status, 400);
+  EXPECT_EQ(
+      Call("POST", suspend, main_.jwt, R"({"idempotency_key":"a"})", {{"Idempotency-Key", "b"}})
+          .status,
+      400);
   EXPECT_EQ(Call("POST", suspend, main_.jwt, R"({"idempotency_key":""})").status, 400);
   EXPECT_EQ(Call("POST", suspend, main_.jwt, R"({"idempotency_key":7})").status, 400);
-  EXPECT_EQ(Call("POST", suspend, main_.jwt, R"({"idempotency_key":")" + std::string(256, 'k') + "\"}").status, 400);
+  EXPECT_EQ(
+      Call("POST", suspend, main_.jwt, R"({"idempotency_key":")" + std::string(256, 'k') + "\"}")
+          .status,
+      400);
   EXPECT_EQ(Call("POST", suspend, main_.jwt, R"({"idempotency_key":"tab\there"})").status, 400);
   // A validation failure records nothing: fixing the request keeps the key usable.
-  EXPECT_EQ(Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{},"idempotency_key":"fix"})").status, 400);
-  EXPECT_EQ(Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{"token_scope":"account"},"idempotency_key":"fix"})").status, 200);
+  EXPECT_EQ(
+      Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{},"idempotency_key":"fix"})")
+          .status,
+      400);
+  EXPECT_EQ(Call("POST", "/api/v1/api_token", main_.jwt,
+                 R"({"details":{"token_scope":"account"},"idempotency_key":"fix"})")
+                .status,
+            200);
   // GET ignores idempotency_key.
   EXPECT_EQ(Call("GET", "/api/v1/api_token?idempotency_key=whatever", main_.jwt).status, 200);
 }
@@ -117,10 +140,12 @@ TEST_F(DurabilityTest, RestartServesEverythingAsItWas) {
   for (int i = 0; i < 5; ++i) CreateViaApi(main_.jwt);
   const std::string id = JsonString(CreateViaApi(main_.jwt).at("details").at("id"));
   ASSERT_EQ(Call("POST", "/api/v1/api_token/" + id + "/revoke", main_.jwt).status, 200);
-  const std::string list = Call("GET", "/api/v1/api_token?pagination[page_size]=100&sorting=id", main_.jwt).body;
+  const std::string list =
+      Call("GET", "/api/v1/api_token?pagination[page_size]=100&sorting=id", main_.jwt).body;
   const std::string events = Call("GET", "/api/v1/api_token/" + id + "/events", main_.jwt).body;
   RestartServer();
-  EXPECT_EQ(Call("GET", "/api/v1/api_token?pagination[page_size]=100&sorting=id", main_.jwt).body, list);
+  EXPECT_EQ(Call("GET", "/api/v1/api_token?pagination[page_size]=100&sorting=id", main_.jwt).body,
+            list);
   EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id + "/events", main_.jwt).body, events);
   EXPECT_EQ(Call("DELETE", "/api/v1/api_token/" + id, main_.jwt).status, 200);
 }
@@ -135,8 +160,10 @@ TEST_F(DurabilityTest, SigtermDuringABurstLosesNoAcknowledgedWrite) {
     writers.emplace_back([&] {
       HttpClient c(port);
       while (!stop) {
-        std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer " + main_.jwt}};
-        auto r = c.Raw("POST /api/v1/api_token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + main_.jwt +
+        std::vector<std::pair<std::string, std::string>> headers = {
+            {"Authorization", "Bearer " + main_.jwt}};
+        auto r = c.Raw("POST /api/v1/api_token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                       main_.jwt +
                        "\r\nContent-Type: application/json\r\nContent-Length: 37\r\n\r\n"
                        R"({"details":{"token_scope":"account"}})");
         if (r.empty()) break;  // the server went away
@@ -155,14 +182,16 @@ TEST_F(DurabilityTest, SigtermDuringABurstLosesNoAcknowledgedWrite) {
   ASSERT_GT(acknowledged.size(), 10u);
   StartServer();
   for (const auto& id : acknowledged) {
-    EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id, main_.jwt).status, 200) << "acknowledged " << id << " is missing";
+    EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id, main_.jwt).status, 200)
+        << "acknowledged " << id << " is missing";
   }
 }
 
 TEST_F(DurabilityTest, PagingWhileTokensAreCreatedSeesEachExistingTokenOnce) {
   for (int i = 0; i < 23; ++i) CreateViaApi(main_.jwt);
   std::set<std::string> existing;
-  const json::value all = Call("GET", "/api/v1/api_token?pagination[page_size]=100", main_.jwt).Json();
+  const json::value all =
+      Call("GET", "/api/v1/api_token?pagination[page_size]=100", main_.jwt).Json();
   for (const auto& s : all.at("summaries").as_array()) {
     existing.insert(JsonString(s.at("id")));
   }
@@ -177,13 +206,15 @@ TEST_F(DurabilityTest, PagingWhileTokensAreCreatedSeesEachExistingTokenOnce) {
   std::multiset<std::string> seen;
   std::string target = "/api/v1/api_token?pagination[page_size]=4";
   json::value page = Call("GET", target, main_.jwt).Json();
-  const std::string snapshot = "&pagination[snapshot]=" + JsonString(page.at("pagination").at("snapshot"));
+  const std::string snapshot =
+      "&pagination[snapshot]=" + JsonString(page.at("pagination").at("snapshot"));
   for (;;) {
     for (const auto& s : page.at("summaries").as_array()) seen.insert(JsonString(s.at("id")));
     const auto& next = page.at("pagination").at("next_page_offset");
     if (next.is_null()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    page = Call("GET", target + snapshot + "&pagination[offset]=" + JsonString(next), main_.jwt).Json();
+    page = Call("GET", target + snapshot + "&pagination[offset]=" + JsonString(next), main_.jwt)
+               .Json();
   }
   stop = true;
   creator.join();

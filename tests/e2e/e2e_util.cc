@@ -20,7 +20,9 @@
 namespace tokenledger::e2e {
 namespace json = boost::json;
 
-std::string JsonString(const json::value& v) { return v.is_string() ? std::string(v.get_string()) : json::serialize(v); }
+std::string JsonString(const json::value& v) {
+  return v.is_string() ? std::string(v.get_string()) : json::serialize(v);
+}
 
 json::value Response::Json() const {
   boost::system::error_code ec;
@@ -90,7 +92,8 @@ std::optional<Response> HttpClient::ReadResponse() {
     while (!value.empty() && value.front() == ' ') value.erase(0, 1);
     r.headers[name] = value;
   }
-  const std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+  const std::size_t length =
+      r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
   while (buffer_.size() < header_end + 4 + length) {
     if (!fill()) return std::nullopt;
   }
@@ -104,7 +107,8 @@ std::optional<Response> HttpClient::ReadResponse() {
 std::vector<Response> HttpClient::Raw(const std::string& bytes, int responses) {
   std::vector<Response> out;
   if (fd_ < 0 && !Connect()) return out;
-  if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size())) return out;
+  if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()))
+    return out;
   for (int i = 0; i < responses; ++i) {
     auto r = ReadResponse();
     if (!r) break;
@@ -113,12 +117,14 @@ std::vector<Response> HttpClient::Raw(const std::string& bytes, int responses) {
   return out;
 }
 
-Response HttpClient::Request(const std::string& method, const std::string& target, const std::string& body,
+Response HttpClient::Request(const std::string& method, const std::string& target,
+                             const std::string& body,
                              const std::vector<std::pair<std::string, std::string>>& headers) {
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
   if (!body.empty() || method == "POST" || method == "DELETE") {
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   }
   req += "\r\n" + body;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -145,8 +151,8 @@ ServerProcess::~ServerProcess() {
 }
 
 bool ServerProcess::Start(bool expect_success) {
-  std::vector<std::string> args = {TOKENLEDGERD_PATH, "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
-                                   "--threads", "2"};
+  std::vector<std::string> args = {
+      TOKENLEDGERD_PATH, "--listen", "127.0.0.1:0", "--data-dir", data_dir_, "--threads", "2"};
   args.insert(args.end(), args_.begin(), args_.end());
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -224,16 +230,16 @@ void E2ETest::SetUp() {
   main_ = Seed(account_);
 }
 
-Seeded E2ETest::Seed(const Id& account, std::optional<Id> environment, std::optional<Micros> expires_at,
-                     std::optional<Id> admin) {
+Seeded E2ETest::Seed(const Id& account, std::optional<Id> environment,
+                     std::optional<Micros> expires_at, std::optional<Id> admin) {
   StoreOptions options;
   options.data_dir = data_dir_;
   auto opened = store::LedgerStore::Open(options);
   EXPECT_TRUE(opened.store) << opened.message;
   if (!opened.store) return {};
   core::CreateToken c{account, environment,
-                      environment ? events::TokenScope::kEnvironment : events::TokenScope::kAccount, expires_at,
-                      admin};
+                      environment ? events::TokenScope::kEnvironment : events::TokenScope::kAccount,
+                      expires_at, admin};
   store::CommandRequest req;
   req.command = c;
   req.request_id = "e2e-seed";
@@ -241,9 +247,10 @@ Seeded E2ETest::Seed(const Id& account, std::optional<Id> environment, std::opti
   auto r = opened.store->Submit(std::move(req)).get();
   EXPECT_EQ(r.outcome, store::Outcome::kApplied) << r.rejection.message;
   const auto& s = r.after->state;
-  return {account, s.id,
-          signer_->Sign(auth::Claims{s.id, s.inserted_at / kMicrosPerSecond, s.expires_at / kMicrosPerSecond,
-                                     s.account_id, s.environment_id})};
+  return {
+      account, s.id,
+      signer_->Sign(auth::Claims{s.id, s.inserted_at / kMicrosPerSecond,
+                                 s.expires_at / kMicrosPerSecond, s.account_id, s.environment_id})};
 }
 
 void E2ETest::StartServer(std::vector<std::string> extra_args) {
@@ -265,7 +272,8 @@ void E2ETest::RestartServer() {
 }
 
 Response E2ETest::Call(const std::string& method, const std::string& target, const std::string& jwt,
-                       const std::string& body, std::vector<std::pair<std::string, std::string>> headers) {
+                       const std::string& body,
+                       std::vector<std::pair<std::string, std::string>> headers) {
   if (!jwt.empty()) headers.emplace_back("Authorization", "Bearer " + jwt);
   return client_->Request(method, target, body, headers);
 }

@@ -22,8 +22,8 @@
 // Lets tests write EXPECT_EQ(json_value, some_std_string). Test-only convenience.
 namespace boost::json {
 template <typename S>
-  requires(std::is_same_v<S, std::string> || std::is_same_v<S, std::string_view>)
-inline bool operator==(const value& v, const S& s) {
+requires(std::is_same_v<S, std::string> || std::is_same_v<S, std::string_view>) inline bool
+operator==(const value& v, const S& s) {
   return v.is_string() && v.get_string() == s;
 }
 }  // namespace boost::json
@@ -48,7 +48,8 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  Response Request(const std::string& method, const std::string& target, const std::string& body = "",
+  Response Request(const std::string& method, const std::string& target,
+                   const std::string& body = "",
                    const std::vector<std::pair<std::string, std::string>>& headers = {});
   // Sends bytes as they are and reads `responses` responses (empty on failure).
   std::vector<Response> Raw(const std::string& bytes, int responses = 1);
@@ -100,15 +101,18 @@ class E2ETest : public ::testing::Test {
 
   // Seeds a token through the real ledger while the server is stopped.
   Seeded Seed(const Id& account, std::optional<Id> environment = std::nullopt,
-              std::optional<Micros> expires_at = std::nullopt, std::optional<Id> admin = std::nullopt);
+              std::optional<Micros> expires_at = std::nullopt,
+              std::optional<Id> admin = std::nullopt);
   void StartServer(std::vector<std::string> extra_args = {});
   int StopServer(int signal = 15);
   void RestartServer();
 
   Response Call(const std::string& method, const std::string& target, const std::string& jwt,
-                const std::string& body = "", std::vector<std::pair<std::string, std::string>> headers = {});
+                const std::string& body = "",
+                std::vector<std::pair<std::string, std::string>> headers = {});
   // Creates an account-scoped token (or environment-scoped) through the API; returns details.
-  boost::json::object CreateViaApi(const std::string& jwt, const std::string& details_json = R"({"token_scope":"account"})");
+  boost::json::object CreateViaApi(
+      const std::string& jwt, const std::string& details_json = R"({"token_scope":"account"})");
 
   store::testing::TempDir dir_;
   std::string data_dir_;

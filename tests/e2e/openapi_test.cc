@@ -22,7 +22,8 @@ class SchemaValidator {
       std::size_t pos = 2;
       while (pos <= ref.size()) {
         const std::size_t slash = ref.find('/', pos);
-        const std::string part = ref.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+        const std::string part =
+            ref.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
         n = &n->at(part);
         if (slash == std::string::npos) break;
         pos = slash + 1;
@@ -34,11 +35,15 @@ class SchemaValidator {
   void Validate(const json::value& schema_node, const json::value& v, const std::string& path,
                 std::vector<std::string>& errors) const {
     const json::object& s = Resolve(schema_node).as_object();
-    auto fail = [&](const std::string& what) { errors.push_back(path + ": " + what + " (value " + json::serialize(v) + ")"); };
+    auto fail = [&](const std::string& what) {
+      errors.push_back(path + ": " + what + " (value " + json::serialize(v) + ")");
+    };
     if (const auto* type = s.if_contains("type")) {
       std::vector<std::string> types;
-      if (type->is_string()) types.emplace_back(type->as_string());
-      else for (const auto& t : type->as_array()) types.emplace_back(t.as_string());
+      if (type->is_string())
+        types.emplace_back(type->as_string());
+      else
+        for (const auto& t : type->as_array()) types.emplace_back(t.as_string());
       bool ok = false;
       for (const auto& t : types) ok = ok || TypeMatches(t, v);
       if (!ok) return fail("type is not " + json::serialize(*type));
@@ -51,36 +56,48 @@ class SchemaValidator {
     }
     if (v.is_string()) {
       const std::string str(v.as_string());
-      if (const auto* p = s.if_contains("pattern"); p && !std::regex_search(str, std::regex(std::string(p->as_string())))) fail("does not match pattern");
-      if (const auto* f = s.if_contains("format"); f && *f == "date-time" && !ParseRfc3339(str)) fail("is not a date-time");
-      if (const auto* m = s.if_contains("minLength"); m && str.size() < m->to_number<std::size_t>()) fail("too short");
-      if (const auto* m = s.if_contains("maxLength"); m && str.size() > m->to_number<std::size_t>()) fail("too long");
+      if (const auto* p = s.if_contains("pattern");
+          p && !std::regex_search(str, std::regex(std::string(p->as_string()))))
+        fail("does not match pattern");
+      if (const auto* f = s.if_contains("format"); f && *f == "date-time" && !ParseRfc3339(str))
+        fail("is not a date-time");
+      if (const auto* m = s.if_contains("minLength"); m && str.size() < m->to_number<std::size_t>())
+        fail("too short");
+      if (const auto* m = s.if_contains("maxLength"); m && str.size() > m->to_number<std::size_t>())
+        fail("too long");
     }
     if (v.is_number()) {
       const double d = v.to_number<double>();
-      if (const auto* m = s.if_contains("minimum"); m && d < m->to_number<double>()) fail("below minimum");
-      if (const auto* m = s.if_contains("maximum"); m && d > m->to_number<double>()) fail("above maximum");
+      if (const auto* m = s.if_contains("minimum"); m && d < m->to_number<double>())
+        fail("below minimum");
+      if (const auto* m = s.if_contains("maximum"); m && d > m->to_number<double>())
+        fail("above maximum");
     }
     if (v.is_object()) {
       const json::object& o = v.as_object();
       if (const auto* req = s.if_contains("required")) {
         for (const auto& k : req->as_array()) {
-          if (!o.contains(k.as_string())) fail("lacks required '" + std::string(k.as_string()) + "'");
+          if (!o.contains(k.as_string()))
+            fail("lacks required '" + std::string(k.as_string()) + "'");
         }
       }
-      const json::object* props = s.contains("properties") ? &s.at("properties").as_object() : nullptr;
+      const json::object* props =
+          s.contains("properties") ? &s.at("properties").as_object() : nullptr;
       for (const auto& [k, child] : o) {
         if (props && props->contains(k)) {
           Validate(props->at(k), child, path + "." + std::string(k), errors);
         } else if (const auto* extra = s.if_contains("additionalProperties")) {
-          if (extra->is_bool() && !extra->as_bool()) fail("has undeclared property '" + std::string(k) + "'");
-          else if (extra->is_object()) Validate(*extra, child, path + "." + std::string(k), errors);
+          if (extra->is_bool() && !extra->as_bool())
+            fail("has undeclared property '" + std::string(k) + "'");
+          else if (extra->is_object())
+            Validate(*extra, child, path + "." + std::string(k), errors);
         }
       }
     }
     if (v.is_array()) {
       if (const auto* items = s.if_contains("items")) {
-        for (std::size_t i = 0; i < v.as_array().size(); ++i) Validate(*items, v.as_array()[i], path + "[" + std::to_string(i) + "]", errors);
+        for (std::size_t i = 0; i < v.as_array().size(); ++i)
+          Validate(*items, v.as_array()[i], path + "[" + std::to_string(i) + "]", errors);
       }
     }
   }
@@ -90,7 +107,8 @@ class SchemaValidator {
     SCOPED_TRACE(method + " " + path + " -> " + std::to_string(r.status));
     const json::value& op = doc_.at("paths").at(path).at(method);
     const json::object& responses = op.at("responses").as_object();
-    ASSERT_TRUE(responses.contains(std::to_string(r.status))) << "status " << r.status << " is not documented: " << r.body;
+    ASSERT_TRUE(responses.contains(std::to_string(r.status)))
+        << "status " << r.status << " is not documented: " << r.body;
     const json::value& response = Resolve(responses.at(std::to_string(r.status)));
     const json::object& content = response.at("content").as_object();
     if (content.contains("text/plain")) return;
@@ -129,8 +147,8 @@ class OpenApiTest : public E2ETest {
     StartServer();
     validator_ = std::make_unique<SchemaValidator>(Call("GET", "/api/v1/openapi.json", "").Json());
   }
-  void Check(const std::string& method, const std::string& doc_path, const std::string& target, const std::string& jwt,
-             const std::string& body = "") {
+  void Check(const std::string& method, const std::string& doc_path, const std::string& target,
+             const std::string& jwt, const std::string& body = "") {
     std::string m = method;
     for (auto& c : m) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     validator_->CheckResponse(m, doc_path, Call(method, target, jwt, body));
@@ -145,13 +163,16 @@ TEST_F(OpenApiTest, RealResponsesMatchTheDocument) {
   Check("GET", "/api/v1/ping", "/api/v1/ping", main_.jwt);
   Check("GET", "/api/v1/ping", "/api/v1/ping", "");
   Check("POST", tokens, tokens, main_.jwt, R"({"details":{"token_scope":"account"}})");
-  Check("POST", tokens, tokens, main_.jwt, R"({"details":{"token_scope":"environment","environment_id":")" + ids_.Generate().ToString() + R"(","expires_at":"2099-01-01T00:00:00Z"}})");
+  Check("POST", tokens, tokens, main_.jwt,
+        R"({"details":{"token_scope":"environment","environment_id":")" +
+            ids_.Generate().ToString() + R"(","expires_at":"2099-01-01T00:00:00Z"}})");
   Check("POST", tokens, tokens, main_.jwt, R"({"details":{}})");
   Check("POST", tokens, tokens, main_.jwt, "{oops");
   Check("POST", tokens, tokens, env_token_.jwt, R"({"details":{"token_scope":"account"}})");
   Check("POST", tokens, tokens, main_.jwt, std::string(70000, ' '));
   Check("GET", tokens, tokens, main_.jwt);
-  Check("GET", tokens, tokens + "?pagination[page_size]=1&pagination[offset]=1&sorting=-expires_at", main_.jwt);
+  Check("GET", tokens, tokens + "?pagination[page_size]=1&pagination[offset]=1&sorting=-expires_at",
+        main_.jwt);
   Check("GET", tokens, tokens + "?pagination[offset]=99", main_.jwt);
   Check("GET", tokens, tokens + "?nope=1", main_.jwt);
   Check("GET", tokens, tokens + "?account_id=" + ids_.Generate().ToString(), main_.jwt);
@@ -165,11 +186,14 @@ TEST_F(OpenApiTest, RealResponsesMatchTheDocument) {
   Check("POST", one + "/suspend", path + "/suspend", main_.jwt);  // 409
   Check("POST", one + "/suspend", path + "/suspend", env_token_.jwt);
   Check("POST", one + "/activate", path + "/activate", main_.jwt, R"({"idempotency_key":"a"})");
-  Check("POST", one + "/activate", path + "/activate", main_.jwt, R"({"idempotency_key":"a"})");  // replay
-  Check("POST", one + "/revoke", path + "/revoke", main_.jwt, R"({"idempotency_key":"a"})");      // conflict
+  Check("POST", one + "/activate", path + "/activate", main_.jwt,
+        R"({"idempotency_key":"a"})");  // replay
+  Check("POST", one + "/revoke", path + "/revoke", main_.jwt,
+        R"({"idempotency_key":"a"})");  // conflict
   Check("POST", one + "/revoke", path + "/revoke", main_.jwt, "null");
   Check("GET", one + "/events", path + "/events", main_.jwt);
-  Check("GET", one + "/events", path + "/events?pagination[page_size]=2&pagination[offset]=1", main_.jwt);
+  Check("GET", one + "/events", path + "/events?pagination[page_size]=2&pagination[offset]=1",
+        main_.jwt);
   Check("DELETE", one, path, main_.jwt);
   Check("DELETE", one, path, main_.jwt);  // 404
   Check("GET", one + "/events", path + "/events", main_.jwt);
@@ -183,7 +207,8 @@ TEST_F(OpenApiTest, EveryDocumentedOperationIsRouted) {
   const std::string sample = ids_.Generate().ToString();
   for (const auto& [path, item] : validator_->doc().at("paths").as_object()) {
     std::string target(path);
-    if (auto p = target.find("{api_token_id}"); p != std::string::npos) target.replace(p, 14, sample);
+    if (auto p = target.find("{api_token_id}"); p != std::string::npos)
+      target.replace(p, 14, sample);
     for (const auto& [method, op] : item.as_object()) {
       if (method == "parameters") continue;
       std::string m(method);
