@@ -149,9 +149,11 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   impl->cf_options = MakeCfOptions(cache);
 
+  // Open every family that exists. A fresh ledger gets its projection families below, once
+  // meta says it is fresh: judging by which families exist would go wrong after a kill in the
+  // middle of the very first open, when only some of them were created.
   std::vector<std::string> names;
-  const bool fresh = !rocksdb::DB::ListColumnFamilies(db_options, options.data_dir, &names).ok() ||
-                     std::find(names.begin(), names.end(), kMetaCf) == names.end();
+  if (!rocksdb::DB::ListColumnFamilies(db_options, options.data_dir, &names).ok()) names.clear();
   for (const char* base : {rocksdb::kDefaultColumnFamilyName.c_str(), kEventsCf, kStreamsCf,
                            kIdempotencyCf, kMetaCf}) {
     if (std::find(names.begin(), names.end(), base) == names.end()) names.emplace_back(base);
@@ -162,10 +164,6 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
       projections::kTokenListIndex.version,
       ProjectionCfName(projections::kTokenListIndex.name, projections::kTokenListIndex.version, 1),
       1};
-  if (fresh) {
-    names.push_back(initial.details_cf);
-    names.push_back(initial.list_cf);
-  }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& n : names) descriptors.emplace_back(n, impl->cf_options);
 
@@ -194,6 +192,14 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
     std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(ro, impl->events));
     it->SeekToFirst();
     if (it->Valid()) return Fail(OpenFailure::kCorrupt, "ledger has events but no meta");
+    for (const std::string& name : {initial.details_cf, initial.list_cf}) {
+      if (impl->Handle(name)) continue;  // left by an interrupted first open: empty, reuse it
+      rocksdb::ColumnFamilyHandle* h = nullptr;
+      s = impl->db->CreateColumnFamily(impl->cf_options, name, &h);
+      if (!s.ok())
+        return Fail(OpenFailure::kIo, StorageError(s, "creating projection families").message);
+      impl->handles.push_back(h);
+    }
     rocksdb::WriteBatch wb;
     wb.Put(impl->meta, kMetaFormat, kLedgerFormat);
     wb.Put(impl->meta, kMetaProjections, EncodeProjectionMeta(initial));

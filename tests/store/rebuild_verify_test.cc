@@ -198,3 +198,37 @@ TEST_F(RebuildVerifyTest, VersionMismatchRefusesToServeUntilRebuilt) {
 
 }  // namespace
 }  // namespace tokenledger::store::testing
+
+namespace tokenledger::store::testing {
+namespace {
+
+// A kill during the very first open can leave only some column families created and no meta.
+TEST(FirstOpenTest, AnInterruptedFirstOpenIsCompletedByTheNext) {
+  TempDir dir;
+  const std::string path = dir.path() + "/data";
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {kEventsCf, {}}, {kMetaCf, {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, path, families, &handles, &db).ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  StoreOptions options;
+  options.data_dir = path;
+  auto opened = LedgerStore::Open(options);
+  ASSERT_TRUE(opened.store) << opened.message;
+  CommandRequest req;
+  req.command = core::CreateToken{IdGenerator().Generate()};
+  EXPECT_EQ(opened.store->Submit(std::move(req)).get().outcome, Outcome::kApplied);
+  auto report = opened.store->Verify();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->findings.empty());
+}
+
+}  // namespace
+}  // namespace tokenledger::store::testing
