@@ -253,6 +253,8 @@ Result<EventEnvelope> DecodeStoredEvent(std::string_view stored,
   return e;
 }
 
+// Deliberately not built from EncodeEventBody: the stored body is a disk format that must never
+// change, while this wire shape may grow; sharing code would couple the two.
 json::object EventToApiJson(const EventEnvelope& e) {
   json::object o;
   o["seq"] = e.seq;

@@ -43,6 +43,8 @@ HttpResponse ErrorResponse(const Error& error) {
   HttpResponse r;
   r.status = HttpStatus(error.code);
   r.body = ErrorBody(error);
+  if (r.status == 503)
+    r.headers.emplace_back("Retry-After", "1");  // overload and storage errors pass
   return r;
 }
 

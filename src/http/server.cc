@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "src/http/errors.h"
+#include "tokenledger/id.h"
 #include "tokenledger/log.h"
 
 namespace tokenledger::http {
@@ -220,9 +221,12 @@ struct Server::Impl {
       }
       if (refusal) {
         // The request was not read to its end: answer, then close (the stream is out of sync).
-        refusal->headers.emplace_back("X-Request-Id", "refused-before-routing");
+        thread_local IdGenerator request_ids;
+        const std::string request_id = request_ids.Generate().ToString();
+        refusal->headers.emplace_back("X-Request-Id", request_id);
         Log(LogLevel::kInfo, "request refused",
-            {{"status", static_cast<long long>(refusal->status)},
+            {{"request_id", request_id},
+             {"status", static_cast<long long>(refusal->status)},
              {"remote", remote},
              {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);

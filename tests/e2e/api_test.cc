@@ -358,6 +358,9 @@ TEST_F(ApiTest, LimitsAnswerBeforeClosing) {
   r = raw2.Raw("GET /api/v1/api_token?" + std::string(5000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].status, 414);
+  EXPECT_TRUE(std::regex_match(r[0].Header("X-Request-Id"), kIdRe))
+      << "refusals carry a request id too: '" << r[0].Header("X-Request-Id") << "'\n"
+      << r[0].raw;
   // Malformed HTTP gets a 400, not a silent close.
   HttpClient raw3(server_->port());
   r = raw3.Raw("GARBAGE\r\n\r\n");

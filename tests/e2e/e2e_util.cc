@@ -166,12 +166,13 @@ bool ServerProcess::Start(bool expect_success) {
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  const std::regex listening(R"re("msg":"listening".*"port":([0-9]+))re");
+  const std::regex listening(R"re("msg":"listening".*"port":([0-9]+),"metrics_port":([0-9]+))re");
   for (int i = 0; i < 1000; ++i) {
     std::smatch m;
     const std::string err = Stderr();
     if (std::regex_search(err, m, listening)) {
       port_ = static_cast<unsigned short>(std::stoi(m[1]));
+      metrics_port_ = static_cast<unsigned short>(std::stoi(m[2]));
       return true;
     }
     int status;

@@ -82,6 +82,7 @@ class ServerProcess {
   int Stop(int signal = 15);
   void Kill();
   unsigned short port() const { return port_; }
+  unsigned short metrics_port() const { return metrics_port_; }
   std::string Stdout() const;
   std::string Stderr() const;
 
@@ -90,6 +91,7 @@ class ServerProcess {
   std::vector<std::string> args_;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
+  unsigned short metrics_port_ = 0;
   std::string out_path_, err_path_;
 };
 
