@@ -23,7 +23,11 @@ void ApplyEvent(std::optional<TokenRow>& row, const events::EventEnvelope& event
     row.emplace();
     row->created_seq = event.seq;
   }
+  const core::TokenStatus before = row->state.status;
+  const bool existed = row->state.exists;
   row->state = core::Evolve(std::move(row->state), event);
+  if (!existed || row->state.status != before) row->status_changed_at = event.at;
+  if (std::holds_alternative<events::TokenRevoked>(event.data)) row->revoked_at = event.at;
 }
 
 std::string EncodeTokenRow(const TokenRow& row) {
@@ -42,6 +46,8 @@ std::string EncodeTokenRow(const TokenRow& row) {
   o["last_used_at"] = s.last_used_at ? json::value(*s.last_used_at) : json::value(nullptr);
   o["version"] = s.version;
   o["created_seq"] = row.created_seq;
+  o["status_changed_at"] = row.status_changed_at;
+  o["revoked_at"] = row.revoked_at ? json::value(*row.revoked_at) : json::value(nullptr);
   return json::serialize(o);
 }
 
@@ -81,6 +87,8 @@ Result<TokenRow> DecodeTokenRow(std::string_view bytes) {
     if (!o.at("last_used_at").is_null()) s.last_used_at = o.at("last_used_at").to_number<Micros>();
     s.version = o.at("version").to_number<std::uint64_t>();
     row.created_seq = o.at("created_seq").to_number<std::uint64_t>();
+    row.status_changed_at = o.at("status_changed_at").to_number<Micros>();
+    if (!o.at("revoked_at").is_null()) row.revoked_at = o.at("revoked_at").to_number<Micros>();
     return row;
   } catch (const std::exception& e) {
     // Boost.JSON's accessors throw on a wrong type; a row is ours, so this is corruption.

@@ -24,11 +24,16 @@ struct ProjectionInfo {
   std::uint32_t version;
 };
 
-inline constexpr ProjectionInfo kTokenDetails{"token_details", 1};
+// Version history (never reuse a number):
+//   1  the token's state and created_seq
+//   2  adds status_changed_at and revoked_at (shown in details)
+inline constexpr ProjectionInfo kTokenDetails{"token_details", 2};
 
 struct TokenRow {
   core::TokenState state;
-  std::uint64_t created_seq = 0;  // seq of TokenCreated (list snapshots filter on it)
+  std::uint64_t created_seq = 0;     // seq of TokenCreated (list snapshots filter on it)
+  Micros status_changed_at = 0;      // v2: creation, or the last suspend/activate/revoke
+  std::optional<Micros> revoked_at;  // v2: when it was revoked
   friend bool operator==(const TokenRow&, const TokenRow&) = default;
 };
 

@@ -303,7 +303,7 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
   auto render = [is_create, is_delete](const store::CommandResult& r) -> std::string {
     if (r.outcome == store::Outcome::kApplied) {
       const auto& row = is_delete ? r.before : r.after;
-      json::object body{{"status", "success"}, {"details", TokenDetailsJson(row->state)}};
+      json::object body{{"status", "success"}, {"details", TokenDetailsJson(*row)}};
       if (is_create) body["token"] = kTokenPlaceholder;
       return StoreResponse(200, json::serialize(body));
     }
@@ -685,7 +685,7 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
     row = TokenInReach(call, *id);
     if (!row) return;
   }
-  call->Respond(Success({{"status", "success"}, {"details", TokenDetailsJson(row->state)}}));
+  call->Respond(Success({{"status", "success"}, {"details", TokenDetailsJson(*row)}}));
 }
 
 void Api::TokenEvents(const std::shared_ptr<Call>& call) {

@@ -27,9 +27,13 @@ json::object TokenSummaryJson(const core::TokenState& s) {
   return o;
 }
 
-json::object TokenDetailsJson(const core::TokenState& s) {
+json::object TokenDetailsJson(const projections::TokenRow& row) {
+  const core::TokenState& s = row.state;
   json::object o = TokenSummaryJson(s);
   const core::AvailableActions a = core::ActionsFor(s.status);
+  o["status_changed_at"] = FormatRfc3339(row.status_changed_at);
+  o["revoked_at"] =
+      row.revoked_at ? json::value(FormatRfc3339(*row.revoked_at)) : json::value(nullptr);
   o["available_actions"] = json::object{
       {"activate", a.activate}, {"delete", a.del}, {"revoke", a.revoke}, {"suspend", a.suspend}};
   return o;

@@ -9,8 +9,9 @@
 
 namespace tokenledger::http {
 
-// ApiToken_Details: every key always present, null where empty.
-boost::json::object TokenDetailsJson(const core::TokenState& s);
+// ApiToken_Details: every key always present, null where empty; plus status_changed_at and
+// revoked_at from the token-details projection (v2).
+boost::json::object TokenDetailsJson(const projections::TokenRow& row);
 // ApiToken_Summary: the same without available_actions.
 boost::json::object TokenSummaryJson(const core::TokenState& s);
 

@@ -36,9 +36,10 @@ void Observe(std::array<std::atomic<std::uint64_t>, N + 1>& buckets,
 void LedgerStore::Submit(CommandRequest request, CommandCallback done) {
   {
     std::unique_lock lock(impl_->mu);
-    if (impl_->stopping) {
+    if (impl_->stopping || impl_->mode == OpenMode::kReadOnly) {
       lock.unlock();
-      done(Failed(Outcome::kUnavailable, "the ledger is shutting down"));
+      done(Failed(Outcome::kUnavailable, impl_->stopping ? "the ledger is shutting down"
+                                                         : "the ledger is open read-only"));
       return;
     }
     if (impl_->queue.size() >= impl_->options.max_queue_depth) {

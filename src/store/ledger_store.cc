@@ -3,6 +3,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 
+#include <stdlib.h>
 #include <boost/json.hpp>
 #include <filesystem>
 
@@ -80,6 +81,11 @@ LedgerStore::Impl::~Impl() {
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
     handles.clear();
     db->Close().PermitUncheckedError();
+    db.reset();
+  }
+  if (!secondary_path.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(secondary_path, ec);
   }
 }
 
@@ -135,7 +141,13 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   impl->write_options.sync = options.sync;
 
   std::error_code ec;
-  std::filesystem::create_directories(options.data_dir, ec);
+  if (mode == OpenMode::kReadOnly) {
+    if (!std::filesystem::exists(std::filesystem::path(options.data_dir) / "CURRENT", ec)) {
+      return Fail(OpenFailure::kIo, "no ledger in '" + options.data_dir + "'");
+    }
+  } else {
+    std::filesystem::create_directories(options.data_dir, ec);
+  }
   if (ec) {
     return Fail(OpenFailure::kIo,
                 "cannot create data directory '" + options.data_dir + "': " + ec.message());
@@ -168,8 +180,23 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   for (const auto& n : names) descriptors.emplace_back(n, impl->cf_options);
 
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(rocksdb::Options(db_options, impl->cf_options),
-                                        options.data_dir, descriptors, &impl->handles, &raw);
+  rocksdb::Status s;
+  if (mode == OpenMode::kReadOnly) {
+    // A secondary instance: its own directory for its info log, the primary's files read-only.
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "tokenledger-secondary-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+      return Fail(OpenFailure::kIo, "cannot create a temporary directory");
+    impl->secondary_path = tmpl;
+    rocksdb::Options secondary(db_options, impl->cf_options);
+    secondary.max_open_files = -1;  // required for secondaries
+    secondary.create_if_missing = false;
+    s = rocksdb::DB::OpenAsSecondary(secondary, options.data_dir, impl->secondary_path, descriptors,
+                                     &impl->handles, &raw);
+  } else {
+    s = rocksdb::DB::Open(rocksdb::Options(db_options, impl->cf_options), options.data_dir,
+                          descriptors, &impl->handles, &raw);
+  }
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       return Fail(OpenFailure::kInUse,
@@ -188,6 +215,10 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   std::string value;
   rocksdb::ReadOptions ro;
   s = impl->db->Get(ro, impl->meta, kMetaFormat, &value);
+  if (s.IsNotFound() && mode == OpenMode::kReadOnly) {
+    return Fail(OpenFailure::kCorrupt,
+                "the ledger in '" + options.data_dir + "' is not initialised yet");
+  }
   if (s.IsNotFound()) {
     std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(ro, impl->events));
     it->SeekToFirst();
@@ -269,7 +300,7 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   impl->next_purge_at = impl->Now() + options.idempotency_purge_interval;
 
   Impl* p = impl.get();
-  impl->committer = std::thread([p] { p->CommitterLoop(); });
+  if (mode != OpenMode::kReadOnly) impl->committer = std::thread([p] { p->CommitterLoop(); });
   return Opened{
       std::unique_ptr<LedgerStore>(new LedgerStore(std::move(impl))), OpenFailure::kNone, {}};
 }

@@ -97,7 +97,9 @@ struct EventPage {
 
 enum class OpenMode {
   kServe,        // refuse to open if the stored projection versions differ from the code's
-  kMaintenance,  // open anyway (rebuild, verify); Submit is still available
+  kMaintenance,  // open anyway, exclusively (rebuild, mint, import); Submit is available
+  kReadOnly,     // a RocksDB secondary instance beside a running server: reads only, never
+                 // blocks the server; CatchUp() sees its newer writes
 };
 
 enum class OpenFailure { kNone, kInUse, kProjectionVersionMismatch, kCorrupt, kIo, kBadOptions };
@@ -176,6 +178,23 @@ class LedgerStore {
   // Every stored event in sequence order from `from_seq`; `visit` returns false to stop.
   Status ScanEvents(std::uint64_t from_seq,
                     const std::function<bool(const events::EventEnvelope&)>& visit) const;
+
+  // Every visible token's row, in token id order; `visit` returns false to stop.
+  Status ScanTokens(const std::function<bool(const projections::TokenRow&)>& visit) const;
+
+  // kReadOnly: catches up with the server's writes since the open or the last CatchUp.
+  Status CatchUp();
+
+  // kMaintenance: appends stored event records (hash + body, exactly as exported) after
+  // checking that each one's hash matches its body, that it links to the chain head, and that
+  // seq and stream versions continue without gaps. All or nothing per call. Projections are
+  // not touched: call RebuildProjections afterwards.
+  Status AppendVerbatim(const std::vector<std::string>& records);
+
+  // The stored record (hash + body) of each event from `from_seq`, in order.
+  Status ScanStoredEvents(
+      std::uint64_t from_seq,
+      const std::function<bool(std::uint64_t seq, std::string_view record)>& visit) const;
 
   std::uint64_t LastSeq() const;
   std::size_t QueueDepth() const;

@@ -82,6 +82,8 @@ struct LedgerStore::Impl {
   bool stopping = false;                                    // guarded by mu
   std::thread committer;
 
+  std::string secondary_path;  // kReadOnly: the secondary instance's private directory
+
   ~Impl();
   rocksdb::ColumnFamilyHandle* Handle(std::string_view name) const;
 

@@ -102,6 +102,12 @@ Result<VerifyReport> LedgerStore::Verify() const {
     }
   }
 
+  if (!m.projections_match) {
+    add("meta", 0, {}, "token_details v" + std::to_string(projections::kTokenDetails.version),
+        "token_details v" + std::to_string(m.projection_meta.details_version),
+        "projections are at another schema version; run `tokenledger rebuild`");
+    return report;
+  }
   // 2. Projection rows and list index entries against the fold.
   std::map<std::string, std::string> expected_index;
   for (const auto& [id, row] : rows) {

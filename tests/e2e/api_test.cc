@@ -20,12 +20,12 @@ class ApiTest : public E2ETest {
   }
 
   void ExpectDetails(const json::object& d, std::string_view status) {
-    EXPECT_EQ(d.size(), 12u) << json::serialize(d);
+    EXPECT_EQ(d.size(), 14u) << json::serialize(d);
     EXPECT_TRUE(std::regex_match(JsonString(d.at("id")), kIdRe));
     EXPECT_EQ(d.at("type"), "api_token");
     EXPECT_EQ(d.at("account_id"), account_.ToString());
     EXPECT_EQ(d.at("status"), status);
-    for (const char* t : {"expires_at", "inserted_at", "updated_at"}) {
+    for (const char* t : {"expires_at", "inserted_at", "updated_at", "status_changed_at"}) {
       EXPECT_TRUE(std::regex_match(JsonString(d.at(t)), kTimeRe)) << t << " " << d.at(t);
     }
     const auto& actions = d.at("available_actions").as_object();
@@ -137,6 +137,9 @@ TEST_F(ApiTest, WholeLifecycle) {
     Response shown = Call("GET", "/api/v1/api_token/" + id, main_.jwt);
     EXPECT_EQ(shown.Json().at("details").at("status"), status);
     EXPECT_EQ(JsonString(shown.Json().at("details").at("updated_at")), updated);
+    EXPECT_EQ(JsonString(shown.Json().at("details").at("status_changed_at")), updated)
+        << "v2 projection";
+    EXPECT_EQ(shown.Json().at("details").at("revoked_at").is_null(), status != "revoked");
   };
   step("suspend", "suspended");
   Response denied = Call("GET", "/api/v1/ping", jwt);

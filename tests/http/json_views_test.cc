@@ -41,8 +41,11 @@ TEST(TokenJsonTest, DetailsHaveEveryKeyAndSummariesNoActions) {
   s.id = *Id::Parse("013xrzp12g3nqk8n7f8f9jbg8d18q7tm");
   s.account_id = *Id::Parse("013xrzp12g3nqk8ngskn1wtxgka5b0nf");
   s.status = core::TokenStatus::kSuspended;
-  const auto d = TokenDetailsJson(s);
-  EXPECT_EQ(d.size(), 12u);
+  projections::TokenRow row{s, 1, 5, std::nullopt};
+  const auto d = TokenDetailsJson(row);
+  EXPECT_EQ(d.size(), 14u);
+  EXPECT_EQ(d.at("status_changed_at"), "1970-01-01T00:00:00.000005Z");
+  EXPECT_TRUE(d.at("revoked_at").is_null());
   EXPECT_TRUE(d.at("environment_id").is_null());
   EXPECT_TRUE(d.at("last_used_at").is_null());
   EXPECT_TRUE(d.at("created_by_admin_user_id").is_null());

@@ -1,5 +1,7 @@
 #include "projections/token_details.h"
 
+#include "projections/token_details_v1.h"
+
 #include <gtest/gtest.h>
 
 namespace tokenledger::projections {
@@ -61,8 +63,30 @@ TEST(TokenDetailsTest, RejectsOtherVersionsAndGarbage) {
                      events::TokenCreated{kAccount, std::nullopt, events::TokenScope::kAccount, 999,
                                           std::nullopt}));
   std::string bytes = EncodeTokenRow(*row);
-  bytes.replace(bytes.find("\"v\":1"), 5, "\"v\":9");
+  const std::string current = "\"v\":" + std::to_string(kTokenDetails.version);
+  bytes.replace(bytes.find(current), current.size(), "\"v\":9");
   EXPECT_FALSE(DecodeTokenRow(bytes));
+  // A row as release 1 wrote it is refused too: it must be rebuilt, never half-read.
+  EXPECT_FALSE(DecodeTokenRow(v1::EncodeTokenRow(*row)));
+}
+
+TEST(TokenDetailsTest, Version2RecordsStatusChangesAndRevocation) {
+  std::optional<TokenRow> row;
+  ApplyEvent(row, At(1, 1, 100,
+                     events::TokenCreated{kAccount, std::nullopt, events::TokenScope::kAccount, 999,
+                                          std::nullopt}));
+  EXPECT_EQ(row->status_changed_at, 100);
+  EXPECT_FALSE(row->revoked_at);
+  ApplyEvent(row, At(2, 2, 150, events::TokenUsed{140}));
+  EXPECT_EQ(row->status_changed_at, 100) << "a use is not a status change";
+  ApplyEvent(row, At(3, 3, 200, events::TokenSuspended{}));
+  EXPECT_EQ(row->status_changed_at, 200);
+  ApplyEvent(row, At(4, 4, 300, events::TokenRevoked{}));
+  EXPECT_EQ(row->status_changed_at, 300);
+  EXPECT_EQ(row->revoked_at, 300);
+  auto decoded = DecodeTokenRow(EncodeTokenRow(*row));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(*decoded, *row);
 }
 
 }  // namespace

@@ -1,0 +1,114 @@
+// Operator-side store operations: catching up a read-only instance, appending exported
+// records verbatim (import), and raw scans for export and stats.
+#include <unordered_map>
+
+#include "src/store/store_impl.h"
+
+namespace tokenledger::store {
+namespace {
+
+Error ImportError(std::uint64_t seq, const std::string& what) {
+  return Error{ErrorCode::kInvalidValue, "event " + std::to_string(seq) + ": " + what, {}};
+}
+
+}  // namespace
+
+Status LedgerStore::CatchUp() {
+  Impl& m = *impl_;
+  if (m.mode != OpenMode::kReadOnly) return Status::Ok();  // a primary is always current
+  rocksdb::Status s = m.db->TryCatchUpWithPrimary();
+  if (!s.ok()) return StorageError(s, "catching up with the server");
+  std::string head;
+  s = m.db->Get(rocksdb::ReadOptions(), m.meta, kMetaChainHead, &head);
+  if (s.ok() && head.size() == 40) m.committed_seq = DecodeU64(head);
+  return Status::Ok();
+}
+
+Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
+  Impl& m = *impl_;
+  if (m.mode == OpenMode::kReadOnly) {
+    return Error{ErrorCode::kUnavailable, "the ledger is open read-only", {}};
+  }
+  rocksdb::WriteBatch wb;
+  std::uint64_t seq = m.head_seq;
+  events::Hash hash = m.head_hash;
+  Micros last_at = m.last_at;
+  std::unordered_map<Id, std::uint64_t, IdHash> versions;
+  for (const std::string& record : records) {
+    const std::uint64_t expected = seq + 1;
+    if (!events::StoredHashMatches(record))
+      return ImportError(expected, "its hash does not match its body");
+    auto e = events::DecodeStoredEvent(record);
+    if (!e) return ImportError(expected, e.error().message);
+    if (e->seq != expected) {
+      return ImportError(expected,
+                         "has sequence number " + std::to_string(e->seq) + " (gap or reordering)");
+    }
+    if (e->prev_hash != hash)
+      return ImportError(expected, "does not link to the previous event's hash");
+    auto v = versions.find(e->stream);
+    if (v == versions.end()) {
+      // The stream's last version on disk: the last key under its prefix.
+      std::uint64_t last = 0;
+      const std::string lower = StreamPrefix(e->stream);
+      const std::string upper = StreamKey(e->stream, ~std::uint64_t{0});
+      rocksdb::ReadOptions ro;
+      std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(ro, m.streams));
+      it->SeekForPrev(upper);
+      if (it->Valid() && it->key().starts_with(lower))
+        last = DecodeU64(it->key().ToStringView().substr(Id::kBytes));
+      if (!it->status().ok()) return StorageError(it->status(), "reading a stream");
+      v = versions.emplace(e->stream, last).first;
+    }
+    if (e->stream_version != v->second + 1) {
+      return ImportError(expected, "stream version " + std::to_string(e->stream_version) +
+                                       " does not follow " + std::to_string(v->second));
+    }
+    v->second = e->stream_version;
+    wb.Put(m.events, EventKey(e->seq), record);
+    wb.Put(m.streams, StreamKey(e->stream, e->stream_version), EncodeU64(e->seq));
+    seq = e->seq;
+    hash = e->hash;
+    last_at = std::max(last_at, e->at);
+  }
+  if (records.empty()) return Status::Ok();
+  std::string head = EncodeU64(seq);
+  head.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+  wb.Put(m.meta, kMetaChainHead, head);
+  rocksdb::WriteOptions wo;
+  wo.sync = m.options.sync;
+  rocksdb::Status s = m.db->Write(wo, &wb);
+  if (!s.ok()) return StorageError(s, "appending events");
+  m.head_seq = seq;
+  m.head_hash = hash;
+  m.last_at = last_at;
+  m.committed_seq = seq;
+  return Status::Ok();
+}
+
+Status LedgerStore::ScanStoredEvents(
+    std::uint64_t from_seq,
+    const std::function<bool(std::uint64_t, std::string_view)>& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->events));
+  for (it->Seek(EventKey(from_seq)); it->Valid(); it->Next()) {
+    if (!visit(DecodeU64(it->key().ToStringView()), it->value().ToStringView())) break;
+  }
+  if (!it->status().ok()) return StorageError(it->status(), "scanning events");
+  return Status::Ok();
+}
+
+Status LedgerStore::ScanTokens(
+    const std::function<bool(const projections::TokenRow&)>& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->details));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto row = projections::DecodeTokenRow(it->value().ToStringView());
+    if (!row) return row.error();
+    if (!visit(*row)) break;
+  }
+  if (!it->status().ok()) return StorageError(it->status(), "scanning tokens");
+  return Status::Ok();
+}
+
+}  // namespace tokenledger::store
