@@ -95,6 +95,14 @@ std::optional<std::string> Base64UrlDecode(std::string_view in) {
   return out;
 }
 
+Claims MakeClaims(const Id& token_id, std::int64_t inserted_at_micros,
+                  std::int64_t expires_at_micros, const Id& account_id,
+                  const std::optional<Id>& environment_id) {
+  constexpr std::int64_t kMicrosPerSecond = 1'000'000;
+  return Claims{token_id, inserted_at_micros / kMicrosPerSecond,
+                expires_at_micros / kMicrosPerSecond, account_id, environment_id};
+}
+
 std::string JwtSigner::Sign(const Claims& c) const {
   json::object scope{{"a", c.account_id.ToString()}};
   if (c.environment_id) scope["e"] = c.environment_id->ToString();

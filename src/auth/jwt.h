@@ -30,6 +30,12 @@ struct Claims {
   friend bool operator==(const Claims&, const Claims&) = default;
 };
 
+// The claims of a token: times in whole seconds (exp rounds down, so a token never outlives
+// its expires_at).
+Claims MakeClaims(const Id& token_id, std::int64_t inserted_at_micros,
+                  std::int64_t expires_at_micros, const Id& account_id,
+                  const std::optional<Id>& environment_id);
+
 class JwtSigner {
  public:
   explicit JwtSigner(const SigningKey& key) : key_(key) {}

@@ -288,9 +288,8 @@ void Api::MaybeRecordUse(const projections::TokenRow& row, Micros now) {
 }
 
 std::string Api::TokenJwt(const core::TokenState& s) const {
-  return signer_.Sign(auth::Claims{s.id, s.inserted_at / kMicrosPerSecond,
-                                   s.expires_at / kMicrosPerSecond, s.account_id,
-                                   s.environment_id});
+  return signer_.Sign(
+      auth::MakeClaims(s.id, s.inserted_at, s.expires_at, s.account_id, s.environment_id));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ Result<std::optional<projections::TokenRow>> LedgerStore::GetToken(const Id& tok
 
 Result<ListPage> LedgerStore::ListTokens(const ListQuery& q) const {
   rocksdb::DB* db = impl_->db.get();
-  SnapshotPtr snapshot(db->GetSnapshot(), ReleaseSnapshot{db});
+  SnapshotPtr snapshot = impl_->Snapshot();
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.get();
 
@@ -105,7 +105,7 @@ Result<ListPage> LedgerStore::ListTokens(const ListQuery& q) const {
 Result<EventPage> LedgerStore::ListEvents(const Id& token_id, std::uint64_t offset,
                                           std::uint32_t limit) const {
   rocksdb::DB* db = impl_->db.get();
-  SnapshotPtr snapshot(db->GetSnapshot(), ReleaseSnapshot{db});
+  SnapshotPtr snapshot = impl_->Snapshot();
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.get();
   const std::string lower = StreamPrefix(token_id);

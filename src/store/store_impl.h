@@ -39,7 +39,9 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
 
 struct ReleaseSnapshot {
   rocksdb::DB* db;
-  void operator()(const rocksdb::Snapshot* s) const { db->ReleaseSnapshot(s); }
+  void operator()(const rocksdb::Snapshot* s) const {
+    if (s) db->ReleaseSnapshot(s);
+  }
 };
 using SnapshotPtr = std::unique_ptr<const rocksdb::Snapshot, ReleaseSnapshot>;
 
@@ -97,6 +99,13 @@ struct LedgerStore::Impl {
   Result<std::optional<events::EventEnvelope>> ReadEvent(const rocksdb::ReadOptions& ro,
                                                          std::uint64_t seq) const;
   Micros Now() const { return hooks.clock(); }
+  // A snapshot for multi-key reads. A secondary (kReadOnly) has none, and needs none: its
+  // view changes only when CatchUp() is called.
+  SnapshotPtr Snapshot() const {
+    rocksdb::DB* d = db.get();
+    return SnapshotPtr(mode == OpenMode::kReadOnly ? nullptr : d->GetSnapshot(),
+                       ReleaseSnapshot{d});
+  }
 };
 
 }  // namespace tokenledger::store

@@ -19,7 +19,7 @@ std::string Hex(std::string_view bytes) {
 Result<VerifyReport> LedgerStore::Verify() const {
   const Impl& m = *impl_;
   rocksdb::DB* db = m.db.get();
-  SnapshotPtr snapshot(db->GetSnapshot(), ReleaseSnapshot{db});
+  SnapshotPtr snapshot = impl_->Snapshot();
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.get();
   VerifyReport report;

@@ -248,10 +248,9 @@ Seeded E2ETest::Seed(const Id& account, std::optional<Id> environment,
   auto r = opened.store->Submit(std::move(req)).get();
   EXPECT_EQ(r.outcome, store::Outcome::kApplied) << r.rejection.message;
   const auto& s = r.after->state;
-  return {
-      account, s.id,
-      signer_->Sign(auth::Claims{s.id, s.inserted_at / kMicrosPerSecond,
-                                 s.expires_at / kMicrosPerSecond, s.account_id, s.environment_id})};
+  return {account, s.id,
+          signer_->Sign(
+              auth::MakeClaims(s.id, s.inserted_at, s.expires_at, s.account_id, s.environment_id))};
 }
 
 void E2ETest::StartServer(std::vector<std::string> extra_args) {

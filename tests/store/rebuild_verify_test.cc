@@ -10,32 +10,6 @@
 namespace tokenledger::store::testing {
 namespace {
 
-// Opens the ledger's RocksDB directly (as an attacker or a broken disk would change it).
-void WithRawDb(
-    const std::string& path,
-    const std::function<void(rocksdb::DB*, std::map<std::string, rocksdb::ColumnFamilyHandle*>&)>&
-        fn) {
-  std::vector<std::string> names;
-  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, descriptors, &handles, &db).ok());
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> by_name;
-  for (auto* h : handles) by_name[h->GetName()] = h;
-  fn(db, by_name);
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
-}
-
-rocksdb::ColumnFamilyHandle* Family(std::map<std::string, rocksdb::ColumnFamilyHandle*>& cfs,
-                                    std::string_view prefix) {
-  for (auto& [name, h] : cfs)
-    if (name.rfind(prefix, 0) == 0) return h;
-  return nullptr;
-}
-
 class RebuildVerifyTest : public StoreTest {
  protected:
   void SetUp() override {

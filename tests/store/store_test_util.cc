@@ -34,6 +34,27 @@ void StoreTest::Open(OpenMode mode) {
   store_ = std::move(opened.store);
 }
 
+void WithRawDb(const std::string& path, const std::function<void(rocksdb::DB*, RawFamilies&)>& fn) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, descriptors, &handles, &db).ok());
+  RawFamilies by_name;
+  for (auto* h : handles) by_name[h->GetName()] = h;
+  fn(db, by_name);
+  for (auto& [name, h] : by_name) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+rocksdb::ColumnFamilyHandle* Family(RawFamilies& families, std::string_view prefix) {
+  for (auto& [name, h] : families)
+    if (name.rfind(prefix, 0) == 0) return h;
+  return nullptr;
+}
+
 std::string RenderForTest(const CommandResult& r) {
   std::string out = r.outcome == Outcome::kApplied ? "applied" : "rejected:" + r.rejection.message;
   if (r.after) out += " " + projections::EncodeTokenRow(*r.after);

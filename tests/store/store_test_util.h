@@ -3,6 +3,10 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <functional>
+#include <map>
 
 #include <atomic>
 #include <memory>
@@ -49,6 +53,13 @@ class StoreTest : public ::testing::Test {
   std::unique_ptr<LedgerStore> store_;
   IdGenerator ids_;
 };
+
+// Opens a ledger's RocksDB directly, every column family by name (to damage it in tests as a
+// broken disk or an attacker would, or to shape it as an older release left it).
+using RawFamilies = std::map<std::string, rocksdb::ColumnFamilyHandle*>;
+void WithRawDb(const std::string& path, const std::function<void(rocksdb::DB*, RawFamilies&)>& fn);
+// The first family whose name starts with `prefix`.
+rocksdb::ColumnFamilyHandle* Family(RawFamilies& families, std::string_view prefix);
 
 // Renders an outcome as the HTTP layer would record it: deterministic bytes.
 std::string RenderForTest(const CommandResult& r);

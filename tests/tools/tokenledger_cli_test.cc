@@ -1,0 +1,479 @@
+// The operator CLI, run as the real `tokenledger` binary against real data directories, beside
+// (and without) the real server.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "projections/token_details_v1.h"
+#include "src/store/keys.h"
+#include "tests/e2e/e2e_util.h"
+
+namespace tokenledger::e2e {
+namespace {
+namespace json = boost::json;
+using store::testing::Family;
+using store::testing::RawFamilies;
+using store::testing::WithRawDb;
+
+struct ToolRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class CliTest : public E2ETest {
+ protected:
+  // Runs `tokenledger args...` to completion (or SIGKILLs it after `kill_after`).
+  ToolRun Tool(std::vector<std::string> args,
+               std::optional<std::chrono::milliseconds> kill_after = std::nullopt) {
+    static int n = 0;
+    const std::string out = dir_.path() + "/tool" + std::to_string(n) + ".out";
+    const std::string err = dir_.path() + "/tool" + std::to_string(n++) + ".err";
+    args.insert(args.begin(), TOKENLEDGER_CLI_PATH);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int in = ::open("/dev/null", O_RDONLY);
+      ::dup2(in, STDIN_FILENO);
+      ::dup2(o, STDOUT_FILENO);
+      ::dup2(e, STDERR_FILENO);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    if (kill_after) {
+      std::this_thread::sleep_for(*kill_after);
+      ::kill(pid, SIGKILL);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), Slurp(out),
+            Slurp(err)};
+  }
+
+  std::vector<json::object> Lines(const std::string& text) {
+    std::vector<json::object> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(json::parse(line).as_object());
+    return out;
+  }
+
+  // Creates tokens through the API and moves some through their lifecycle; returns the ids.
+  std::vector<std::string> Activity(int tokens) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < tokens; ++i) {
+      ids.push_back(JsonString(CreateViaApi(main_.jwt).at("details").at("id")));
+      if (i % 3 == 1) Call("POST", "/api/v1/api_token/" + ids.back() + "/suspend", main_.jwt);
+      if (i % 3 == 2) {
+        Call("POST", "/api/v1/api_token/" + ids.back() + "/revoke", main_.jwt);
+        Call("DELETE", "/api/v1/api_token/" + ids.back(), main_.jwt);
+      }
+    }
+    return ids;
+  }
+
+  std::vector<std::string> Dir() { return {"--data-dir", data_dir_}; }
+  std::vector<std::string> Args(std::initializer_list<std::string> args) {
+    std::vector<std::string> v(args);
+    v.insert(v.end(), {"--data-dir", data_dir_});
+    return v;
+  }
+};
+
+TEST_F(CliTest, ReplayPrintsExactlyTheEventsInOrderWithEachFilter) {
+  const Seeded other = Seed(ids_.Generate());
+  StartServer();
+  const auto ids = Activity(6);
+  Call("GET", "/api/v1/ping", other.jwt);
+  ToolRun all = Tool(Args({"replay"}));  // the server is running
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  const auto events = Lines(all.out);  // stdout is not a terminal: JSON Lines by default
+  ASSERT_GT(events.size(), 12u);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].at("seq").to_number<std::size_t>(), i + 1) << "every event, in order";
+  }
+  // Each token's events are exactly what the API's history shows, hashes included.
+  for (const auto& id : ids) {
+    ToolRun one = Tool(Args({"replay", "--token", id}));
+    const auto api = Call("GET", "/api/v1/api_token/" + id + "/events", main_.jwt)
+                         .Json()
+                         .at("events")
+                         .as_array();
+    const auto mine = Lines(one.out);
+    ASSERT_EQ(mine.size(), api.size()) << id;
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      EXPECT_EQ(mine[i].at("token_id"), id);
+      for (const char* k :
+           {"seq", "stream_version", "type", "at", "hash", "request_id", "actor", "data"}) {
+        EXPECT_EQ(mine[i].at(k), api[i].at(k)) << k;
+      }
+    }
+  }
+  auto count_if = [&](auto pred) {
+    return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), pred));
+  };
+  auto expect_filter = [&](std::vector<std::string> args, auto pred) {
+    args.insert(args.begin(), "replay");
+    args.insert(args.end(), {"--data-dir", data_dir_});
+    ToolRun r = Tool(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto got = Lines(r.out);
+    std::vector<json::object> want;
+    for (const auto& e : events)
+      if (pred(e)) want.push_back(e);
+    EXPECT_EQ(got, want) << args[1];
+  };
+  expect_filter({"--type", "TokenCreated"},
+                [](const json::object& e) { return e.at("type") == "TokenCreated"; });
+  EXPECT_EQ(count_if([](const json::object& e) { return e.at("type") == "TokenDeleted"; }), 2u);
+  expect_filter({"--from-seq", "3", "--to-seq", "7"}, [](const json::object& e) {
+    const auto s = e.at("seq").to_number<int>();
+    return s >= 3 && s <= 7;
+  });
+  const std::string since = JsonString(events[4].at("at")), until = JsonString(events[9].at("at"));
+  expect_filter({"--since", since, "--until", until}, [&](const json::object& e) {
+    return JsonString(e.at("at")) >= since && JsonString(e.at("at")) <= until;
+  });
+  // The other account's token and its use: only with its account.
+  expect_filter({"--account", other.account_id.ToString()}, [&](const json::object& e) {
+    return e.at("token_id") == other.token_id.ToString();
+  });
+  expect_filter({"--account", account_.ToString()}, [&](const json::object& e) {
+    return e.at("token_id") != other.token_id.ToString();
+  });
+  // The table format has a header and one row per event.
+  ToolRun table = Tool(Args({"replay", "--format", "table"}));
+  EXPECT_EQ(table.out.rfind("SEQ", 0), 0u);
+  EXPECT_EQ(static_cast<std::size_t>(std::count(table.out.begin(), table.out.end(), '\n')),
+            events.size() + 1);
+  // Bad usage is exit 2.
+  EXPECT_EQ(Tool(Args({"replay", "--type", "TokenExploded"})).exit_code, 2);
+  EXPECT_EQ(Tool(Args({"replay", "--token", "nope"})).exit_code, 2);
+  EXPECT_EQ(Tool(Args({"replay", "--bogus"})).exit_code, 2);
+}
+
+TEST_F(CliTest, ReplayFollowPrintsNewEventsAsTheyAreCommitted) {
+  StartServer();
+  const std::string out = dir_.path() + "/follow.out";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(o, STDOUT_FILENO);
+    std::string bin = TOKENLEDGER_CLI_PATH, cmd = "replay", flag = "--follow", dd = "--data-dir",
+                dir = data_dir_;
+    char* argv[] = {bin.data(), cmd.data(), flag.data(), dd.data(), dir.data(), nullptr};
+    ::execv(argv[0], argv);
+    ::_exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string id = JsonString(CreateViaApi(main_.jwt).at("details").at("id"));
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    seen = Slurp(out).find(id) != std::string::npos;
+  }
+  EXPECT_TRUE(seen) << "the follower printed the new token's event";
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST_F(CliTest, VerifyNamesATamperedEventAndAMissingRow) {
+  StartServer();
+  const auto ids = Activity(5);
+  ToolRun clean = Tool(Args({"verify"}));  // beside the running server
+  EXPECT_EQ(clean.exit_code, 0) << clean.out << clean.err;
+  EXPECT_NE(clean.out.find("0 findings"), std::string::npos);
+  StopServer();
+  WithRawDb(data_dir_, [](rocksdb::DB* db, RawFamilies& cfs) {
+    std::string value;
+    ASSERT_TRUE(db->Get({}, cfs[store::kEventsCf], store::EventKey(4), &value).ok());
+    value[value.size() - 3] ^= 0x01;  // one byte of one stored event
+    ASSERT_TRUE(db->Put({}, cfs[store::kEventsCf], store::EventKey(4), value).ok());
+  });
+  ToolRun tampered = Tool(Args({"verify"}));
+  EXPECT_EQ(tampered.exit_code, 1);
+  EXPECT_NE(tampered.out.find("FINDING chain seq=4"), std::string::npos) << tampered.out;
+
+  // Repair that byte, then lose a projection row.
+  WithRawDb(data_dir_, [&](rocksdb::DB* db, RawFamilies& cfs) {
+    std::string value;
+    ASSERT_TRUE(db->Get({}, cfs[store::kEventsCf], store::EventKey(4), &value).ok());
+    value[value.size() - 3] ^= 0x01;
+    ASSERT_TRUE(db->Put({}, cfs[store::kEventsCf], store::EventKey(4), value).ok());
+    ASSERT_TRUE(db->Delete({}, Family(cfs, "token_details"), Id::Parse(ids[0])->Bytes()).ok());
+  });
+  ToolRun missing = Tool(Args({"verify"}));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.out.find("token=" + ids[0]), std::string::npos) << missing.out;
+  EXPECT_NE(missing.out.find("token row is missing"), std::string::npos);
+  EXPECT_EQ(Tool(Args({"rebuild"})).exit_code, 0);
+  EXPECT_EQ(Tool(Args({"verify"})).exit_code, 0);
+}
+
+TEST_F(CliTest, RebuildNeedsExclusiveAccessAndEqualsAFreshFold) {
+  StartServer();
+  Activity(6);
+  ToolRun refused = Tool(Args({"rebuild"}));
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("stop the server first"), std::string::npos) << refused.err;
+  EXPECT_EQ(Tool(Args({"mint", "--account", account_.ToString()})).exit_code, 2);
+  const std::string before =
+      Call("GET", "/api/v1/api_token?pagination[page_size]=100&sorting=id", main_.jwt).body;
+  StopServer();
+  ToolRun rebuilt = Tool(Args({"rebuild"}));
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  EXPECT_NE(rebuilt.out.find("rebuilt projections token_details v2"), std::string::npos);
+  EXPECT_EQ(Tool(Args({"verify"})).exit_code, 0);
+  StartServer();
+  EXPECT_EQ(Call("GET", "/api/v1/api_token?pagination[page_size]=100&sorting=id", main_.jwt).body,
+            before);
+}
+
+TEST_F(CliTest, ARebuildKilledAtRandomAndRunAgainEndsInTheSameState) {
+  // A few thousand events, written straight through the ledger.
+  {
+    StoreOptions options;
+    options.data_dir = data_dir_;
+    auto opened = store::LedgerStore::Open(options);
+    ASSERT_TRUE(opened.store) << opened.message;
+    std::vector<std::future<store::CommandResult>> pending;
+    for (int i = 0; i < 10000; ++i) {
+      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{account_}}));
+    }
+    for (auto& f : pending) ASSERT_EQ(f.get().outcome, store::Outcome::kApplied);
+  }
+  auto rows = [&] {
+    std::vector<projections::TokenRow> out;
+    StoreOptions options;
+    options.data_dir = data_dir_;
+    auto opened = store::LedgerStore::Open(options, store::OpenMode::kReadOnly);
+    EXPECT_TRUE(opened.store) << opened.message;
+    if (opened.store) {
+      EXPECT_TRUE(opened.store->ScanTokens([&](const projections::TokenRow& r) {
+        out.push_back(r);
+        return true;
+      }));
+    }
+    return out;
+  };
+  const auto before = rows();
+  ASSERT_EQ(before.size(), 10001u);
+  std::mt19937 rng(11);
+  int interrupted = 0;
+  for (int round = 0; round < 4; ++round) {
+    ToolRun killed =
+        Tool(Args({"rebuild", "--chunk-events", "50"}), std::chrono::milliseconds(20 + rng() % 80));
+    EXPECT_TRUE(killed.exit_code == 137 || killed.exit_code == 0) << killed.exit_code << killed.err;
+    interrupted += killed.exit_code == 137;
+    // Until a rebuild switches, the old projections are intact and in use.
+    EXPECT_EQ(Tool(Args({"verify"})).exit_code, 0) << "round " << round;
+  }
+  EXPECT_GT(interrupted, 0) << "no kill landed in the middle of a rebuild";
+  ToolRun rerun = Tool(Args({"rebuild", "--chunk-events", "50"}));
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  ToolRun verified = Tool(Args({"verify"}));
+  EXPECT_EQ(verified.exit_code, 0) << verified.out;
+  EXPECT_TRUE(rows() == before) << "the rows after the killed and repeated rebuilds differ";
+}
+
+// Leaves the ledger exactly as a release-1 server would have: token-details rows in the v1
+// encoding, meta naming v1 families.
+void DowngradeProjectionsToV1(const std::string& data_dir) {
+  WithRawDb(data_dir, [](rocksdb::DB* db, RawFamilies& cfs) {
+    rocksdb::ColumnFamilyHandle* details = Family(cfs, "token_details");
+    rocksdb::ColumnFamilyHandle* list = Family(cfs, "token_list_index");
+    rocksdb::ColumnFamilyHandle *v1_details = nullptr, *v1_list = nullptr;
+    ASSERT_TRUE(db->CreateColumnFamily({}, "token_details.v1.g90", &v1_details).ok());
+    ASSERT_TRUE(db->CreateColumnFamily({}, "token_list_index.v1.g90", &v1_list).ok());
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, details));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto row = projections::DecodeTokenRow(it->value().ToStringView());
+      ASSERT_TRUE(row);
+      ASSERT_TRUE(db->Put({}, v1_details, it->key(), projections::v1::EncodeTokenRow(*row)).ok());
+    }
+    std::unique_ptr<rocksdb::Iterator> li(db->NewIterator({}, list));
+    for (li->SeekToFirst(); li->Valid(); li->Next())
+      ASSERT_TRUE(db->Put({}, v1_list, li->key(), li->value()).ok());
+    it.reset();
+    li.reset();
+    ASSERT_TRUE(
+        db->Put(
+              {}, cfs[store::kMetaCf], store::kMetaProjections,
+              R"({"token_details":{"version":1,"cf":"token_details.v1.g90"},)"
+              R"("token_list_index":{"version":1,"cf":"token_list_index.v1.g90"},"generation":90})")
+            .ok());
+    ASSERT_TRUE(db->DropColumnFamily(details).ok());
+    ASSERT_TRUE(db->DropColumnFamily(list).ok());
+    db->DestroyColumnFamilyHandle(v1_details);
+    db->DestroyColumnFamilyHandle(v1_list);
+  });
+}
+
+TEST_F(CliTest, SchemaChangeFromVersion1IsMigratedByRebuild) {
+  StartServer();
+  const auto ids = Activity(6);  // ids[2] and ids[5] are revoked and deleted; make one revoked
+  const std::string revoked = JsonString(CreateViaApi(main_.jwt).at("details").at("id"));
+  Call("POST", "/api/v1/api_token/" + revoked + "/revoke", main_.jwt);
+  StopServer();
+  DowngradeProjectionsToV1(data_dir_);
+
+  // The server refuses stale rows and names the command that fixes them.
+  ServerProcess refused(data_dir_);
+  EXPECT_FALSE(refused.Start(/*expect_success=*/false));
+  EXPECT_NE(refused.Stderr().find("tokenledger rebuild"), std::string::npos) << refused.Stderr();
+  ToolRun stale = Tool(Args({"verify"}));
+  EXPECT_EQ(stale.exit_code, 1);
+  EXPECT_NE(stale.out.find("run `tokenledger rebuild`"), std::string::npos) << stale.out;
+
+  ToolRun rebuilt = Tool(Args({"rebuild"}));
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  EXPECT_EQ(Tool(Args({"verify"})).exit_code, 0);
+
+  // Every row equals a fresh fold of the ledger by the v2 code.
+  {
+    StoreOptions options;
+    options.data_dir = data_dir_;
+    auto opened = store::LedgerStore::Open(options, store::OpenMode::kReadOnly);
+    ASSERT_TRUE(opened.store) << opened.message;
+    std::map<Id, std::optional<projections::TokenRow>> fold;
+    ASSERT_TRUE(opened.store->ScanEvents(1, [&](const events::EventEnvelope& e) {
+      projections::ApplyEvent(fold[e.stream], e);
+      return true;
+    }));
+    std::size_t rows = 0;
+    for (const auto& [id, row] : fold) {
+      auto stored = opened.store->GetToken(id);
+      ASSERT_TRUE(stored);
+      if (!row->state.Visible()) {
+        EXPECT_FALSE(*stored);
+        continue;
+      }
+      ASSERT_TRUE(*stored) << id.ToString();
+      EXPECT_EQ(**stored, *row);
+      ++rows;
+    }
+    EXPECT_EQ(rows, 6u);  // main_, 4 of Activity's, and `revoked`
+  }
+  StartServer();
+  const auto d =
+      Call("GET", "/api/v1/api_token/" + revoked, main_.jwt).Json().at("details").as_object();
+  EXPECT_FALSE(d.at("revoked_at").is_null()) << "the v2 field is filled from history";
+  EXPECT_EQ(d.at("revoked_at"), d.at("status_changed_at"));
+  StopServer();
+
+  // The server can also migrate on its own when asked.
+  DowngradeProjectionsToV1(data_dir_);
+  StartServer({"--rebuild-projections"});
+  EXPECT_EQ(Call("GET", "/readyz", "").status, 200);
+}
+
+TEST_F(CliTest, ExportImportExportIsIdenticalAndATamperedImportFails) {
+  StartServer();
+  Activity(5);
+  Call("POST", "/api/v1/api_token", main_.jwt,
+       R"({"details":{"token_scope":"account"},"idempotency_key":"k"})");
+  const std::string first = dir_.path() + "/export1.jsonl";
+  ToolRun exported = Tool(Args({"export", "--output", first}));  // beside the running server
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const std::string copy = dir_.path() + "/copy";
+  ToolRun imported = Tool({"import", "--data-dir", copy, "--input", first});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  const std::string second = dir_.path() + "/export2.jsonl";
+  ASSERT_EQ(Tool({"export", "--data-dir", copy, "--output", second}).exit_code, 0);
+  EXPECT_EQ(Slurp(second), Slurp(first)) << "export -> import -> export is byte-identical";
+  EXPECT_EQ(Tool({"verify", "--data-dir", copy}).exit_code, 0);
+  // Import refuses a non-empty directory.
+  EXPECT_EQ(Tool({"import", "--data-dir", copy, "--input", first}).exit_code, 2);
+
+  // One changed character anywhere in the history fails the import, and nothing stays behind.
+  std::string text = Slurp(first);
+  text[text.find("\"request_id\":\"") + 15] ^= 0x01;
+  const std::string bad = dir_.path() + "/bad.jsonl";
+  std::ofstream(bad) << text;
+  const std::string target = dir_.path() + "/target";
+  ToolRun refused = Tool({"import", "--data-dir", target, "--input", bad});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("nothing was imported"), std::string::npos) << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(target));
+  // A dropped line breaks the chain too.
+  std::string dropped = Slurp(first);
+  const auto line2 = dropped.find('\n') + 1;
+  dropped.erase(line2, dropped.find('\n', line2) + 1 - line2);
+  std::ofstream(bad, std::ios::trunc) << dropped;
+  EXPECT_EQ(Tool({"import", "--data-dir", target, "--input", bad}).exit_code, 1);
+}
+
+TEST_F(CliTest, MintedTokenAuthenticatesAndIsAudited) {
+  const Id account = ids_.Generate(), admin = ids_.Generate();
+  ToolRun minted = Tool(Args({"mint", "--account", account.ToString(), "--admin-user",
+                              admin.ToString(), "--expires-at", "2099-01-01T00:00:00Z"}));
+  ASSERT_EQ(minted.exit_code, 0) << minted.err;
+  std::string jwt = minted.out;
+  while (!jwt.empty() && jwt.back() == '\n') jwt.pop_back();
+  EXPECT_EQ(jwt.find('\n'), std::string::npos) << "only the JWT on stdout";
+  ToolRun env = Tool(Args({"mint", "--account", account.ToString(), "--scope", "environment",
+                           "--environment", ids_.Generate().ToString()}));
+  EXPECT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_EQ(
+      Tool(Args({"mint", "--account", account.ToString(), "--scope", "environment"})).exit_code, 2);
+  EXPECT_EQ(Tool(Args({"mint"})).exit_code, 2);
+  StartServer();
+  EXPECT_EQ(Call("GET", "/api/v1/ping", jwt).status, 200);
+  const auto list = Call("GET", "/api/v1/api_token?sorting=inserted_at", jwt).Json();
+  const auto& d = list.at("summaries").at(0);
+  EXPECT_EQ(d.at("created_by_admin_user_id"), admin.ToString());
+  EXPECT_EQ(d.at("expires_at"), "2099-01-01T00:00:00.000000Z");
+  ToolRun replay =
+      Tool(Args({"replay", "--account", account.ToString(), "--type", "TokenCreated"}));
+  const auto events = Lines(replay.out);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].at("actor").at("admin_user_id"), admin.ToString());
+  EXPECT_EQ(events[0].at("request_id"), "tokenledger-mint");
+}
+
+TEST_F(CliTest, StatsAndHelp) {
+  StartServer();
+  Activity(3);
+  ToolRun stats = Tool(Args({"stats", "--format", "json"}));
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  const auto s = json::parse(stats.out).as_object();
+  EXPECT_EQ(s.at("tokens"), 3);  // main_ and two of Activity's (one was deleted)
+  EXPECT_EQ(s.at("events_by_type").at("TokenDeleted"), 1);
+  EXPECT_EQ(s.at("events_by_type").at("TokenCreated"), 4);
+  EXPECT_EQ(s.at("tokens_by_status").at("suspended"), 1);
+  EXPECT_GT(s.at("disk_bytes").to_number<std::uint64_t>(), 0u);
+  EXPECT_EQ(s.at("last_seq"), s.at("events"));
+  ToolRun table = Tool(Args({"stats"}));
+  EXPECT_NE(table.out.find("last seq"), std::string::npos);
+  for (const char* cmd : {"replay", "rebuild", "verify", "mint", "export", "import", "stats"}) {
+    ToolRun help = Tool({cmd, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << cmd;
+    EXPECT_NE(help.out.find("--data-dir"), std::string::npos) << cmd;
+  }
+  EXPECT_EQ(Tool({"--help"}).exit_code, 0);
+  EXPECT_EQ(Tool({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(Tool({}).exit_code, 2);
+  EXPECT_EQ(Tool({"verify", "--data-dir", dir_.path() + "/nothing-here"}).exit_code, 1);
+}
+
+}  // namespace
+}  // namespace tokenledger::e2e

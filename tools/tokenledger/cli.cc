@@ -1,0 +1,121 @@
+#include "tools/tokenledger/cli.h"
+
+#include <cstdio>
+
+namespace tokenledger::cli {
+
+std::optional<Flags> ParseFlags(const Command& command, const std::vector<std::string>& args) {
+  Flags flags;
+  auto fail = [&](const std::string& message) -> std::optional<Flags> {
+    std::fprintf(stderr, "tokenledger %s: %s (see `tokenledger %s --help`)\n", command.name.c_str(),
+                 message.c_str(), command.name.c_str());
+    return std::nullopt;
+  };
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      flags.values_["help"] = "";
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) return fail("unexpected argument '" + arg + "'");
+    arg = arg.substr(2);
+    std::optional<std::string> inline_value;
+    if (auto eq = arg.find('='); eq != std::string::npos) {
+      inline_value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    const FlagSpec* spec = nullptr;
+    for (const auto& f : command.flags)
+      if (f.name == arg) spec = &f;
+    if (!spec) return fail("unknown flag '--" + arg + "'");
+    if (spec->value_name.empty()) {
+      if (inline_value) return fail("flag '--" + arg + "' takes no value");
+      flags.values_[arg] = "";
+    } else if (inline_value) {
+      flags.values_[arg] = *inline_value;
+    } else if (i + 1 < args.size()) {
+      flags.values_[arg] = args[++i];
+    } else {
+      return fail("flag '--" + arg + "' needs a value (" + spec->value_name + ")");
+    }
+  }
+  for (const auto& f : command.flags) {
+    if (!flags.Has(f.name) && !f.default_value.empty() && !f.value_name.empty())
+      flags.values_[f.name] = f.default_value;
+  }
+  return flags;
+}
+
+std::string CommandHelp(const Command& c) {
+  std::string out =
+      "usage: tokenledger " + c.name + " [FLAGS]\n\n" + c.description + "\n\nFlags:\n";
+  for (const auto& f : c.flags) {
+    std::string left = "  --" + f.name + (f.value_name.empty() ? "" : " " + f.value_name);
+    if (left.size() < 28) left.resize(28, ' ');
+    out += left + " " + f.help +
+           (f.default_value.empty() ? "" : " (default " + f.default_value + ")") + "\n";
+  }
+  out += "  --help                     show this help\n";
+  out +=
+      "\nExit codes: 0 success, 1 a finding or a failure, 2 bad usage or the data directory in "
+      "use.\n";
+  return out;
+}
+
+std::optional<Id> IdFlag(const Flags& flags, const std::string& name) {
+  auto id = Id::Parse(flags.Get(name));
+  if (!id)
+    std::fprintf(stderr, "tokenledger: --%s '%s' is not a valid id\n", name.c_str(),
+                 flags.Get(name).c_str());
+  return id;
+}
+
+std::optional<Micros> TimeFlag(const Flags& flags, const std::string& name) {
+  auto t = ParseRfc3339(flags.Get(name));
+  if (!t)
+    std::fprintf(stderr, "tokenledger: --%s '%s' is not an RFC 3339 time\n", name.c_str(),
+                 flags.Get(name).c_str());
+  return t;
+}
+
+std::optional<std::uint64_t> NumberFlag(const Flags& flags, const std::string& name) {
+  const std::string v = flags.Get(name);
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+    std::fprintf(stderr, "tokenledger: --%s '%s' is not a non-negative integer\n", name.c_str(),
+                 v.c_str());
+    return std::nullopt;
+  }
+  return std::stoull(v);
+}
+
+Opened OpenReadOnly(const std::string& data_dir) {
+  StoreOptions options;
+  options.data_dir = data_dir;
+  auto opened = store::LedgerStore::Open(options, store::OpenMode::kReadOnly);
+  if (!opened.store) {
+    std::fprintf(stderr, "tokenledger: %s\n", opened.message.c_str());
+    return {nullptr, kFinding};
+  }
+  return {std::move(opened.store), kOk};
+}
+
+Opened OpenExclusive(const std::string& data_dir, const std::string& command) {
+  StoreOptions options;
+  options.data_dir = data_dir;
+  auto opened = store::LedgerStore::Open(options, store::OpenMode::kMaintenance);
+  if (!opened.store) {
+    if (opened.failure == store::OpenFailure::kInUse) {
+      std::fprintf(
+          stderr,
+          "tokenledger %s: the data directory '%s' is in use (is tokenledgerd running?); %s needs "
+          "exclusive access: stop the server first\n",
+          command.c_str(), data_dir.c_str(), command.c_str());
+      return {nullptr, kUsage};
+    }
+    std::fprintf(stderr, "tokenledger %s: %s\n", command.c_str(), opened.message.c_str());
+    return {nullptr, kFinding};
+  }
+  return {std::move(opened.store), kOk};
+}
+
+}  // namespace tokenledger::cli

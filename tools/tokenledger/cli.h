@@ -1,0 +1,66 @@
+// Shared pieces of the `tokenledger` operator CLI: subcommand specs, flag parsing, exit codes
+// and opening the ledger the way each command needs it.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/store/ledger_store.h"
+
+namespace tokenledger::cli {
+
+// Exit codes, as operators know them from git and etcdctl.
+constexpr int kOk = 0;
+constexpr int kFinding = 1;  // verify found something, or the command failed
+constexpr int kUsage = 2;    // bad usage, or the data directory is in use
+
+struct FlagSpec {
+  std::string name;        // without "--"
+  std::string value_name;  // empty: a switch
+  std::string help;
+  std::string default_value;  // shown in --help; empty: none
+};
+
+class Flags {
+ public:
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  std::string Get(const std::string& name, const std::string& fallback = "") const {
+    auto it = values_.find(name);
+    return it == values_.end() ? fallback : it->second;
+  }
+  std::map<std::string, std::string> values_;
+};
+
+struct Command {
+  std::string name;
+  std::string summary;
+  std::string description;
+  std::vector<FlagSpec> flags;
+  std::function<int(const Flags&)> run;
+};
+
+// Parses `args` for `command`; on error prints it (and how to get help) and returns nullopt.
+std::optional<Flags> ParseFlags(const Command& command, const std::vector<std::string>& args);
+std::string CommandHelp(const Command& command);
+
+// Fails (prints, returns nullopt) with an error naming the flag.
+std::optional<Id> IdFlag(const Flags& flags, const std::string& name);
+std::optional<Micros> TimeFlag(const Flags& flags, const std::string& name);
+std::optional<std::uint64_t> NumberFlag(const Flags& flags, const std::string& name);
+
+struct Opened {
+  std::unique_ptr<store::LedgerStore> store;
+  int exit_code = kOk;  // when store is null
+};
+// Beside a running server, never blocking it (a RocksDB secondary instance).
+Opened OpenReadOnly(const std::string& data_dir);
+// Exclusively; if the server (or another tool) holds the directory, says so and exits 2.
+Opened OpenExclusive(const std::string& data_dir, const std::string& command);
+
+std::vector<Command> AllCommands();
+
+}  // namespace tokenledger::cli

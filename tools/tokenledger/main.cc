@@ -1,0 +1,47 @@
+// tokenledger: the operator CLI. `tokenledger <command> [flags]`; `--help` on each.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tools/tokenledger/cli.h"
+
+namespace {
+
+std::string Usage(const std::vector<tokenledger::cli::Command>& commands) {
+  std::string out =
+      "usage: tokenledger <command> [flags]\n\nOperator tools for a tokenledger data "
+      "directory.\n\nCommands:\n";
+  for (const auto& c : commands) {
+    std::string name = "  " + c.name;
+    name.resize(12, ' ');
+    out += name + c.summary + "\n";
+  }
+  out +=
+      "\n`tokenledger <command> --help` shows a command's flags. Exit codes: 0 success, 1 a "
+      "finding\n"
+      "or a failure, 2 bad usage or the data directory in use.\n";
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto commands = tokenledger::cli::AllCommands();
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+      std::string(argv[1]) == "help") {
+    std::fputs(Usage(commands).c_str(), argc < 2 ? stderr : stdout);
+    return argc < 2 ? tokenledger::cli::kUsage : tokenledger::cli::kOk;
+  }
+  for (const auto& c : commands) {
+    if (c.name != argv[1]) continue;
+    auto flags = tokenledger::cli::ParseFlags(c, std::vector<std::string>(argv + 2, argv + argc));
+    if (!flags) return tokenledger::cli::kUsage;
+    if (flags->Has("help")) {
+      std::fputs(tokenledger::cli::CommandHelp(c).c_str(), stdout);
+      return tokenledger::cli::kOk;
+    }
+    return c.run(*flags);
+  }
+  std::fprintf(stderr, "tokenledger: unknown command '%s'\n\n%s", argv[1], Usage(commands).c_str());
+  return tokenledger::cli::kUsage;
+}
