@@ -12,6 +12,7 @@ namespace tokenledger::projections::v1 {
 inline constexpr std::uint32_t kVersion = 1;
 
 // The row as release 1 wrote it: the v2 fields (status_changed_at, revoked_at) do not exist.
+// Deliberately a frozen copy, not shared with the current encoder, which keeps evolving.
 std::string EncodeTokenRow(const TokenRow& row);
 
 }  // namespace tokenledger::projections::v1
