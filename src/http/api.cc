@@ -343,18 +343,26 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
           return call->Fail(Err(ErrorCode::kUnavailable, r.rejection.message));
       }
       if (is_create && response.status == 200) {
-        // Sign the JWT again from the recorded details: same claims, same key, same bytes.
-        json::value body = json::parse(response.body);
-        const json::object& d = body.at("details").as_object();
-        core::TokenState s;
-        s.id = *Id::Parse(d.at("id").as_string());
-        s.account_id = *Id::Parse(d.at("account_id").as_string());
-        if (!d.at("environment_id").is_null())
-          s.environment_id = Id::Parse(d.at("environment_id").as_string());
-        s.inserted_at = *ParseRfc3339(d.at("inserted_at").as_string());
-        s.expires_at = *ParseRfc3339(d.at("expires_at").as_string());
+        // The secret is never recorded: sign it now. A fresh create has the token's state; a
+        // replay reads the claims back from the recorded details (same claims, same bytes).
+        std::string jwt;
+        if (r.after) {
+          jwt = TokenJwt(r.after->state);
+        } else {
+          const json::value body = json::parse(response.body);
+          const json::object& d = body.at("details").as_object();
+          core::TokenState s;
+          s.id = *Id::Parse(d.at("id").as_string());
+          s.account_id = *Id::Parse(d.at("account_id").as_string());
+          if (!d.at("environment_id").is_null()) {
+            s.environment_id = Id::Parse(d.at("environment_id").as_string());
+          }
+          s.inserted_at = *ParseRfc3339(d.at("inserted_at").as_string());
+          s.expires_at = *ParseRfc3339(d.at("expires_at").as_string());
+          jwt = TokenJwt(s);
+        }
         const std::size_t at = response.body.find(kTokenPlaceholder);
-        response.body.replace(at, kTokenPlaceholder.size(), TokenJwt(s));
+        response.body.replace(at, kTokenPlaceholder.size(), jwt);
       }
       call->Respond(std::move(response));
     } catch (const std::exception& e) {
@@ -695,19 +703,26 @@ void Api::TokenEvents(const std::shared_ptr<Call>& call) {
   if (!q) return call->Fail(q.error());
   auto page = ParsePage(*q, options_);
   if (!page) return call->Fail(page.error());
-  // The history outlives the token: ownership comes from its TokenCreated, not the row.
-  auto first = store_.ListEvents(*id, 0, 1);
-  if (!first) return call->Fail(first.error());
-  const auto* created =
-      first->events.empty() ? nullptr : std::get_if<events::TokenCreated>(&first->events[0].data);
+  // The history outlives the token: ownership comes from its TokenCreated, not the row. The
+  // first page already holds it; a later page needs one more read.
+  auto events = store_.ListEvents(*id, page->offset, page->size);
+  if (!events) return call->Fail(events.error());
+  std::optional<store::EventPage> first;
+  if (page->offset > 0) {
+    auto head = store_.ListEvents(*id, 0, 1);
+    if (!head) return call->Fail(head.error());
+    first = std::move(*head);
+  }
+  const store::EventPage& owner_page = first ? *first : *events;
+  const auto* created = owner_page.events.empty()
+                            ? nullptr
+                            : std::get_if<events::TokenCreated>(&owner_page.events[0].data);
   const Caller& c = call->caller;
   if (!created || created->account_id != c.account_id ||
       (c.scope == events::TokenScope::kEnvironment &&
        created->environment_id != c.environment_id)) {
     return call->Fail(Err(ErrorCode::kNotFound, "api_token " + id->ToString() + " not found"));
   }
-  auto events = store_.ListEvents(*id, page->offset, page->size);
-  if (!events) return call->Fail(events.error());
   json::array list;
   for (const auto& e : events->events) list.push_back(events::EventToApiJson(e));
   call->Respond(Success({{"status", "success"},
