@@ -1,5 +1,7 @@
 #include "src/app/config.h"
 
+#include <arpa/inet.h>
+
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -14,6 +16,23 @@ struct Option {
   std::string help;
   std::function<bool(Config&, const std::string&)> apply;
 };
+
+// HOST:PORT with an IP address (or localhost) and a port 0-65535; "[::1]:80" for IPv6.
+bool ValidListenAddress(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= address.size()) return false;
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port) > 65535) {
+    return false;
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  return host == "localhost" || ::inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+         ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
 
 bool ParseSize(const std::string& text, std::size_t* out) {
   if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos)
@@ -41,13 +60,13 @@ std::vector<Option> Options() {
        "API address; port 0 picks a free port (default 127.0.0.1:8080)",
        [](Config& c, const std::string& v) {
          c.server.listen = v;
-         return !v.empty();
+         return ValidListenAddress(v);
        }},
       {"metrics-listen", "TOKENLEDGER_METRICS_LISTEN", "HOST:PORT",
        "serve /metrics on this address instead of the API's (default: the API's)",
        [](Config& c, const std::string& v) {
          c.server.metrics_listen = v;
-         return true;
+         return v.empty() || ValidListenAddress(v);
        }},
       {"data-dir", "TOKENLEDGER_DATA_DIR", "DIR",
        "ledger directory, created if missing (default ./data)",

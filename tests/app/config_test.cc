@@ -55,6 +55,13 @@ TEST(ConfigTest, ErrorsNameTheProblem) {
   EXPECT_NE(error.find("TOKENLEDGER_THREADS"), std::string::npos);
   EXPECT_FALSE(Parse({"positional"}, {}, &c, &error));
   EXPECT_FALSE(Parse({"--no-sync=yes"}, {}, &c, &error));
+  for (const char* bad :
+       {"nonsense", "127.0.0.1", "127.0.0.1:99999", "host.example:80", ":80", "1.2.3.4:"}) {
+    EXPECT_FALSE(Parse({"--listen", bad}, {}, &c, &error)) << bad;
+  }
+  for (const char* good : {"127.0.0.1:0", "0.0.0.0:8080", "[::1]:8080", "localhost:9000"}) {
+    EXPECT_TRUE(Parse({"--listen", good}, {}, &c, &error)) << good << ": " << error;
+  }
 }
 
 TEST(ConfigTest, Durations) {

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -271,6 +273,30 @@ TEST(ServerStartTest, RefusesAKeyFileReadableByOthersAndASecondInstance) {
   EXPECT_FALSE(second.Start(/*expect_success=*/false));
   EXPECT_NE(second.Stderr().find("already in use"), std::string::npos) << second.Stderr();
   EXPECT_EQ(first.Stop(), 0);
+}
+
+TEST(ServerFlagsTest, HelpVersionAndBadFlags) {
+  auto run = [](const std::string& args) {
+    std::string out;
+    std::FILE* p = ::popen((std::string(TOKENLEDGERD_PATH) + " " + args + " 2>&1").c_str(), "r");
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    const int status = ::pclose(p);
+    return std::make_pair(WEXITSTATUS(status), out);
+  };
+  auto [help_rc, help] = run("--help");
+  EXPECT_EQ(help_rc, 0);
+  EXPECT_NE(help.find("--listen HOST:PORT"), std::string::npos);
+  EXPECT_NE(help.find("TOKENLEDGER_DATA_DIR"), std::string::npos);
+  auto [version_rc, version] = run("--version");
+  EXPECT_EQ(version_rc, 0);
+  EXPECT_EQ(version.rfind("tokenledgerd ", 0), 0u);
+  auto [bad_rc, bad] = run("--no-such-flag");
+  EXPECT_EQ(bad_rc, 2);
+  EXPECT_NE(bad.find("--no-such-flag"), std::string::npos);
+  EXPECT_EQ(run("--listen nonsense --data-dir /tmp/tokenledger-never-created").first, 2);
+  EXPECT_FALSE(std::filesystem::exists("/tmp/tokenledger-never-created"))
+      << "refused before touching disk";
 }
 
 class ListenerTest : public E2ETest {};
