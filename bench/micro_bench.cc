@@ -1,0 +1,94 @@
+// Micro-benchmarks of the work under every request: decide, event codec and hash, JWT verify,
+// and a list page as an account grows (the one read whose cost depends on the account size).
+// Run: build/bench/micro_bench  (see docs/PERFORMANCE.md)
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+#include <random>
+
+#include "events/event_codec.h"
+#include "events/hash_chain.h"
+#include "src/auth/jwt.h"
+#include "src/core/decider.h"
+#include "src/store/ledger_store.h"
+
+namespace tokenledger {
+namespace {
+
+const Id kToken = *Id::Parse("013xrzp12g3nqk8n7f8f9jbg8d18q7tm");
+const Id kAccount = *Id::Parse("013xrzp12g3nqk8ngskn1wtxgka5b0nf");
+
+void BM_Decide(benchmark::State& state) {
+  core::TokenState s;
+  s.exists = true;
+  s.id = kToken;
+  s.account_id = kAccount;
+  const core::DecideContext ctx{.now = 1, .new_token_id = {}, .policy = {}};
+  for (auto _ : state) benchmark::DoNotOptimize(core::Decide(core::SuspendToken{kToken}, s, ctx));
+}
+BENCHMARK(BM_Decide);
+
+events::EventEnvelope Created() {
+  events::EventEnvelope e;
+  e.seq = 12345;
+  e.stream = kToken;
+  e.stream_version = 1;
+  e.schema_version = 1;
+  e.at = 1'704'067'200'000'000;
+  e.actor.token_id = kToken;
+  e.request_id = "06h24tgvd0cp275vsj0g6xzeq643gwqf";
+  e.data = events::TokenCreated{kAccount, std::nullopt, events::TokenScope::kAccount, e.at + 1,
+                                std::nullopt};
+  return e;
+}
+
+void BM_EncodeAndHashEvent(benchmark::State& state) {
+  events::EventEnvelope e = Created();
+  for (auto _ : state) benchmark::DoNotOptimize(events::EncodeStoredEvent(e));
+}
+BENCHMARK(BM_EncodeAndHashEvent);
+
+void BM_DecodeEvent(benchmark::State& state) {
+  events::EventEnvelope e = Created();
+  const std::string stored = events::EncodeStoredEvent(e);
+  for (auto _ : state) benchmark::DoNotOptimize(events::DecodeStoredEvent(stored));
+}
+BENCHMARK(BM_DecodeEvent);
+
+void BM_JwtVerify(benchmark::State& state) {
+  auth::SigningKey key{};
+  key.fill(3);
+  const auth::JwtSigner signer(key);
+  const std::string token =
+      signer.Sign(auth::MakeClaims(kToken, 1, 2'000'000'000'000'000, kAccount, std::nullopt));
+  for (auto _ : state) benchmark::DoNotOptimize(signer.Verify(token));
+}
+BENCHMARK(BM_JwtVerify);
+
+// One page of 25, newest first, from an account of state.range(0) tokens (real RocksDB on disk).
+void BM_ListPage(benchmark::State& state) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("tokenledger-bench-" + std::to_string(std::random_device{}())))
+                              .string();
+  {
+    StoreOptions options;
+    options.data_dir = dir;
+    options.sync = false;  // set-up only; the measured part is a read
+    auto opened = store::LedgerStore::Open(options);
+    std::vector<std::future<store::CommandResult>> pending;
+    for (std::int64_t i = 0; i < state.range(0); ++i) {
+      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{kAccount}}));
+    }
+    for (auto& f : pending) f.get();
+    store::ListQuery q;
+    q.account_id = kAccount;
+    for (auto _ : state) benchmark::DoNotOptimize(opened.store->ListTokens(q));
+  }
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_ListPage)->Arg(100)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace tokenledger
+
+BENCHMARK_MAIN();
