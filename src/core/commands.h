@@ -24,15 +24,19 @@ struct CreateToken {
 };
 struct SuspendToken {
   Id token_id;
+  std::optional<Id> account_id;  // the caller's account: another account's token is not found
 };
 struct ActivateToken {
   Id token_id;
+  std::optional<Id> account_id;  // the caller's account: another account's token is not found
 };
 struct RevokeToken {
   Id token_id;
+  std::optional<Id> account_id;  // the caller's account: another account's token is not found
 };
 struct DeleteToken {
   Id token_id;
+  std::optional<Id> account_id;  // the caller's account: another account's token is not found
 };
 // A successful authentication at `used_at`; recorded at most once per granularity.
 struct RecordUse {

@@ -47,10 +47,13 @@ Decision DecideCreate(const CreateToken& c, const TokenState& state, const Decid
 }
 
 // The four lifecycle actions share one shape: visible token, action available, one event.
-template <typename Event>
-Decision DecideAction(const Id& id, const TokenState& state, bool AvailableActions::*allowed,
+// A token of another account is "not found": its existence is not revealed.
+template <typename Event, typename Command>
+Decision DecideAction(const Command& c, const TokenState& state, bool AvailableActions::*allowed,
                       std::string_view verb) {
-  if (!state.Visible()) return NotFound(id);
+  if (!state.Visible() || (c.account_id && state.account_id != *c.account_id)) {
+    return NotFound(c.token_id);
+  }
   if (!(ActionsFor(state.status).*allowed)) {
     return Reject(ErrorCode::kInvalidAction, "cannot " + std::string(verb) + " a token that is " +
                                                  std::string(StatusName(state.status)));
@@ -71,16 +74,13 @@ Decision DecideRecordUse(const RecordUse& c, const TokenState& state, const Deci
 Decision Decide(const Command& command, const TokenState& state, const DecideContext& ctx) {
   if (const auto* c = std::get_if<CreateToken>(&command)) return DecideCreate(*c, state, ctx);
   if (const auto* c = std::get_if<SuspendToken>(&command))
-    return DecideAction<events::TokenSuspended>(c->token_id, state, &AvailableActions::suspend,
-                                                "suspend");
+    return DecideAction<events::TokenSuspended>(*c, state, &AvailableActions::suspend, "suspend");
   if (const auto* c = std::get_if<ActivateToken>(&command))
-    return DecideAction<events::TokenActivated>(c->token_id, state, &AvailableActions::activate,
-                                                "activate");
+    return DecideAction<events::TokenActivated>(*c, state, &AvailableActions::activate, "activate");
   if (const auto* c = std::get_if<RevokeToken>(&command))
-    return DecideAction<events::TokenRevoked>(c->token_id, state, &AvailableActions::revoke,
-                                              "revoke");
+    return DecideAction<events::TokenRevoked>(*c, state, &AvailableActions::revoke, "revoke");
   if (const auto* c = std::get_if<DeleteToken>(&command))
-    return DecideAction<events::TokenDeleted>(c->token_id, state, &AvailableActions::del, "delete");
+    return DecideAction<events::TokenDeleted>(*c, state, &AvailableActions::del, "delete");
   return DecideRecordUse(std::get<RecordUse>(command), state, ctx);
 }
 

@@ -146,6 +146,23 @@ TEST(DeciderTest, DeletedAndUnknownTokensAreNotFound) {
             ErrorCode::kNotFound);
 }
 
+TEST(DeciderTest, AnotherAccountsTokenIsNotFound) {
+  const TokenState revoked = Given({Created(), events::TokenRevoked{}});
+  const Id other = *Id::Parse("013xrzp12g3nqk8nh0qrc2b1jfanmvb9");
+  EXPECT_EQ(RejectionCode(Decide(SuspendToken{kToken, other}, Given({Created()}), Context())),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(RejectionCode(Decide(ActivateToken{kToken, other},
+                                 Given({Created(), events::TokenSuspended{}}), Context())),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(RejectionCode(Decide(RevokeToken{kToken, other}, Given({Created()}), Context())),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(RejectionCode(Decide(DeleteToken{kToken, other}, revoked, Context())),
+            ErrorCode::kNotFound);
+  // The owner (or an operator, who names no account) decides as usual.
+  EXPECT_EQ(Events(Decide(DeleteToken{kToken, kAccount}, revoked, Context())).size(), 1u);
+  EXPECT_EQ(Events(Decide(DeleteToken{kToken}, revoked, Context())).size(), 1u);
+}
+
 TEST(DeciderTest, CreateAccountToken) {
   CreateToken c{kAccount, std::nullopt, TokenScope::kAccount, std::nullopt, kAdmin};
   const Micros now = kT0 + kMicrosPerHour;
