@@ -18,6 +18,12 @@ Error Corrupt(std::string what) {
 
 }  // namespace
 
+void ApplyUse(std::optional<TokenRow>& row, Micros used_at) {
+  if (!row || !row->state.Visible()) return;
+  if (!row->state.last_used_at || *row->state.last_used_at < used_at)
+    row->state.last_used_at = used_at;
+}
+
 void ApplyEvent(std::optional<TokenRow>& row, const events::EventEnvelope& event) {
   if (!row) {
     row.emplace();

@@ -41,6 +41,10 @@ struct TokenRow {
 // TokenDeleted the row's state is deleted and the store removes the row.
 void ApplyEvent(std::optional<TokenRow>& row, const events::EventEnvelope& event);
 
+// Folds a usage record (kept beside the ledger, see DecideUse) into a row: a visible row's
+// last_used_at becomes the later of the two. Rows of absent or deleted tokens are left alone.
+void ApplyUse(std::optional<TokenRow>& row, Micros used_at);
+
 std::string EncodeTokenRow(const TokenRow& row);
 // Fails with kUnexpected if the bytes are not a row of the current schema version.
 Result<TokenRow> DecodeTokenRow(std::string_view bytes);

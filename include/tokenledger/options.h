@@ -17,6 +17,12 @@ struct TokenPolicy {
   Micros max_lifetime = 0;
   // `last_used_at` moves at most once per this interval per token. Default: 60 s.
   Micros last_used_granularity = kMicrosPerMinute;
+  // A use enters the audited history (a `TokenUsed` event) at most once per token per this
+  // interval: the first use in each interval, counted from the Unix epoch (so by default the
+  // first use of each UTC day). Every other move of `last_used_at` is kept in the usage
+  // records beside the ledger, not in it, so uses do not grow the ledger with traffic. 0: no
+  // use is audited. Default: 24 h.
+  Micros usage_audit_interval = kMicrosPerDay;
 };
 
 struct StoreOptions {

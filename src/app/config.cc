@@ -118,6 +118,10 @@ std::vector<Option> Options() {
       {"last-used-granularity", "TOKENLEDGER_LAST_USED_GRANULARITY", "DURATION",
        "last_used_at moves at most once per this interval per token (default 60s)",
        duration([](Config& c) -> Micros& { return c.store.policy.last_used_granularity; })},
+      {"usage-audit-interval", "TOKENLEDGER_USAGE_AUDIT_INTERVAL", "DURATION",
+       "a use is appended to the audited history (TokenUsed) at most once per token per this "
+       "interval; 0 = never (default 24h)",
+       duration([](Config& c) -> Micros& { return c.store.policy.usage_audit_interval; })},
       {"default-token-lifetime", "TOKENLEDGER_DEFAULT_TOKEN_LIFETIME", "DURATION",
        "expiry of tokens created without expires_at (default 365d)",
        duration([](Config& c) -> Micros& { return c.store.policy.default_lifetime; })},

@@ -1,5 +1,7 @@
 #include "src/core/decider.h"
 
+#include <cassert>
+
 namespace tokenledger::core {
 namespace {
 
@@ -63,13 +65,24 @@ Decision DecideAction(const Command& c, const TokenState& state, bool AvailableA
 
 Decision DecideRecordUse(const RecordUse& c, const TokenState& state, const DecideContext& ctx) {
   if (!state.Visible()) return NotFound(c.token_id);
-  if (state.last_used_at && c.used_at < *state.last_used_at + ctx.policy.last_used_granularity) {
-    return std::vector<EventData>{};  // recorded recently enough: nothing to write
-  }
+  if (!DecideUse(state, c.used_at, ctx.policy).audited) return std::vector<EventData>{};
   return std::vector<EventData>{events::TokenUsed{c.used_at}};
 }
 
 }  // namespace
+
+UseEffect DecideUse(const TokenState& state, Micros used_at, const TokenPolicy& policy) {
+  assert(state.Visible());
+  UseEffect effect;
+  if (state.last_used_at && used_at < *state.last_used_at + policy.last_used_granularity) {
+    return effect;  // recorded recently enough
+  }
+  effect.moves_last_used = true;
+  const Micros interval = policy.usage_audit_interval;
+  effect.audited =
+      interval > 0 && (!state.last_used_at || used_at / interval != *state.last_used_at / interval);
+  return effect;
+}
 
 Decision Decide(const Command& command, const TokenState& state, const DecideContext& ctx) {
   if (const auto* c = std::get_if<CreateToken>(&command)) return DecideCreate(*c, state, ctx);

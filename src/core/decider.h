@@ -33,8 +33,20 @@ struct Rejection {
   friend bool operator==(const Rejection&, const Rejection&) = default;
 };
 
-// Events to append (possibly none: a RecordUse inside the granularity window is a no-op).
+// Events to append (possibly none: a RecordUse that DecideUse does not audit appends nothing).
 using Decision = std::variant<std::vector<events::EventData>, Rejection>;
+
+// What a use at `used_at` does to a token: whether `last_used_at` moves (once per
+// policy.last_used_granularity), and whether that move is audited, i.e. appended to the ledger
+// as a TokenUsed event (the first use in each policy.usage_audit_interval). A move that is not
+// audited is a usage record kept beside the ledger (see docs/LEDGER.md, "Usage records").
+struct UseEffect {
+  bool moves_last_used = false;
+  bool audited = false;
+  friend bool operator==(const UseEffect&, const UseEffect&) = default;
+};
+// REQUIRES: state.Visible().
+UseEffect DecideUse(const TokenState& state, Micros used_at, const TokenPolicy& policy);
 
 // `state` is the target token's current state (default-constructed when it does not exist;
 // for CreateToken, the state of context.new_token_id).

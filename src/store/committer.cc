@@ -212,6 +212,13 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
     r.before = row;
 
     core::Decision decision = core::Decide(req.command, row ? row->state : core::TokenState{}, ctx);
+    // A use moves last_used_at through a usage record; only some uses are also events.
+    std::optional<Micros> used_at;
+    if (const auto* use = std::get_if<core::RecordUse>(&req.command);
+        use && row && row->state.Visible() &&
+        core::DecideUse(row->state, use->used_at, options.policy).moves_last_used) {
+      used_at = use->used_at;
+    }
     std::uint64_t first_seq = 0;
     if (auto* rejection = std::get_if<core::Rejection>(&decision)) {
       r.outcome = Outcome::kRejected;
@@ -239,7 +246,14 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
         projections::ApplyEvent(row, e);
         r.events.push_back(std::move(e));
       }
-      if (!r.events.empty()) WriteProjectionChange(wb, details, list, r.before, row);
+      if (used_at) {
+        projections::ApplyUse(row, *used_at);
+        wb.Put(usage, target.Bytes(), EncodeU64(*used_at));
+      }
+      if (row && row->state.deleted && r.before && r.before->state.last_used_at) {
+        wb.Delete(usage, target.Bytes());  // a deleted token's usage record has no reader
+      }
+      if (!r.events.empty() || used_at) WriteProjectionChange(wb, details, list, r.before, row);
       appended += r.events.size();
       r.outcome = Outcome::kApplied;
       r.after = row;

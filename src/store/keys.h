@@ -7,6 +7,8 @@
 //   idempotency   'k' | account_id (20) | key          -> IdempotencyRecord
 //                 't' | created_at (8 BE) | account_id (20) | key -> "" (purge order)
 //   meta          text keys (kMeta*)                   -> values described there
+//   usage         token_id (20)                        -> last use (8 BE micros): usage records
+//                 beside the ledger, not part of the hash chain (see DecideUse)
 //   token_details projection rows, token_id (20)       -> projections::EncodeTokenRow
 //   list index    projections::ListIndexEntries
 // The two projection families carry their version and generation in their name, and meta
@@ -29,6 +31,7 @@ inline constexpr char kEventsCf[] = "events";
 inline constexpr char kStreamsCf[] = "streams";
 inline constexpr char kIdempotencyCf[] = "idempotency";
 inline constexpr char kMetaCf[] = "meta";
+inline constexpr char kUsageCf[] = "usage";
 
 // meta keys
 inline constexpr char kMetaFormat[] = "format";            // "1"

@@ -170,6 +170,12 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
                            kIdempotencyCf, kMetaCf}) {
     if (std::find(names.begin(), names.end(), base) == names.end()) names.emplace_back(base);
   }
+  // Ledgers written before usage records have no `usage` family; a secondary cannot create
+  // it, and reads such a ledger as one without usage records.
+  if (mode != OpenMode::kReadOnly &&
+      std::find(names.begin(), names.end(), kUsageCf) == names.end()) {
+    names.emplace_back(kUsageCf);
+  }
   ProjectionMeta initial{
       projections::kTokenDetails.version,
       ProjectionCfName(projections::kTokenDetails.name, projections::kTokenDetails.version, 1),
@@ -210,6 +216,7 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   impl->streams = impl->Handle(kStreamsCf);
   impl->idempotency = impl->Handle(kIdempotencyCf);
   impl->meta = impl->Handle(kMetaCf);
+  impl->usage = impl->Handle(kUsageCf);
 
   // Meta: format, projections, chain head. A fresh ledger gets them in one synced write.
   std::string value;

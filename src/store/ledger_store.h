@@ -128,7 +128,7 @@ struct StoreMetrics {
 };
 
 struct VerifyFinding {
-  std::string kind;       // "chain", "stream", "projection", "index", "idempotency", "meta"
+  std::string kind;  // "chain", "stream", "projection", "index", "idempotency", "meta", "usage"
   std::uint64_t seq = 0;  // 0 when not about one event
   std::optional<Id> token;
   std::string expected;

@@ -40,7 +40,7 @@ std::optional<RebuildState> DecodeRebuildState(std::string_view text) {
 
 bool IsBaseCf(std::string_view name) {
   return name == rocksdb::kDefaultColumnFamilyName || name == kEventsCf || name == kStreamsCf ||
-         name == kIdempotencyCf || name == kMetaCf;
+         name == kIdempotencyCf || name == kMetaCf || name == kUsageCf;
 }
 
 }  // namespace
@@ -146,6 +146,31 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   }
   if (!it->status().ok()) return StorageError(it->status(), "reading events");
   it.reset();
+  if (Status fs = flush(); !fs) return fs;
+
+  // Usage records live beside the ledger: fold them into the rebuilt rows. Taking the later
+  // time makes this pass idempotent, so a rebuild killed here simply runs it again.
+  std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(ro, m.usage));
+  std::size_t pending = 0;
+  for (uses->SeekToFirst(); uses->Valid(); uses->Next()) {
+    auto id = Id::FromBytes(uses->key().ToStringView());
+    if (!id || uses->value().size() != 8) continue;  // Verify reports malformed records
+    std::string row_bytes;
+    s = db->Get(ro, new_details, id->Bytes(), &row_bytes);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return StorageError(s, "reading a rebuilt row");
+    auto row = projections::DecodeTokenRow(row_bytes);
+    if (!row) return row.error();
+    Touched t{*row, *row};
+    projections::ApplyUse(t.current, static_cast<Micros>(DecodeU64(uses->value().ToStringView())));
+    if (t.current == t.original) continue;
+    touched.emplace(*id, std::move(t));
+    if (++pending % chunk_events == 0) {
+      if (Status fs = flush(); !fs) return fs;
+    }
+  }
+  if (!uses->status().ok()) return StorageError(uses->status(), "reading usage records");
+  uses.reset();
   if (Status fs = flush(); !fs) return fs;
 
   // The switch: one synced write makes the new families the projections.

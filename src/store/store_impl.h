@@ -61,6 +61,7 @@ struct LedgerStore::Impl {
   rocksdb::ColumnFamilyHandle* streams = nullptr;
   rocksdb::ColumnFamilyHandle* idempotency = nullptr;
   rocksdb::ColumnFamilyHandle* meta = nullptr;
+  rocksdb::ColumnFamilyHandle* usage = nullptr;  // null only in kReadOnly over an old ledger
   rocksdb::ColumnFamilyHandle* details = nullptr;
   rocksdb::ColumnFamilyHandle* list = nullptr;
   rocksdb::ColumnFamilyOptions cf_options;

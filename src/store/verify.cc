@@ -108,6 +108,26 @@ Result<VerifyReport> LedgerStore::Verify() const {
         "projections are at another schema version; run `tokenledger rebuild`");
     return report;
   }
+  // Usage records (beside the ledger) move last_used_at past the last audited use.
+  if (m.usage) {  // null: a secondary over a ledger from before usage records
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, m.usage));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto id = Id::FromBytes(it->key().ToStringView());
+      auto r = id ? rows.find(*id) : rows.end();
+      if (!id || it->value().size() != 8) {
+        add("usage", 0, id, "token id -> 8-byte time", Hex(it->key().ToStringView()),
+            "malformed usage record");
+      } else if (r == rows.end() || !r->second || !r->second->state.Visible()) {
+        add("usage", 0, id, "no record", "a usage record",
+            "usage record for a token that does not exist or was deleted");
+      } else {
+        projections::ApplyUse(r->second,
+                              static_cast<Micros>(DecodeU64(it->value().ToStringView())));
+      }
+    }
+    if (!it->status().ok()) return StorageError(it->status(), "verifying usage records");
+  }
+
   // 2. Projection rows and list index entries against the fold.
   std::map<std::string, std::string> expected_index;
   for (const auto& [id, row] : rows) {

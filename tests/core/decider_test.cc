@@ -229,11 +229,31 @@ TEST(DeciderTest, RecordUseAtMostOncePerGranularity) {
   const TokenState used = Given({Created(), events::TokenUsed{kT0 + 10}});
   EXPECT_TRUE(
       Events(Decide(RecordUse{kToken, kT0 + 10 + kMicrosPerMinute - 1}, used, Context())).empty());
-  EXPECT_EQ(Events(Decide(RecordUse{kToken, kT0 + 10 + kMicrosPerMinute}, used, Context())).size(),
-            1u);
+  // A minute later last_used_at moves, but within the same audit interval (a UTC day by
+  // default) through a usage record, not an event.
+  EXPECT_TRUE(
+      Events(Decide(RecordUse{kToken, kT0 + 10 + kMicrosPerMinute}, used, Context())).empty());
+  EXPECT_EQ(DecideUse(used, kT0 + 10 + kMicrosPerMinute, {}), (UseEffect{true, false}));
   // Any visible status records a use that happened (the authentication already succeeded).
   const TokenState suspended = Given({Created(), events::TokenSuspended{}});
   EXPECT_EQ(Events(Decide(RecordUse{kToken, kT0}, suspended, Context())).size(), 1u);
+}
+
+TEST(DeciderTest, TheFirstUseOfEachAuditIntervalIsAudited) {
+  TokenPolicy policy;  // granularity 1 min, audit interval 1 day
+  TokenState s = Given({Created()});
+  EXPECT_EQ(DecideUse(s, kT0 + 5, policy), (UseEffect{true, true})) << "never used: audited";
+  s.last_used_at = kT0 + 5;
+  EXPECT_EQ(DecideUse(s, kT0 + 6, policy), (UseEffect{false, false})) << "within granularity";
+  EXPECT_EQ(DecideUse(s, kT0 + kMicrosPerDay - 1, policy), (UseEffect{true, false}));
+  s.last_used_at = kT0 + kMicrosPerDay - 1;
+  EXPECT_EQ(DecideUse(s, kT0 + kMicrosPerDay + kMicrosPerMinute, policy), (UseEffect{true, true}))
+      << "the first use of the next UTC day";
+  policy.usage_audit_interval = 0;
+  EXPECT_EQ(DecideUse(s, kT0 + 9 * kMicrosPerDay, policy), (UseEffect{true, false}))
+      << "0: no use is audited";
+  policy.usage_audit_interval = kMicrosPerMinute;  // the behaviour before usage records
+  EXPECT_EQ(DecideUse(s, kT0 + kMicrosPerDay + kMicrosPerMinute, policy), (UseEffect{true, true}));
 }
 
 TEST(DeciderTest, IsDeterministic) {

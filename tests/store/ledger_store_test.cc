@@ -156,11 +156,77 @@ TEST_F(LedgerStoreTest, EventHistoryPages) {
 
 TEST_F(LedgerStoreTest, RecordUseMovesLastUsedAtOncePerGranularity) {
   const Id token = Create(account_);
-  ASSERT_EQ(Run(core::RecordUse{token, kStart + 5}).events.size(), 1u);
+  ASSERT_EQ(Run(core::RecordUse{token, kStart + 5}).events.size(), 1u) << "first use: audited";
   EXPECT_EQ(Run(core::RecordUse{token, kStart + 6}).events.size(), 0u);
   EXPECT_EQ(Row(token).state.last_used_at, kStart + 5);
   EXPECT_EQ(Row(token).state.updated_at, kStart);
-  EXPECT_EQ(Run(core::RecordUse{token, kStart + 5 + kMicrosPerMinute}).events.size(), 1u);
+  auto later = Run(core::RecordUse{token, kStart + 5 + kMicrosPerMinute});
+  EXPECT_EQ(later.outcome, Outcome::kApplied);
+  EXPECT_EQ(later.events.size(), 0u) << "same day: a usage record, not an event";
+  EXPECT_EQ(Row(token).state.last_used_at, kStart + 5 + kMicrosPerMinute);
+}
+
+// A token used every minute for three days: last_used_at follows every minute, the ledger
+// gains one TokenUsed a day, and the rows stay what the ledger plus the usage records say.
+TEST_F(LedgerStoreTest, UsesEnterTheLedgerOncePerAuditInterval) {
+  options_.sync = false;  // 4,320 commits; durability is tested elsewhere
+  Reopen();
+  const Id token = Create(account_);
+  const Id idle = Create(account_);
+  const std::uint64_t before = store_->LastSeq();
+  constexpr int kMinutes = 3 * 24 * 60;
+  Micros t = kStart + 30 * kMicrosPerSecond;
+  for (int i = 0; i < kMinutes; ++i, t += kMicrosPerMinute) {
+    ASSERT_EQ(Run(core::RecordUse{token, t}).outcome, Outcome::kApplied);
+    ASSERT_EQ(Row(token).state.last_used_at, t);
+  }
+  EXPECT_EQ(store_->LastSeq() - before, 3u) << "one audited use per UTC day";
+  auto history = store_->ListEvents(token, 0, 100);
+  ASSERT_TRUE(history);
+  ASSERT_EQ(history->events.size(), 4u);
+  for (int day = 0; day < 3; ++day) {
+    const auto& e = history->events[1 + day];
+    ASSERT_TRUE(std::holds_alternative<events::TokenUsed>(e.data));
+    EXPECT_EQ(std::get<events::TokenUsed>(e.data).used_at,
+              kStart + day * kMicrosPerDay + 30 * kMicrosPerSecond)
+        << "the first use of day " << day;
+  }
+  EXPECT_FALSE(Row(idle).state.last_used_at);
+
+  auto check = [&] {
+    auto report = store_->Verify();
+    ASSERT_TRUE(report) << report.error().message;
+    for (const auto& f : report->findings) ADD_FAILURE() << f.kind << ": " << f.message;
+    EXPECT_EQ(Row(token).state.last_used_at, t - kMicrosPerMinute);
+  };
+  check();
+  Reopen();
+  check();
+  ASSERT_TRUE(store_->RebuildProjections()) << "usage records are folded into rebuilt rows";
+  check();
+  auto page = store_->ListTokens(
+      ListQuery{.account_id = account_, .sort = projections::SortField::kLastUsedAt});
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->rows.size(), 2u);
+  EXPECT_EQ(page->rows[0].state.id, token) << "the list index follows the usage records";
+
+  // Deleting the token drops its usage record with it.
+  ASSERT_EQ(Run(core::RevokeToken{token}).outcome, Outcome::kApplied);
+  ASSERT_EQ(Run(core::DeleteToken{token}).outcome, Outcome::kApplied);
+  auto report = store_->Verify();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->findings.empty());
+}
+
+TEST_F(LedgerStoreTest, UsageAuditIntervalZeroKeepsUsesOutOfTheLedger) {
+  options_.policy.usage_audit_interval = 0;
+  Reopen();
+  const Id token = Create(account_);
+  const std::uint64_t before = store_->LastSeq();
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(Run(core::RecordUse{token, kStart + i * kMicrosPerDay}).events.size(), 0u);
+  EXPECT_EQ(store_->LastSeq(), before);
+  EXPECT_EQ(Row(token).state.last_used_at, kStart + 4 * kMicrosPerDay);
 }
 
 // Holds the committer inside a callback so that the queue fills deterministically.
