@@ -139,7 +139,7 @@ bool TakeResponse(std::string& buf, bool head, Answer* out, bool* bad) {
 struct Exchange {
   std::vector<Answer> answers;
   bool connect_failed = false;
-  bool closed = false;         // the server closed the connection
+  bool closed = false;          // the server closed the connection
   std::size_t stray_bytes = 0;  // bytes after the last response (e.g. a body on a HEAD answer)
 };
 
@@ -254,10 +254,10 @@ struct Attack {
   std::string bytes;
   bool fresh = false;  // own connection, half-closed after sending (framing attacks)
   bool head = false;
-  int responses = 1;         // responses a keep-alive attack waits for
-  std::vector<int> expect;   // acceptable statuses of the first answer; empty = anything but 5xx
-  int exact_answers = -1;    // the number of answers, if it is known (smuggling: 1)
-  bool no_stray = false;     // nothing after the last answer (HEAD: no body)
+  int responses = 1;        // responses a keep-alive attack waits for
+  std::vector<int> expect;  // acceptable statuses of the first answer; empty = anything but 5xx
+  int exact_answers = -1;   // the number of answers, if it is known (smuggling: 1)
+  bool no_stray = false;    // nothing after the last answer (HEAD: no body)
 };
 
 class Generator {
@@ -334,17 +334,13 @@ const std::vector<Kind>& Kinds() {
   static const std::vector<Kind> kinds = {
       // (1) framing garbage
       {"random_bytes", 2,
-       [](Generator& g, int v) {
-         return Fresh(g.Random(1 + g.Below(2000), v == 0));
-       }},
+       [](Generator& g, int v) { return Fresh(g.Random(1 + g.Below(2000), v == 0)); }},
       {"bad_request_line", 6,
        [](Generator& g, int v) {
-         static const char* lines[] = {"GET /api/v1/ping\r\n",
-                                       "GET\r\n",
-                                       "G@T /api/v1/ping HTTP/1.1\r\n",
-                                       "GET /api/v1/ping HTTP/1.1 extra\r\n",
-                                       "GET  /api/v1/ping HTTP/1.1\r\n",
-                                       "GET /api/v1/ping\tHTTP/1.1\r\n"};
+         static const char* lines[] = {
+             "GET /api/v1/ping\r\n",           "GET\r\n",
+             "G@T /api/v1/ping HTTP/1.1\r\n",  "GET /api/v1/ping HTTP/1.1 extra\r\n",
+             "GET  /api/v1/ping HTTP/1.1\r\n", "GET /api/v1/ping\tHTTP/1.1\r\n"};
          (void)g;
          return Fresh(std::string(lines[v]) + "Host: 127.0.0.1\r\n\r\n", {400});
        }},
@@ -359,15 +355,14 @@ const std::vector<Kind>& Kinds() {
       {"header_folding", 1,
        [](Generator& g, int) {
          // RFC 9112 5.2: obs-fold is refused with 400 or replaced by a space.
-         return Fresh(g.Request("GET", "/api/v1/ping", "", "X-Folded: a\r\n  b\r\n"),
-                      {400, 200});
+         return Fresh(g.Request("GET", "/api/v1/ping", "", "X-Folded: a\r\n  b\r\n"), {400, 200});
        }},
       {"nul_in_header", 2,
        [](Generator& g, int v) {
-         return Fresh(g.Request("GET", "/api/v1/ping", "",
-                                v == 0 ? std::string("X-A: a\0b\r\n", 10)
-                                       : std::string("X-\0A: b\r\n", 9)),
-                      {400});
+         return Fresh(
+             g.Request("GET", "/api/v1/ping", "",
+                       v == 0 ? std::string("X-A: a\0b\r\n", 10) : std::string("X-\0A: b\r\n", 9)),
+             {400});
        }},
       {"header_count", 1,
        [](Generator& g, int) {
@@ -377,20 +372,19 @@ const std::vector<Kind>& Kinds() {
        }},
       {"header_size", 2,
        [](Generator& g, int v) {
-         return Fresh(
-             g.Request("GET", "/api/v1/ping", "",
-                       v == 0 ? "X-Big: " + std::string(9000, 'a') + "\r\n"
-                              : "X-Big1: " + std::string(5000, 'a') + "\r\nX-Big2: " +
-                                    std::string(5000, 'a') + "\r\n"),
-             {431});
+         return Fresh(g.Request("GET", "/api/v1/ping", "",
+                                v == 0 ? "X-Big: " + std::string(9000, 'a') + "\r\n"
+                                       : "X-Big1: " + std::string(5000, 'a') +
+                                             "\r\nX-Big2: " + std::string(5000, 'a') + "\r\n"),
+                      {431});
        }},
       {"oversized_body", 2,
        [](Generator& g, int v) {
          if (v == 0) {
            return Fresh(g.Request("POST", "/api/v1/api_token", std::string(70000, '{')), {413});
          }
-         std::string chunked = g.Request("GET", "/api/v1/api_token", "",
-                                         "Transfer-Encoding: chunked\r\n");
+         std::string chunked =
+             g.Request("GET", "/api/v1/api_token", "", "Transfer-Encoding: chunked\r\n");
          chunked.replace(0, 3, "POST");
          for (int i = 0; i < 20; ++i) chunked += "1000\r\n" + std::string(4096, ' ') + "\r\n";
          return Fresh(chunked + "0\r\n\r\n", {413});
@@ -440,8 +434,13 @@ const std::vector<Kind>& Kinds() {
        }},
       {"te_not_chunked", 7,
        [](Generator& g, int v) {
-         static const char* codings[] = {"gzip", "identity", "xchunked", "chunked, identity",
-                                         "", "chunked, gzip", "chunked\r\nTransfer-Encoding: gzip"};
+         static const char* codings[] = {"gzip",
+                                         "identity",
+                                         "xchunked",
+                                         "chunked, identity",
+                                         "",
+                                         "chunked, gzip",
+                                         "chunked\r\nTransfer-Encoding: gzip"};
          std::string r = "POST /api/v1/api_token/" + g.RandomId() +
                          "/suspend HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + g.ctx().jwt +
                          "\r\nTransfer-Encoding: " + codings[v] + "\r\n\r\n0\r\n\r\n";
@@ -449,7 +448,8 @@ const std::vector<Kind>& Kinds() {
        }},
       {"te_obfuscated", 2,
        [](Generator& g, int v) {
-         static const char* headers[] = {"Transfer-Encoding : chunked", "Transfer-Encoding\t: chunked"};
+         static const char* headers[] = {"Transfer-Encoding : chunked",
+                                         "Transfer-Encoding\t: chunked"};
          std::string r = "POST /api/v1/api_token/" + g.RandomId() +
                          "/suspend HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + g.ctx().jwt +
                          "\r\n" + headers[v] + "\r\nContent-Length: 5\r\n\r\n0\r\n\r\n";
@@ -466,9 +466,9 @@ const std::vector<Kind>& Kinds() {
       {"pipelined_after_body", 1,
        [](Generator& g, int) {
          // Valid framing: both are answered, in order, on the same connection.
-         Attack a = Kept(g.Request("POST", "/api/v1/api_token/" + g.RandomId() + "/suspend", "{}") +
-                             g.Ping(),
-                         {404});
+         Attack a = Kept(
+             g.Request("POST", "/api/v1/api_token/" + g.RandomId() + "/suspend", "{}") + g.Ping(),
+             {404});
          a.responses = 2;
          a.exact_answers = 2;
          return a;
@@ -508,10 +508,16 @@ const std::vector<Kind>& Kinds() {
       // (4) bad JSON and bodies
       {"bad_json", 10,
        [](Generator& g, int v) {
-         static const char* bodies[] = {
-             "{", "[", "nul", R"({"details":)", "\xff\xfe", R"({"details":{"token_scope":"account"}}x)",
-             R"({"details":{"token_scope":"account"},"details":{}})", "1e999", "\"s\"",
-             R"({"details":{"token_scope":"acc\u0000ount"}})"};
+         static const char* bodies[] = {"{",
+                                        "[",
+                                        "nul",
+                                        R"({"details":)",
+                                        "\xff\xfe",
+                                        R"({"details":{"token_scope":"account"}}x)",
+                                        R"({"details":{"token_scope":"account"},"details":{}})",
+                                        "1e999",
+                                        "\"s\"",
+                                        R"({"details":{"token_scope":"acc\u0000ount"}})"};
          return Kept(g.Request("POST", "/api/v1/api_token", bodies[v]), {400});
        }},
       {"wrong_types", 8,
@@ -541,9 +547,9 @@ const std::vector<Kind>& Kinds() {
       {"huge_string", 2,
        [](Generator& g, int v) {
          const std::string s(v == 0 ? 60000 : 70000, 'x');
-         return Kept(g.Request("POST", "/api/v1/api_token",
-                               R"({"details":{"token_scope":")" + s + "\"}}"),
-                     {v == 0 ? 400 : 413});
+         return Kept(
+             g.Request("POST", "/api/v1/api_token", R"({"details":{"token_scope":")" + s + "\"}}"),
+             {v == 0 ? 400 : 413});
        }},
       {"unknown_fields", 3,
        [](Generator& g, int v) {
@@ -568,8 +574,8 @@ const std::vector<Kind>& Kinds() {
                               .count();
          const std::string hs = R"({"alg":"HS256","typ":"JWT"})";
          auto claims = [&](const std::string& jti, long long exp) {
-           return R"({"jti":")" + jti + R"(","iat":)" + std::to_string(now - 60) +
-                  R"(,"exp":)" + std::to_string(exp) + R"(,"_":{"a":")" + c.account + "\"}}";
+           return R"({"jti":")" + jti + R"(","iat":)" + std::to_string(now - 60) + R"(,"exp":)" +
+                  std::to_string(exp) + R"(,"_":{"a":")" + c.account + "\"}}";
          };
          const std::string good_claims = claims(c.main_id, now + 86400 * 300);
          const std::string sig = c.jwt.substr(c.jwt.rfind('.'));
@@ -608,8 +614,8 @@ const std::vector<Kind>& Kinds() {
              token = HsToken(c.key, hs, claims(g.RandomId(), now + 86400));
              break;
            case 9:  // signed, jti of the wrong type
-             token = HsToken(c.key, hs, R"({"jti":7,"iat":1,"exp":9999999999,"_":{"a":")" +
-                                            c.account + "\"}}");
+             token = HsToken(
+                 c.key, hs, R"({"jti":7,"iat":1,"exp":9999999999,"_":{"a":")" + c.account + "\"}}");
              break;
            case 10:  // signed, no claims object
              token = HsToken(c.key, hs, "[1,2,3]");
@@ -618,10 +624,10 @@ const std::vector<Kind>& Kinds() {
              token = HsToken(c.key, hs, "\x01\x02garbage");
              break;
            case 12:  // signed, the main token's id under another account
-             token = HsToken(c.key, hs,
-                             R"({"jti":")" + c.main_id +
-                                 R"(","iat":1,"exp":9999999999,"_":{"a":")" + g.RandomId() +
-                                 "\"}}");
+             token =
+                 HsToken(c.key, hs,
+                         R"({"jti":")" + c.main_id + R"(","iat":1,"exp":9999999999,"_":{"a":")" +
+                             g.RandomId() + "\"}}");
              break;
            case 13:  // signed, exp of the wrong type
              token = HsToken(c.key, hs,
@@ -647,36 +653,55 @@ const std::vector<Kind>& Kinds() {
              return Kept(g.Request("GET", "/api/v1/ping", "", "Authorization: Bearer\r\n", ""),
                          {401});
          }
-         return Kept(g.Request("GET", g.Below(2) ? "/api/v1/ping" : "/api/v1/api_token", "", "",
-                               token),
-                     {401});
+         return Kept(
+             g.Request("GET", g.Below(2) ? "/api/v1/ping" : "/api/v1/api_token", "", "", token),
+             {401});
        }},
       {"duplicate_authorization", 2,
        [](Generator& g, int v) {
          // Two credentials: which one counts is ambiguous; refused (400).
          const std::string other = v == 0 ? g.ctx().jwt : "forged.token.here";
-         return Kept(g.Request("GET", "/api/v1/ping", "", "Authorization: Bearer " + other + "\r\n"),
-                     {400});
+         return Kept(
+             g.Request("GET", "/api/v1/ping", "", "Authorization: Bearer " + other + "\r\n"),
+             {400});
        }},
       // (6) bad ids and query values
       {"bad_id", 10,
        [](Generator& g, int v) {
          std::string id;
          switch (v) {
-           case 0: id = "x"; break;
-           case 1: id = g.RandomId().substr(0, 31); break;
-           case 2: id = g.RandomId() + "a"; break;
+           case 0:
+             id = "x";
+             break;
+           case 1:
+             id = g.RandomId().substr(0, 31);
+             break;
+           case 2:
+             id = g.RandomId() + "a";
+             break;
            case 3: {
              id = g.RandomId();  // never the main token's: a write must not hit it
              for (auto& ch : id) ch = static_cast<char>(std::toupper(ch));
              break;
            }
-           case 4: id = "%00"; break;
-           case 5: id = "..%2F..%2Fetc"; break;
-           case 6: id = std::string(1000, 'z'); break;
-           case 7: id = "%zz"; break;
-           case 8: id = g.RandomId(); break;  // well-formed, nobody's
-           default: id = g.ctx().other_id; break;  // another account's
+           case 4:
+             id = "%00";
+             break;
+           case 5:
+             id = "..%2F..%2Fetc";
+             break;
+           case 6:
+             id = std::string(1000, 'z');
+             break;
+           case 7:
+             id = "%zz";
+             break;
+           case 8:
+             id = g.RandomId();
+             break;  // well-formed, nobody's
+           default:
+             id = g.ctx().other_id;
+             break;  // another account's
          }
          static const char* forms[] = {"GET", "POST-suspend", "DELETE", "GET-events"};
          const std::string form = forms[g.Below(4)];
@@ -689,13 +714,21 @@ const std::vector<Kind>& Kinds() {
        }},
       {"bad_query", 16,
        [](Generator& g, int v) {
-         static const char* queries[] = {
-             "pagination[page_size]=-1", "pagination[page_size]=0",
-             "pagination[page_size]=99999999999999999999", "pagination[page_size]=abc",
-             "pagination[offset]=-5", "sorting=colour", "sorting=-",
-             "status=bogus", "status=active&status=revoked", "%zz=1",
-             "pagination[page_size]=%", "pagination[snapshot]=garbage", "pagination[=1",
-             "token_scope=%00", "x=1"};
+         static const char* queries[] = {"pagination[page_size]=-1",
+                                         "pagination[page_size]=0",
+                                         "pagination[page_size]=99999999999999999999",
+                                         "pagination[page_size]=abc",
+                                         "pagination[offset]=-5",
+                                         "sorting=colour",
+                                         "sorting=-",
+                                         "status=bogus",
+                                         "status=active&status=revoked",
+                                         "%zz=1",
+                                         "pagination[page_size]=%",
+                                         "pagination[snapshot]=garbage",
+                                         "pagination[=1",
+                                         "token_scope=%00",
+                                         "x=1"};
          if (v < 15)
            return Kept(g.Request("GET", std::string("/api/v1/api_token?") + queries[v]), {400});
          // A URL over the limit (4 KiB): 414.
@@ -713,7 +746,8 @@ const std::vector<Kind>& Kinds() {
          // A few keys shared by every attacker, each sent with different bodies at once:
          // one fingerprint wins per key, the others get 409.
          const std::string key = "race-" + std::to_string(g.Below(8));
-         const std::string expires = v == 0 ? "null" : "\"2030-0" + std::to_string(v) + "-01T00:00:00Z\"";
+         const std::string expires =
+             v == 0 ? "null" : "\"2030-0" + std::to_string(v) + "-01T00:00:00Z\"";
          return Kept(g.Request("POST", "/api/v1/api_token",
                                R"({"details":{"token_scope":"account","expires_at":)" + expires +
                                    R"(},"idempotency_key":")" + key + "\"}"),
@@ -724,10 +758,10 @@ const std::vector<Kind>& Kinds() {
          const std::string target = "/api/v1/api_token/" + g.RandomId() + "/suspend";
          switch (v) {
            case 0:
-             return Kept(g.Request("POST", target, "", "Idempotency-Key: " +
-                                                           std::string(256 + g.Below(200), 'k') +
-                                                           "\r\n"),
-                         {400});
+             return Kept(
+                 g.Request("POST", target, "",
+                           "Idempotency-Key: " + std::string(256 + g.Below(200), 'k') + "\r\n"),
+                 {400});
            case 1:
              return Kept(g.Request("POST", target, R"({"idempotency_key":"a\u0001b"})"), {400});
            case 2:
@@ -735,13 +769,13 @@ const std::vector<Kind>& Kinds() {
            case 3:
              return Kept(g.Request("POST", target, R"({"idempotency_key":""})"), {400});
            case 4:
-             return Kept(g.Request("POST", target, R"({"idempotency_key":"a"})",
-                                   "Idempotency-Key: b\r\n"),
-                         {400});
+             return Kept(
+                 g.Request("POST", target, R"({"idempotency_key":"a"})", "Idempotency-Key: b\r\n"),
+                 {400});
            default:
-             return Kept(g.Request("POST", target, "",
-                                   "Idempotency-Key: one\r\nIdempotency-Key: two\r\n"),
-                         {400});
+             return Kept(
+                 g.Request("POST", target, "", "Idempotency-Key: one\r\nIdempotency-Key: two\r\n"),
+                 {400});
          }
        }},
       {"idempotency_many_keys", 2,
@@ -751,10 +785,10 @@ const std::vector<Kind>& Kinds() {
            return Kept(g.Request("POST", "/api/v1/api_token/" + g.RandomId() + "/suspend", "",
                                  "Idempotency-Key: " + key + "\r\n"),
                        {404});
-         return Kept(g.Request("POST", "/api/v1/api_token",
-                               R"({"details":{"token_scope":"account"},"idempotency_key":")" +
-                                   key + "\"}"),
-                     {200});
+         return Kept(
+             g.Request("POST", "/api/v1/api_token",
+                       R"({"details":{"token_scope":"account"},"idempotency_key":")" + key + "\"}"),
+             {200});
        }},
   };
   return kinds;
@@ -955,8 +989,9 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
   double slow_max_s = 0;
   std::thread slow([&] {
     const std::string partial = "GET /api/v1/ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
-    const std::string loris = "GET /api/v1/ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " +
-                              std::string(400, 'p') + "\r\n\r\n";
+    const std::string loris =
+        "GET /api/v1/ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + std::string(400, 'p') +
+        "\r\n\r\n";
     while (!done) {
       struct Slow {
         int fd;
@@ -1017,18 +1052,32 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
     while (!done) {
       std::string method = "GET", target, body;
       switch (n % 7) {
-        case 0: target = "/api/v1/ping"; break;
-        case 1: target = "/api/v1/api_token/" + ctx_.main_id; break;
+        case 0:
+          target = "/api/v1/ping";
+          break;
+        case 1:
+          target = "/api/v1/api_token/" + ctx_.main_id;
+          break;
         case 2:
           method = "POST";
           target = "/api/v1/api_token";
           body = R"({"details":{"token_scope":"account"},"idempotency_key":"normal-)" +
                  std::to_string(n) + "\"}";
           break;
-        case 3: target = "/api/v1/api_token/" + id; break;
-        case 4: method = "POST"; target = "/api/v1/api_token/" + id + "/suspend"; break;
-        case 5: method = "POST"; target = "/api/v1/api_token/" + id + "/activate"; break;
-        default: target = "/api/v1/api_token?pagination[page_size]=5&sorting=-inserted_at"; break;
+        case 3:
+          target = "/api/v1/api_token/" + id;
+          break;
+        case 4:
+          method = "POST";
+          target = "/api/v1/api_token/" + id + "/suspend";
+          break;
+        case 5:
+          method = "POST";
+          target = "/api/v1/api_token/" + id + "/activate";
+          break;
+        default:
+          target = "/api/v1/api_token?pagination[page_size]=5&sorting=-inserted_at";
+          break;
       }
       const auto t0 = Clock::now();
       const Response r = client.Request(method, target, body, auth);
@@ -1079,7 +1128,8 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
               static_cast<unsigned long long>(connect_failures.load()));
   std::printf("statuses:");
   for (std::size_t s = 0; s < statuses.size(); ++s)
-    if (statuses[s]) std::printf(" %zu=%llu", s, static_cast<unsigned long long>(statuses[s].load()));
+    if (statuses[s])
+      std::printf(" %zu=%llu", s, static_cast<unsigned long long>(statuses[s].load()));
   std::printf("\nnormal client: %zu requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms (bound %.0f)\n",
               latencies_ms.size(), pct(0.5), pct(0.99),
               latencies_ms.empty() ? 0.0 : latencies_ms.back(), kNormalP99Ms);
@@ -1088,16 +1138,19 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
               static_cast<unsigned long long>(slow_not_closed.load()), slow_max_s);
   std::printf("RSS %ld -> %ld KiB (margin %ld), fds %d -> %d, sockets %d -> %d\n", rss_base,
               rss_after, kRssMarginKiB, fds_base, fds_after, sockets_base, sockets_after);
-  std::printf("answers differing from the RFC/SPEC answer (EachAttackGetsItsRfcAnswer checks them):\n");
+  std::printf(
+      "answers differing from the RFC/SPEC answer (EachAttackGetsItsRfcAnswer checks them):\n");
   for (auto& [m, n] : mismatches)
     std::printf("  %6llu  %s\n", static_cast<unsigned long long>(n), m.c_str());
 
   EXPECT_TRUE(alive_after_attack) << "tokenledgerd died during the attack";
   EXPECT_GE(total, volume) << "the attack did not finish within " << kAttackBudget.count() << " s";
-  EXPECT_TRUE(server_errors.empty()) << server_errors.size() << " 5xx answers, first: "
-                                     << (server_errors.empty() ? "" : server_errors[0]);
-  EXPECT_TRUE(normal_failures.empty()) << normal_failures.size() << " normal requests failed, first: "
-                                       << (normal_failures.empty() ? "" : normal_failures[0]);
+  EXPECT_TRUE(server_errors.empty())
+      << server_errors.size()
+      << " 5xx answers, first: " << (server_errors.empty() ? "" : server_errors[0]);
+  EXPECT_TRUE(normal_failures.empty())
+      << normal_failures.size()
+      << " normal requests failed, first: " << (normal_failures.empty() ? "" : normal_failures[0]);
   EXPECT_GE(latencies_ms.size(), 100u);
   EXPECT_LE(pct(0.99), kNormalP99Ms);
   EXPECT_EQ(slow_not_closed.load(), 0u);
@@ -1110,8 +1163,8 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
 
   EXPECT_EQ(StopServer(), 0);
   const std::string out = dir_.path() + "/verify.out";
-  const std::string cmd = std::string(TOKENLEDGER_CLI_PATH) + " verify --data-dir " + data_dir_ +
-                          " >" + out + " 2>&1";
+  const std::string cmd =
+      std::string(TOKENLEDGER_CLI_PATH) + " verify --data-dir " + data_dir_ + " >" + out + " 2>&1";
   const int rc = std::system(cmd.c_str());
   std::ifstream in(out);
   std::stringstream text;
