@@ -198,6 +198,16 @@ int ServerProcess::Stop(int signal) {
 
 void ServerProcess::Kill() { Stop(SIGKILL); }
 
+bool ServerProcess::Alive() {
+  if (pid_ <= 0) return false;
+  int status;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
 static std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

@@ -83,6 +83,9 @@ class ServerProcess {
   void Kill();
   unsigned short port() const { return port_; }
   unsigned short metrics_port() const { return metrics_port_; }
+  pid_t pid() const { return pid_; }
+  // The process has not exited (reaps it if it has; then pid() is -1).
+  bool Alive();
   std::string Stdout() const;
   std::string Stderr() const;
 
