@@ -1,17 +1,28 @@
 #include "projections/list_index.h"
 
+#include <cassert>
 #include <cstring>
 
 namespace tokenledger::projections {
 namespace {
 
-constexpr std::size_t kValueBytes = 1 + 1 + Id::kBytes + 8;
+// Partition and counter tags are part of the stored keys: never reuse.
+constexpr char kAll = 'a';
+constexpr char kByStatus = 's';
+constexpr char kByEnvironment = 'e';
+constexpr char kByScope = 'c';
+constexpr char kCounter = 'n';
+constexpr char kCountStatusEnvironment = 'x';
+constexpr char kCountStatusScope = 'y';
+
+constexpr std::size_t kSeqBytes = 8;
 
 void AppendU64(std::string& out, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
 }
 
 std::uint64_t ReadU64(std::string_view s) {
+  assert(s.size() >= 8);
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<std::uint8_t>(s[i]);
   return v;
@@ -20,6 +31,7 @@ std::uint64_t ReadU64(std::string_view s) {
 // Order-preserving encoding of a signed time: flip the sign bit. 0 stays free for "null",
 // which then sorts before every time (first ascending, last descending).
 std::uint64_t SortableTime(Micros t) { return static_cast<std::uint64_t>(t) ^ (1ull << 63); }
+Micros TimeFromSortable(std::uint64_t v) { return static_cast<Micros>(v ^ (1ull << 63)); }
 
 std::uint64_t SortValue(const core::TokenState& s, SortField field) {
   switch (field) {
@@ -37,6 +49,44 @@ std::uint64_t SortValue(const core::TokenState& s, SortField field) {
       break;
   }
   return 0;
+}
+
+std::string EnvironmentBytes(const std::optional<Id>& environment) {
+  return std::string(environment ? environment->Bytes() : Id().Bytes());
+}
+
+std::string Partition(const Id& account, char tag, std::string_view value) {
+  std::string p(account.Bytes());
+  p.push_back(tag);
+  p.append(value);
+  return p;
+}
+
+std::string CountKey(const Id& account, char tag, std::string_view value) {
+  std::string k(account.Bytes());
+  k.push_back(kCounter);
+  k.push_back(tag);
+  k.append(value);
+  return k;
+}
+
+std::string StatusByte(core::TokenStatus s) { return std::string(1, static_cast<char>(s)); }
+std::string ScopeByte(events::TokenScope s) { return std::string(1, static_cast<char>(s)); }
+
+// The partition's length in a key: account + tag + the tag's value.
+std::optional<std::size_t> PartitionLength(std::string_view key) {
+  if (key.size() <= Id::kBytes) return std::nullopt;
+  switch (key[Id::kBytes]) {
+    case kAll:
+      return Id::kBytes + 1;
+    case kByStatus:
+    case kByScope:
+      return Id::kBytes + 2;
+    case kByEnvironment:
+      return Id::kBytes + 1 + Id::kBytes;
+    default:
+      return std::nullopt;
+  }
 }
 
 }  // namespace
@@ -65,45 +115,140 @@ std::optional<SortField> ParseSortField(std::string_view name) {
   return std::nullopt;
 }
 
-std::string ListIndexPrefix(const Id& account_id, SortField field) {
-  std::string p(account_id.Bytes());
-  p.push_back(static_cast<char>(field));
-  return p;
-}
-
 std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row) {
   const core::TokenState& s = row.state;
-  std::string value;
-  value.reserve(kValueBytes);
-  value.push_back(static_cast<char>(s.status));
-  value.push_back(static_cast<char>(s.scope));
-  value.append(s.environment_id ? s.environment_id->Bytes() : Id().Bytes());
-  AppendU64(value, row.created_seq);
+  assert(s.Visible());
+  std::string seq;
+  AppendU64(seq, row.created_seq);
+  std::string attributes = seq + ScopeByte(s.scope);
+  if (s.environment_id) attributes.append(s.environment_id->Bytes());
 
+  const bool environment_scoped = s.scope == events::TokenScope::kEnvironment;
   std::vector<ListIndexEntry> entries;
-  entries.reserve(std::size(kAllSortFields));
-  for (SortField f : kAllSortFields) {
-    std::string key = ListIndexPrefix(s.account_id, f);
-    if (f != SortField::kId) AppendU64(key, SortValue(s, f));
-    key.append(s.id.Bytes());
-    entries.push_back({std::move(key), value});
-  }
+  entries.reserve(4 * std::size(kAllSortFields));
+  auto add = [&](const std::string& partition, const std::string& value) {
+    for (SortField f : kAllSortFields) {
+      if (partition[Id::kBytes] == kByStatus && f == SortField::kStatus) continue;
+      std::string key = partition;
+      key.push_back(static_cast<char>(f));
+      if (f != SortField::kId) AppendU64(key, SortValue(s, f));
+      key.append(s.id.Bytes());
+      entries.push_back({std::move(key), value});
+    }
+  };
+  add(Partition(s.account_id, kAll, {}), seq);
+  add(Partition(s.account_id, kByStatus, StatusByte(s.status)), attributes);
+  add(Partition(s.account_id, kByEnvironment, EnvironmentBytes(s.environment_id)), seq);
+  if (environment_scoped) add(Partition(s.account_id, kByScope, ScopeByte(s.scope)), seq);
   return entries;
 }
 
+std::vector<std::string> ListCountKeys(const TokenRow& row) {
+  const core::TokenState& s = row.state;
+  assert(s.Visible());
+  const std::string env = EnvironmentBytes(s.environment_id);
+  return {
+      CountKey(s.account_id, kAll, {}),
+      CountKey(s.account_id, kByStatus, StatusByte(s.status)),
+      CountKey(s.account_id, kByEnvironment, env),
+      CountKey(s.account_id, kByScope, ScopeByte(s.scope)),
+      CountKey(s.account_id, kCountStatusEnvironment, StatusByte(s.status) + env),
+      CountKey(s.account_id, kCountStatusScope, StatusByte(s.status) + ScopeByte(s.scope)),
+  };
+}
+
+bool IsListCountKey(std::string_view key) {
+  return key.size() > Id::kBytes && key[Id::kBytes] == kCounter;
+}
+
+std::string EncodeListCount(std::int64_t n) {
+  std::string out(8, '\0');
+  const auto u = static_cast<std::uint64_t>(n);
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(u >> (8 * i));
+  return out;
+}
+
+std::optional<std::int64_t> DecodeListCount(std::string_view bytes) {
+  if (bytes.size() != 8) return std::nullopt;
+  std::uint64_t u = 0;
+  for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<std::uint8_t>(bytes[i]);
+  return static_cast<std::int64_t>(u);
+}
+
+ListPlan PlanList(const Id& account, const ListFilter& filter) {
+  ListPlan plan;
+  plan.filter = filter;
+  const bool account_scope = filter.scope == events::TokenScope::kAccount;
+  if (filter.environment_id && account_scope) {
+    plan.empty = true;  // account-scoped tokens have no environment
+    return plan;
+  }
+  // A known environment implies environment scope; account scope is the zero environment.
+  std::optional<std::string> env;
+  if (filter.environment_id) env = EnvironmentBytes(filter.environment_id);
+  if (account_scope) env = EnvironmentBytes(std::nullopt);
+
+  if (filter.status) {
+    const std::string status = StatusByte(*filter.status);
+    plan.partition = Partition(account, kByStatus, status);
+    plan.check_values = filter.scope || filter.environment_id;
+    if (env) {
+      plan.count_key = CountKey(account, kCountStatusEnvironment, status + *env);
+    } else if (filter.scope) {
+      plan.count_key = CountKey(account, kCountStatusScope, status + ScopeByte(*filter.scope));
+    } else {
+      plan.count_key = CountKey(account, kByStatus, status);
+    }
+  } else if (env) {
+    plan.partition = Partition(account, kByEnvironment, *env);
+    plan.count_key = CountKey(account, kByEnvironment, *env);
+  } else if (filter.scope) {  // environment scope, any environment
+    plan.partition = Partition(account, kByScope, ScopeByte(*filter.scope));
+    plan.count_key = CountKey(account, kByScope, ScopeByte(*filter.scope));
+  } else {
+    plan.partition = Partition(account, kAll, {});
+    plan.count_key = CountKey(account, kAll, {});
+  }
+  return plan;
+}
+
+std::string ListRangePrefix(const ListPlan& plan, SortField field) {
+  assert(!plan.empty && plan.partition.size() > Id::kBytes);
+  if (plan.partition[Id::kBytes] == kByStatus && field == SortField::kStatus) field = SortField::kId;
+  std::string prefix = plan.partition;
+  prefix.push_back(static_cast<char>(field));
+  return prefix;
+}
+
 std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::string_view value) {
-  if (key.size() < Id::kBytes + 1 + Id::kBytes || value.size() != kValueBytes) return std::nullopt;
+  const auto partition = PartitionLength(key);
+  if (!partition || key.size() < *partition + 1 + Id::kBytes) return std::nullopt;
+  const auto field = static_cast<SortField>(key[*partition]);
+  const std::size_t sort_bytes = field == SortField::kId ? 0 : 8;
+  if (key.size() != *partition + 1 + sort_bytes + Id::kBytes) return std::nullopt;
+  if (value.size() < kSeqBytes) return std::nullopt;
   ListIndexValue v;
   v.token_id = *Id::FromBytes(key.substr(key.size() - Id::kBytes));
-  const auto status = static_cast<std::uint8_t>(value[0]);
-  const auto scope = static_cast<std::uint8_t>(value[1]);
-  if (status < 1 || status > 3 || scope < 1 || scope > 2) return std::nullopt;
-  v.status = static_cast<core::TokenStatus>(status);
-  v.scope = static_cast<events::TokenScope>(scope);
-  const Id env = *Id::FromBytes(value.substr(2, Id::kBytes));
-  if (!env.IsZero()) v.environment_id = env;
-  v.created_seq = ReadU64(value.substr(2 + Id::kBytes));
+  v.created_seq = ReadU64(value);
+  if (field == SortField::kInsertedAt) v.inserted_at = TimeFromSortable(ReadU64(key.substr(*partition + 1)));
+  if (key[Id::kBytes] == kByStatus) {
+    if (value.size() != kSeqBytes + 1 && value.size() != kSeqBytes + 1 + Id::kBytes)
+      return std::nullopt;
+    const auto scope = static_cast<std::uint8_t>(value[kSeqBytes]);
+    if (scope < 1 || scope > 2) return std::nullopt;
+    v.scope = static_cast<events::TokenScope>(scope);
+    if (value.size() > kSeqBytes + 1) v.environment_id = Id::FromBytes(value.substr(kSeqBytes + 1));
+  } else if (value.size() != kSeqBytes) {
+    return std::nullopt;
+  }
   return v;
+}
+
+bool Matches(const ListPlan& plan, const ListIndexValue& v) {
+  if (!plan.check_values) return true;
+  if (plan.filter.scope && v.scope != plan.filter.scope) return false;
+  if (plan.filter.environment_id && v.environment_id != plan.filter.environment_id) return false;
+  return true;
 }
 
 }  // namespace tokenledger::projections

@@ -1,11 +1,27 @@
-// The account list index: for each visible token and each sortable field, one key
+// The account list index (projection token_list_index v2): what makes a list page cost
+// O(page size), whatever the account's size, sort and filter.
 //
-//   account_id (20 bytes) | field tag (1) | sort value (8, order-preserving) | token_id (20)
+// Index entries. For each visible token, one key per sort field in each *partition* it
+// belongs to:
 //
-// (the `id` field has no sort value: the token id is the value), so that one account's
-// tokens, ordered by any field with ties broken by id, are one contiguous key range read
-// forwards (asc) or backwards (desc). The entry's value carries what list filters need
-// (status, scope, environment, created_seq), so filtering never reads the rows.
+//   account (20) | partition | field tag (1) | sort value (8, none for `id`) | token id (20)
+//
+//   partition 'a'                      every token of the account
+//             's' status (1)           tokens of one status (no `status` field: all equal)
+//             'e' environment id (20)  tokens of one environment; all zero: account scope
+//             'c' scope (1)            environment-scoped tokens only
+//
+// so that one account's tokens matching a filter, ordered by any field with ties broken by
+// id, are one contiguous key range read forwards (asc) or backwards (desc). Values hold
+// created_seq (8, the snapshot filter) and, in 's' entries only, the token's scope (1) and
+// environment (20, environment scope only): the attributes that never change, so a status
+// change rewrites only entries whose key changes.
+//
+// Counters. `account (20) | 'n' | counter` keys hold how many visible tokens fall in each
+// filter combination (int64, little-endian, maintained with the add merge operator in the
+// same batch as the entries), so item_count is one read:
+//   'a'  all             's' status          'e' environment (zero: account scope)
+//   'c'  scope           'x' status + env    'y' status + scope
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -20,7 +36,10 @@
 
 namespace tokenledger::projections {
 
-inline constexpr ProjectionInfo kTokenListIndex{"token_list_index", 1};
+// Version history (never reuse a number):
+//   1  one entry per sort field, the value carrying status, scope, environment, created_seq
+//   2  partitions per filter and per-filter counters (above)
+inline constexpr ProjectionInfo kTokenListIndex{"token_list_index", 2};
 
 // Field tags are part of the stored keys: never renumber.
 enum class SortField : std::uint8_t {
@@ -44,21 +63,51 @@ struct ListIndexEntry {
   friend bool operator==(const ListIndexEntry&, const ListIndexEntry&) = default;
 };
 
-// All index entries of a row, one per sort field, in kAllSortFields order.
+// Every index entry of a visible row, in a fixed order (so two rows' entries can be compared
+// pairwise: same position, same partition and field when the partition did not change).
 std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row);
 
-// The key prefix of one account's entries for one field.
-std::string ListIndexPrefix(const Id& account_id, SortField field);
+// The counters a visible row adds one to.
+std::vector<std::string> ListCountKeys(const TokenRow& row);
+bool IsListCountKey(std::string_view key);
+std::string EncodeListCount(std::int64_t n);
+// nullopt unless exactly 8 bytes.
+std::optional<std::int64_t> DecodeListCount(std::string_view bytes);
+
+struct ListFilter {
+  std::optional<core::TokenStatus> status;
+  std::optional<events::TokenScope> scope;
+  std::optional<Id> environment_id;
+};
+
+// How to answer a list query: which partition holds the matches, whether the entries read
+// from it still need checking against the filter, and which counter holds item_count.
+struct ListPlan {
+  bool empty = false;         // the filter contradicts itself (account scope + environment)
+  std::string partition;      // account | partition tag | partition value
+  std::string count_key;      // item_count of the current state
+  bool check_values = false;  // the partition holds entries the filter excludes: use Matches()
+  ListFilter filter;
+};
+ListPlan PlanList(const Id& account_id, const ListFilter& filter);
+
+// The key prefix of a plan's entries ordered by `field`. Within one status, `status` order
+// is `id` order (ties are broken by id), and that is the range returned.
+// REQUIRES: !plan.empty.
+std::string ListRangePrefix(const ListPlan& plan, SortField field);
 
 struct ListIndexValue {
   Id token_id;
-  core::TokenStatus status = core::TokenStatus::kActive;
-  events::TokenScope scope = events::TokenScope::kAccount;
-  std::optional<Id> environment_id;
   std::uint64_t created_seq = 0;
+  Micros inserted_at = 0;  // only when decoded from an inserted_at entry
+  std::optional<events::TokenScope> scope;  // 's' entries only
+  std::optional<Id> environment_id;         // 's' entries of environment-scoped tokens
 };
 
-// Decodes an entry; nullopt if it is not a well-formed entry.
+// Decodes an index entry (not a counter); nullopt if it is not a well-formed entry.
 std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::string_view value);
+
+// Whether a decoded entry read from plan.prefix's range passes the plan's filter.
+bool Matches(const ListPlan& plan, const ListIndexValue& value);
 
 }  // namespace tokenledger::projections

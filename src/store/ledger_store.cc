@@ -1,6 +1,7 @@
 // Open, close and the small shared helpers of LedgerStore.
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 
 #include <stdlib.h>
@@ -67,13 +68,46 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
   } else if (had) {
     batch.Delete(details, id.Bytes());
   }
-  // Both lists hold one entry per sort field in the same order, so compare pairwise.
+  // A token's scope and environment never change, so both lists hold the same partitions and
+  // fields in the same order: compare pairwise.
   for (std::size_t i = 0; i < std::max(old_entries.size(), new_entries.size()); ++i) {
     const auto* o = i < old_entries.size() ? &old_entries[i] : nullptr;
     const auto* n = i < new_entries.size() ? &new_entries[i] : nullptr;
     if (o && (!n || o->key != n->key)) batch.Delete(list, o->key);
     if (n && (!o || o->key != n->key || o->value != n->value)) batch.Put(list, n->key, n->value);
   }
+  // Counters move by the difference: -1 for each one the token left, +1 for each it joined.
+  std::vector<std::string> old_counts, new_counts;
+  if (had) old_counts = projections::ListCountKeys(*before);
+  if (has) new_counts = projections::ListCountKeys(*after);
+  for (const auto& k : old_counts) {
+    if (std::find(new_counts.begin(), new_counts.end(), k) == new_counts.end())
+      batch.Merge(list, k, projections::EncodeListCount(-1));
+  }
+  for (const auto& k : new_counts) {
+    if (std::find(old_counts.begin(), old_counts.end(), k) == old_counts.end())
+      batch.Merge(list, k, projections::EncodeListCount(1));
+  }
+}
+
+namespace {
+
+class AddCountOperator : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* new_value, rocksdb::Logger*) const override {
+    std::int64_t sum = projections::DecodeListCount(value.ToStringView()).value_or(0);
+    if (existing) sum += projections::DecodeListCount(existing->ToStringView()).value_or(0);
+    *new_value = projections::EncodeListCount(sum);
+    return true;
+  }
+  const char* Name() const override { return "tokenledger.list_count_add"; }
+};
+
+}  // namespace
+
+std::shared_ptr<rocksdb::MergeOperator> NewListCountMergeOperator() {
+  return std::make_shared<AddCountOperator>();
 }
 
 LedgerStore::Impl::~Impl() {
@@ -110,6 +144,7 @@ rocksdb::ColumnFamilyOptions MakeCfOptions(const std::shared_ptr<rocksdb::Cache>
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   table.cache_index_and_filter_blocks = true;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.merge_operator = NewListCountMergeOperator();  // list counters only
   cf.compression = rocksdb::kNoCompression;
   return cf;
 }

@@ -1,5 +1,7 @@
 // The read side: point reads, list pages, event histories, as-of folds. Every multi-key read
 // uses one snapshot, so it sees one committed state.
+#include <functional>
+
 #include "src/store/store_impl.h"
 
 namespace tokenledger::store {
@@ -50,42 +52,74 @@ Result<ListPage> LedgerStore::ListTokens(const ListQuery& q) const {
   ro.snapshot = snapshot.get();
 
   ListPage page;
-  if (q.snapshot_seq) {
-    page.snapshot_seq = *q.snapshot_seq;
-  } else {
-    std::string head;
-    rocksdb::Status s = db->Get(ro, impl_->meta, kMetaChainHead, &head);
-    if (!s.ok() || head.size() < 8) return StorageError(s, "reading the chain head");
-    page.snapshot_seq = DecodeU64(head);
-  }
+  std::string head;
+  rocksdb::Status s = db->Get(ro, impl_->meta, kMetaChainHead, &head);
+  if (!s.ok() || head.size() < 8) return StorageError(s, "reading the chain head");
+  const std::uint64_t head_seq = DecodeU64(head);
+  page.snapshot_seq = q.snapshot_seq.value_or(head_seq);
 
-  const std::string lower = projections::ListIndexPrefix(q.account_id, q.sort);
-  const std::string upper = PrefixEnd(lower);
-  rocksdb::Slice lower_slice(lower), upper_slice(upper);
-  ro.iterate_lower_bound = &lower_slice;
-  ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, impl_->list));
+  const projections::ListPlan plan =
+      projections::PlanList(q.account_id, {q.status, q.scope, q.environment_id});
+  if (plan.empty) return page;
+  auto scan = [&](projections::SortField field, bool descending,
+                  const std::function<bool(const projections::ListIndexValue&)>& visit) -> Status {
+    const std::string lower = projections::ListRangePrefix(plan, field);
+    const std::string upper = PrefixEnd(lower);
+    rocksdb::Slice lower_slice(lower), upper_slice(upper);
+    rocksdb::ReadOptions range = ro;
+    range.iterate_lower_bound = &lower_slice;
+    range.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(range, impl_->list));
+    for (descending ? it->SeekToLast() : it->SeekToFirst(); it->Valid();
+         descending ? it->Prev() : it->Next()) {
+      auto v =
+          projections::DecodeListIndexEntry(it->key().ToStringView(), it->value().ToStringView());
+      if (!v) return Error{ErrorCode::kUnexpected, "malformed list index entry", {}};
+      if (!visit(*v)) break;
+    }
+    if (!it->status().ok()) return StorageError(it->status(), "listing tokens");
+    return Status::Ok();
+  };
+
+  // item_count: the counter of the current state, less the matches created after the
+  // snapshot. Those are the newest by inserted_at (event times follow seq), so they are read
+  // from the newest end: O(tokens created since the snapshot), O(1) without a snapshot.
+  std::string count_value;
+  s = db->Get(ro, impl_->list, plan.count_key, &count_value);
+  if (!s.ok() && !s.IsNotFound()) return StorageError(s, "reading a list counter");
+  std::int64_t count = s.ok() ? projections::DecodeListCount(count_value).value_or(0) : 0;
+  if (page.snapshot_seq < head_seq) {
+    std::optional<Micros> older_at;  // inserted_at of the first entry inside the snapshot
+    Status st = scan(projections::SortField::kInsertedAt, true, [&](const auto& v) {
+      if (v.created_seq <= page.snapshot_seq) {
+        if (!older_at) older_at = v.inserted_at;
+        return v.inserted_at >= *older_at;  // ties in time may still hide newer tokens
+      }
+      if (projections::Matches(plan, v)) --count;
+      return true;
+    });
+    if (!st) return st.error();
+  }
+  page.item_count = static_cast<std::uint64_t>(std::max<std::int64_t>(count, 0));
+
+  // The page: O(offset + page size) entries of the plan's range, in sort order.
   std::vector<Id> ids;
   ids.reserve(q.page_size);
-  // The count needs every match, so the whole range is read; the page is the slice of it.
-  for (q.descending ? it->SeekToLast() : it->SeekToFirst(); it->Valid();
-       q.descending ? it->Prev() : it->Next()) {
-    auto v =
-        projections::DecodeListIndexEntry(it->key().ToStringView(), it->value().ToStringView());
-    if (!v) return Error{ErrorCode::kUnexpected, "malformed list index entry", {}};
-    if (v->created_seq > page.snapshot_seq) continue;
-    if (q.status && v->status != *q.status) continue;
-    if (q.scope && v->scope != *q.scope) continue;
-    if (q.environment_id && v->environment_id != q.environment_id) continue;
-    if (page.item_count >= q.offset && ids.size() < q.page_size) ids.push_back(v->token_id);
-    ++page.item_count;
+  std::uint64_t skipped = 0;
+  if (q.offset < page.item_count && q.page_size > 0) {
+    Status st = scan(q.sort, q.descending, [&](const auto& v) {
+      if (v.created_seq > page.snapshot_seq || !projections::Matches(plan, v)) return true;
+      if (skipped < q.offset) {
+        ++skipped;
+        return true;
+      }
+      ids.push_back(v.token_id);
+      return ids.size() < q.page_size;
+    });
+    if (!st) return st.error();
   }
-  if (!it->status().ok()) return StorageError(it->status(), "listing tokens");
-  it.reset();
 
   if (ids.empty()) return page;
-  ro.iterate_lower_bound = nullptr;
-  ro.iterate_upper_bound = nullptr;
   std::vector<rocksdb::Slice> keys;
   keys.reserve(ids.size());
   for (const Id& id : ids) keys.emplace_back(id.Bytes().data(), id.Bytes().size());

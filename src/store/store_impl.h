@@ -37,6 +37,11 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
                            const std::optional<projections::TokenRow>& before,
                            const std::optional<projections::TokenRow>& after);
 
+// The list counters' merge operator (projections::ListCountKeys): operands and values are
+// int64 little-endian and add up; a missing or malformed value counts as 0 (Verify reports
+// malformed counters). Every opener of the ledger's families must set it.
+std::shared_ptr<rocksdb::MergeOperator> NewListCountMergeOperator();
+
 struct ReleaseSnapshot {
   rocksdb::DB* db;
   void operator()(const rocksdb::Snapshot* s) const {

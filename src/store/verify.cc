@@ -130,11 +130,13 @@ Result<VerifyReport> LedgerStore::Verify() const {
 
   // 2. Projection rows and list index entries against the fold.
   std::map<std::string, std::string> expected_index;
+  std::map<std::string, std::int64_t> expected_counts;
   for (const auto& [id, row] : rows) {
     if (!row || !row->state.Visible()) continue;
     ++report.tokens_checked;
     for (auto& entry : projections::ListIndexEntries(*row))
       expected_index.emplace(entry.key, entry.value);
+    for (auto& key : projections::ListCountKeys(*row)) ++expected_counts[key];
     auto stored = m.ReadRow(ro, id);
     if (!stored) {
       add("projection", row->state.version, id, "a readable row", "", stored.error().message);
@@ -159,6 +161,18 @@ Result<VerifyReport> LedgerStore::Verify() const {
     std::unique_ptr<rocksdb::Iterator> li(db->NewIterator(ro, m.list));
     for (li->SeekToFirst(); li->Valid(); li->Next()) {
       const std::string key(li->key().ToStringView());
+      if (projections::IsListCountKey(key)) {
+        auto want = expected_counts.find(key);
+        const std::int64_t expected = want == expected_counts.end() ? 0 : want->second;
+        const auto found = projections::DecodeListCount(li->value().ToStringView());
+        if (found != expected) {
+          add("index", 0, {}, std::to_string(expected),
+              found ? std::to_string(*found) : Hex(li->value().ToStringView()),
+              "list counter " + Hex(key) + " differs from the ledger");
+        }
+        if (want != expected_counts.end()) expected_counts.erase(want);
+        continue;
+      }
       auto want = expected_index.find(key);
       auto decoded = projections::DecodeListIndexEntry(key, li->value().ToStringView());
       std::optional<Id> token = decoded ? std::optional<Id>(decoded->token_id) : std::nullopt;
@@ -172,6 +186,10 @@ Result<VerifyReport> LedgerStore::Verify() const {
         }
         expected_index.erase(want);
       }
+    }
+    for (const auto& [key, count] : expected_counts) {
+      add("index", 0, {}, std::to_string(count), "missing",
+          "list counter " + Hex(key) + " is missing");
     }
     for (const auto& [key, value] : expected_index) {
       auto decoded = projections::DecodeListIndexEntry(key, value);

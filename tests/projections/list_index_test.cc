@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 
 namespace tokenledger::projections {
 namespace {
@@ -27,25 +28,32 @@ TokenRow Row(std::uint8_t n, Micros inserted, std::optional<Micros> used,
   return r;
 }
 
+// The key of `r` in the all-tokens partition for `f`.
 std::string KeyFor(const TokenRow& r, SortField f) {
+  const std::string prefix = ListRangePrefix(PlanList(kAccount, {}), f);
   for (auto& e : ListIndexEntries(r))
-    if (e.key.compare(0, 21, ListIndexPrefix(kAccount, f)) == 0) return e.key;
+    if (e.key.compare(0, prefix.size(), prefix) == 0) return e.key;
   return {};
 }
 
-TEST(ListIndexTest, OneEntryPerSortFieldUnderTheAccountPrefix) {
+TEST(ListIndexTest, EntriesPerPartitionUnderTheAccountPrefix) {
   const TokenRow r = Row(1, 100, std::nullopt, core::TokenStatus::kActive);
   const auto entries = ListIndexEntries(r);
-  ASSERT_EQ(entries.size(), std::size(kAllSortFields));
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    EXPECT_EQ(entries[i].key.compare(0, 21, ListIndexPrefix(kAccount, kAllSortFields[i])), 0);
-    auto v = DecodeListIndexEntry(entries[i].key, entries[i].value);
+  // all (6 fields) + by status (5: `status` is `id` there) + by environment (6).
+  ASSERT_EQ(entries.size(), 17u);
+  for (const auto& e : entries) {
+    EXPECT_EQ(e.key.compare(0, Id::kBytes, kAccount.Bytes()), 0);
+    EXPECT_FALSE(IsListCountKey(e.key));
+    auto v = DecodeListIndexEntry(e.key, e.value);
     ASSERT_TRUE(v);
     EXPECT_EQ(v->token_id, r.state.id);
-    EXPECT_EQ(v->status, core::TokenStatus::kActive);
     EXPECT_EQ(v->created_seq, 1u);
     EXPECT_FALSE(v->environment_id);
   }
+  TokenRow env = r;
+  env.state.scope = events::TokenScope::kEnvironment;
+  env.state.environment_id = kEnv;
+  EXPECT_EQ(ListIndexEntries(env).size(), 23u) << "plus the environment-scope partition";
 }
 
 TEST(ListIndexTest, KeysSortLikeTheirValuesThenById) {
@@ -71,17 +79,86 @@ TEST(ListIndexTest, KeysSortLikeTheirValuesThenById) {
   EXPECT_EQ(order(SortField::kLastUsedAt), (std::vector<int>{1, 2, 4, 3}));  // null first
 }
 
-TEST(ListIndexTest, CarriesFilterAttributes) {
+TEST(ListIndexTest, StatusPartitionCarriesTheFixedFilterAttributes) {
   TokenRow r = Row(9, 1, std::nullopt, core::TokenStatus::kSuspended);
   r.state.scope = events::TokenScope::kEnvironment;
   r.state.environment_id = kEnv;
-  const auto e = ListIndexEntries(r)[0];
-  auto v = DecodeListIndexEntry(e.key, e.value);
-  ASSERT_TRUE(v);
-  EXPECT_EQ(v->scope, events::TokenScope::kEnvironment);
-  EXPECT_EQ(v->environment_id, kEnv);
-  EXPECT_EQ(v->status, core::TokenStatus::kSuspended);
-  EXPECT_FALSE(DecodeListIndexEntry(e.key, "short"));
+  const ListPlan plan = PlanList(kAccount, {.status = core::TokenStatus::kSuspended});
+  const std::string prefix = ListRangePrefix(plan, SortField::kExpiresAt);
+  int found = 0;
+  for (const auto& e : ListIndexEntries(r)) {
+    if (e.key.compare(0, prefix.size(), prefix) != 0) continue;
+    ++found;
+    auto v = DecodeListIndexEntry(e.key, e.value);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->scope, events::TokenScope::kEnvironment);
+    EXPECT_EQ(v->environment_id, kEnv);
+    EXPECT_FALSE(DecodeListIndexEntry(e.key, "short"));
+  }
+  EXPECT_EQ(found, 1);
+}
+
+// Every filter combination: the plan's partition holds exactly the matching tokens (after
+// Matches), and its counter is one each matching token adds to.
+TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
+  std::vector<TokenRow> rows;
+  std::uint8_t n = 0;
+  for (auto status :
+       {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      ++n;
+      TokenRow r = Row(n, n, std::nullopt, status);
+      if (kind > 0) {
+        r.state.scope = events::TokenScope::kEnvironment;
+        r.state.environment_id = kind == 1 ? kEnv : kAccount;  // two environments
+      }
+      rows.push_back(r);
+    }
+  }
+  using S = core::TokenStatus;
+  using C = events::TokenScope;
+  for (std::optional<S> status : {std::optional<S>(), std::optional<S>(S::kActive),
+                                  std::optional<S>(S::kRevoked)}) {
+    for (std::optional<C> scope :
+         {std::optional<C>(), std::optional<C>(C::kAccount), std::optional<C>(C::kEnvironment)}) {
+      for (std::optional<Id> env : {std::optional<Id>(), std::optional<Id>(kEnv)}) {
+        const ListFilter filter{status, scope, env};
+        const ListPlan plan = PlanList(kAccount, filter);
+        std::set<Id> expected, found;
+        std::int64_t counted = 0;
+        for (const auto& r : rows) {
+          const auto& s = r.state;
+          if ((!status || s.status == *status) && (!scope || s.scope == *scope) &&
+              (!env || s.environment_id == env)) {
+            expected.insert(s.id);
+          }
+          for (const auto& k : ListCountKeys(r)) counted += k == plan.count_key;
+          if (plan.empty) continue;
+          const std::string prefix = ListRangePrefix(plan, SortField::kUpdatedAt);
+          for (const auto& e : ListIndexEntries(r)) {
+            if (e.key.compare(0, prefix.size(), prefix) != 0) continue;
+            auto v = DecodeListIndexEntry(e.key, e.value);
+            ASSERT_TRUE(v);
+            if (Matches(plan, *v)) found.insert(v->token_id);
+          }
+        }
+        SCOPED_TRACE(::testing::Message() << "status " << (status ? int(*status) : 0) << " scope "
+                                          << (scope ? int(*scope) : 0) << " env " << bool(env));
+        EXPECT_EQ(found, expected);
+        if (!plan.empty) {
+          EXPECT_EQ(counted, static_cast<std::int64_t>(expected.size()));
+        }
+        EXPECT_EQ(plan.empty, expected.empty() && scope == C::kAccount && env);
+      }
+    }
+  }
+}
+
+TEST(ListIndexTest, CountsRoundTrip) {
+  for (std::int64_t n : {std::int64_t{0}, std::int64_t{1}, std::int64_t{-1},
+                         std::int64_t{1} << 40})
+    EXPECT_EQ(DecodeListCount(EncodeListCount(n)), n);
+  EXPECT_FALSE(DecodeListCount("1234567"));
 }
 
 TEST(ListIndexTest, SortFieldNames) {

@@ -151,9 +151,11 @@ TEST_F(RebuildVerifyTest, VersionMismatchRefusesToServeUntilRebuilt) {
   WithRawDb(options_.data_dir, [](rocksdb::DB* db, auto& cfs) {
     std::string meta;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs[kMetaCf], kMetaProjections, &meta).ok());
-    const auto pos = meta.find("\"version\":1");
+    const std::string current =
+        "\"version\":" + std::to_string(projections::kTokenListIndex.version);
+    const auto pos = meta.find(current);
     ASSERT_NE(pos, std::string::npos);
-    meta.replace(pos, 11, "\"version\":0");  // as if written by an older release
+    meta.replace(pos, current.size(), "\"version\":0");  // as if written by an older release
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs[kMetaCf], kMetaProjections, meta).ok());
   });
   auto refused = LedgerStore::Open(options_, OpenMode::kServe, Hooks());

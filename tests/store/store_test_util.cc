@@ -4,6 +4,7 @@
 #include <random>
 
 #include "events/hash_chain.h"
+#include "src/store/store_impl.h"
 
 namespace tokenledger::store::testing {
 
@@ -38,7 +39,9 @@ void WithRawDb(const std::string& path, const std::function<void(rocksdb::DB*, R
   std::vector<std::string> names;
   ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  rocksdb::ColumnFamilyOptions cf;
+  cf.merge_operator = NewListCountMergeOperator();  // the list counters
+  for (const auto& n : names) descriptors.emplace_back(n, cf);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, descriptors, &handles, &db).ok());
