@@ -257,7 +257,8 @@ Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
   if (s.status != core::TokenStatus::kActive) {
     return Err(ErrorCode::kBadAuthToken, "the token is " + std::string(core::StatusName(s.status)));
   }
-  if (now >= s.expires_at) return Err(ErrorCode::kBadAuthToken, "the token has expired");
+  if (Status expiry = auth::CheckNotExpired(*claims, s.expires_at, now); !expiry)
+    return expiry.error();
   MaybeRecordUse(**row, now);
   return Caller{s.id, s.account_id, s.scope, s.environment_id, s.created_by_admin_user_id};
 }
