@@ -290,10 +290,12 @@ struct Server::Impl {
       if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
         request->has_authorization = true;
         request->authorization = std::string(it->value());
+        request->repeated_authorization = req.count(bhttp::field::authorization) > 1;
       }
       if (auto it = req.find("Idempotency-Key"); it != req.end()) {
         request->has_idempotency_key = true;
         request->idempotency_key = std::string(it->value());
+        request->repeated_idempotency_key = req.count("Idempotency-Key") > 1;
       }
       if (auto it = req.find("X-Request-Id"); it != req.end())
         request->request_id = std::string(it->value());

@@ -1,5 +1,6 @@
 // Hostile HTTP framing against the real server, byte for byte over a real socket: request
-// smuggling through Transfer-Encoding/Content-Length, HEAD (never a body) and Host.
+// smuggling through Transfer-Encoding/Content-Length, HEAD (never a body), Host, and repeated
+// headers that would otherwise be resolved silently.
 #include <cstdio>
 
 #include "tests/e2e/e2e_util.h"
@@ -161,6 +162,40 @@ TEST_F(HttpFramingTest, HostIsRequiredOnceInHttp11) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].status, 200);
   EXPECT_TRUE(closed);
+}
+
+TEST_F(HttpFramingTest, RepeatedAuthorizationIsRefused) {
+  HttpClient raw(server_->port());
+  auto r = raw.Raw("GET /api/v1/ping HTTP/1.1\r\nHost: x\r\n" + Bearer() + Bearer() + "\r\n");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 400);
+  EXPECT_EQ(r[0].Json().at("code"), "bad_request");
+  r = raw.Raw("GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer garbage\r\n" +
+              Bearer() + "\r\n");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 400);
+  EXPECT_EQ(r[0].Json().at("code"), "bad_request");
+}
+
+TEST_F(HttpFramingTest, RepeatedIdempotencyKeyIsRefused) {
+  const std::string suspend = "/api/v1/api_token/" + main_.token_id.ToString() + "/suspend";
+  for (const char* second : {"k2", "k1"}) {
+    HttpClient raw(server_->port());
+    auto r = raw.Raw("POST " + suspend + " HTTP/1.1\r\nHost: x\r\n" + Bearer() +
+                     "Idempotency-Key: k1\r\nIdempotency-Key: " + second +
+                     "\r\nContent-Length: 0\r\n\r\n");
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, 400) << second;
+    EXPECT_EQ(r[0].Json().at("code"), "invalid_value");
+    EXPECT_TRUE(r[0].Json().at("errors").as_object().contains("idempotency_key"));
+  }
+  // Nothing was written: the token is still active and the keys are still free.
+  EXPECT_EQ(Call("GET", "/api/v1/api_token/" + main_.token_id.ToString(), main_.jwt)
+                .Json()
+                .at("details")
+                .at("status"),
+            "active");
+  EXPECT_EQ(Call("POST", suspend, main_.jwt, "", {{"Idempotency-Key", "k2"}}).status, 200);
 }
 
 }  // namespace
