@@ -67,6 +67,10 @@ Result<std::optional<std::string>> BodyKey(const json::object& body) {
 Result<std::optional<std::string>> ResolveKey(const HttpRequest& req,
                                               std::optional<std::string> body_key) {
   if (!req.has_idempotency_key) return body_key;
+  if (req.repeated_idempotency_key) {
+    return Err(ErrorCode::kInvalidValue, "the Idempotency-Key header is repeated",
+               "idempotency_key");
+  }
   if (Status s = ValidateIdempotencyKey(req.idempotency_key); !s) return s.error();
   if (body_key && *body_key != req.idempotency_key) {
     return Err(ErrorCode::kInvalidValue, "Idempotency-Key header and body idempotency_key differ",
@@ -237,6 +241,10 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
 Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
   if (!req.has_authorization)
     return Err(ErrorCode::kNotAuthenticated, "the Authorization header is missing");
+  if (req.repeated_authorization) {
+    // Which one would count is a guess a proxy in front might make differently: refuse.
+    return Err(ErrorCode::kBadRequest, "the Authorization header is repeated");
+  }
   std::string_view header = req.authorization;
   constexpr std::string_view kBearer = "bearer ";
   if (header.size() <= kBearer.size() ||
@@ -257,7 +265,8 @@ Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
   if (s.status != core::TokenStatus::kActive) {
     return Err(ErrorCode::kBadAuthToken, "the token is " + std::string(core::StatusName(s.status)));
   }
-  if (now >= s.expires_at) return Err(ErrorCode::kBadAuthToken, "the token has expired");
+  if (Status expiry = auth::CheckNotExpired(*claims, s.expires_at, now); !expiry)
+    return expiry.error();
   MaybeRecordUse(**row, now);
   return Caller{s.id, s.account_id, s.scope, s.environment_id, s.created_by_admin_user_id};
 }

@@ -330,8 +330,8 @@ TEST_F(ApiTest, EveryErrorCodeWithItsStatus) {
   // 405 with Allow
   Response wrong = Call("PUT", "/api/v1/api_token/" + id, main_.jwt);
   expect(wrong, 405, "bad_request");
-  EXPECT_EQ(wrong.Header("Allow"), "GET, DELETE");
-  EXPECT_EQ(Call("PATCH", "/api/v1/ping", main_.jwt).Header("Allow"), "GET");
+  EXPECT_EQ(wrong.Header("Allow"), "GET, HEAD, DELETE");
+  EXPECT_EQ(Call("PATCH", "/api/v1/ping", main_.jwt).Header("Allow"), "GET, HEAD");
   // invalid_action
   expect(Call("POST", "/api/v1/api_token/" + id + "/activate", main_.jwt), 409, "invalid_action");
   // idempotency_key_already_used

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <regex>
@@ -64,11 +65,14 @@ bool HttpClient::Connect() {
   return true;
 }
 
-std::optional<Response> HttpClient::ReadResponse() {
+std::optional<Response> HttpClient::ReadResponse(bool head, bool* eof) {
   auto fill = [&]() {
     char buf[16384];
     const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) return false;
+    if (n <= 0) {
+      if (eof) *eof = n == 0 || errno == ECONNRESET;
+      return false;
+    }
     buffer_.append(buf, static_cast<std::size_t>(n));
     return true;
   };
@@ -77,12 +81,15 @@ std::optional<Response> HttpClient::ReadResponse() {
     if (!fill()) return std::nullopt;
   }
   Response r;
-  std::istringstream head(buffer_.substr(0, header_end));
+  std::istringstream lines(buffer_.substr(0, header_end));
   std::string line;
-  std::getline(head, line);
-  if (line.size() < 12) return std::nullopt;
+  std::getline(lines, line);
+  if (line.size() < 12 || line.rfind("HTTP/1.", 0) != 0 ||
+      line.find_first_not_of("0123456789", 9) != 12) {
+    return std::nullopt;  // not a status line: e.g. body bytes of a response that had none
+  }
   r.status = std::stoi(line.substr(9, 3));
-  while (std::getline(head, line)) {
+  while (std::getline(lines, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const auto colon = line.find(':');
     if (colon == std::string::npos) continue;
@@ -93,27 +100,59 @@ std::optional<Response> HttpClient::ReadResponse() {
     r.headers[name] = value;
   }
   const std::size_t length =
-      r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+      !head && r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
   while (buffer_.size() < header_end + 4 + length) {
     if (!fill()) return std::nullopt;
   }
   r.body = buffer_.substr(header_end + 4, length);
   r.raw = buffer_.substr(0, header_end + 4 + length);
   buffer_.erase(0, header_end + 4 + length);
-  if (r.Header("connection") == "close") Close();
+  if (r.Header("connection") == "close" && !keep_closed_) Close();
   return r;
 }
 
-std::vector<Response> HttpClient::Raw(const std::string& bytes, int responses) {
+std::vector<Response> HttpClient::Raw(const std::string& bytes, int responses, bool head) {
   std::vector<Response> out;
   if (fd_ < 0 && !Connect()) return out;
   if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()))
     return out;
   for (int i = 0; i < responses; ++i) {
-    auto r = ReadResponse();
+    auto r = ReadResponse(head);
     if (!r) break;
     out.push_back(std::move(*r));
   }
+  return out;
+}
+
+std::vector<Response> HttpClient::RawUntilClose(const std::string& bytes, bool* closed,
+                                                int wait_ms) {
+  std::vector<Response> out;
+  *closed = false;
+  if (fd_ < 0 && !Connect()) return out;
+  timeval tv{wait_ms / 1000, (wait_ms % 1000) * 1000};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()))
+    return out;
+  keep_closed_ = true;  // see for ourselves whether the server closes after Connection: close
+  bool eof = false;
+  for (;;) {
+    auto r = ReadResponse(false, &eof);
+    if (!r) break;
+    out.push_back(std::move(*r));
+  }
+  keep_closed_ = false;
+  // Bytes that are not a response: read on to the end of the stream.
+  while (!eof && !buffer_.empty()) {
+    char buf[16384];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      buffer_.append(buf, static_cast<std::size_t>(n));
+    } else {
+      eof = n == 0 || errno == ECONNRESET;
+      break;
+    }
+  }
+  *closed = eof;
   return out;
 }
 
