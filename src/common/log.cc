@@ -9,6 +9,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -44,66 +45,86 @@ constexpr std::array<char, 256> kEscape = [] {
 }();
 constexpr char kHex[] = "0123456789abcdef";
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
+// The formatters write through a cursor into space FormatLine made sure of: no capacity
+// check, no call into std::string per piece.
+char* Put(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+// At most 2 + 6 * s.size() characters.
+char* PutJsonString(char* p, std::string_view s) {
+  *p++ = '"';
   std::size_t run = 0;  // start of the bytes not yet copied
   for (std::size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
     const char e = kEscape[c];
     if (e == 0) continue;
-    out.append(s.data() + run, i - run);
+    p = Put(p, s.substr(run, i - run));
     run = i + 1;
+    *p++ = '\\';
+    *p++ = e;
     if (e == 'u') {
-      const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-      out.append(u, sizeof u);
-    } else {
-      const char b[2] = {'\\', e};
-      out.append(b, sizeof b);
+      *p++ = '0';
+      *p++ = '0';
+      *p++ = kHex[c >> 4];
+      *p++ = kHex[c & 15];
     }
   }
-  out.append(s.data() + run, s.size() - run);
-  out += '"';
+  p = Put(p, s.substr(run));
+  *p++ = '"';
+  return p;
 }
 
-void AppendInt(std::string& out, long long v) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
+constexpr std::size_t kMaxInt = 20;  // -9223372036854775808
+// -1.8e308 with three decimals is 314 characters.
+constexpr std::size_t kMaxDouble = 320;
 
-// As printf("%.3f") (std::to_chars with a precision is specified so), without the locale.
-void AppendDouble(std::string& out, double v) {
-  char buf[400];  // the longest: -1.8e308 with three decimals, 314 characters
-  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 3);
-  out.append(buf, r.ec == std::errc{} ? r.ptr : buf);
-}
-
-void FormatLine(std::string& line, LogLevel level, std::string_view msg,
-                std::initializer_list<LogField> fields) {
-  line.clear();
-  char ts[kRfc3339Length];
-  FormatRfc3339To(NowMicros(), ts);
-  line += "{\"ts\":\"";
-  line.append(ts, sizeof ts);
-  line += "\",\"level\":\"";
-  line += kLevelNames[static_cast<int>(level)];
-  line += "\",\"msg\":";
-  AppendJsonString(line, msg);
+std::size_t MaxLength(std::string_view msg, std::initializer_list<LogField> fields) {
+  std::size_t n = 64 + kRfc3339Length + 2 + 6 * msg.size();
   for (const auto& [key, value] : fields) {
-    line += ',';
-    AppendJsonString(line, key);
-    line += ':';
+    n += 2 + 2 + 6 * key.size();
     if (const auto* s = std::get_if<std::string_view>(&value)) {
-      AppendJsonString(line, *s);
-    } else if (const auto* i = std::get_if<long long>(&value)) {
-      AppendInt(line, *i);
-    } else if (const auto* d = std::get_if<double>(&value)) {
-      AppendDouble(line, *d);
+      n += 2 + 6 * s->size();
     } else {
-      line += std::get<bool>(value) ? "true" : "false";
+      n += std::holds_alternative<double>(value) ? kMaxDouble : kMaxInt;
     }
   }
-  line += "}\n";
+  return n;
+}
+
+// Formats one line (with its newline) into `buffer`, which only grows, and returns it.
+std::string_view FormatLine(std::string& buffer, LogLevel level, std::string_view msg,
+                            std::initializer_list<LogField> fields) {
+  const std::size_t max = MaxLength(msg, fields);
+  if (buffer.size() < max) buffer.resize(max);
+  char* const begin = buffer.data();
+  char* p = begin;
+  p = Put(p, "{\"ts\":\"");
+  FormatRfc3339To(NowMicros(), p);
+  p += kRfc3339Length;
+  p = Put(p, "\",\"level\":\"");
+  p = Put(p, kLevelNames[static_cast<int>(level)]);
+  p = Put(p, "\",\"msg\":");
+  p = PutJsonString(p, msg);
+  for (const auto& [key, value] : fields) {
+    *p++ = ',';
+    p = PutJsonString(p, key);
+    *p++ = ':';
+    if (const auto* s = std::get_if<std::string_view>(&value)) {
+      p = PutJsonString(p, *s);
+    } else if (const auto* i = std::get_if<long long>(&value)) {
+      p = std::to_chars(p, p + kMaxInt, *i).ptr;
+    } else if (const auto* d = std::get_if<double>(&value)) {
+      // As printf("%.3f") (to_chars with a precision is specified so), without the locale.
+      const auto r = std::to_chars(p, p + kMaxDouble, *d, std::chars_format::fixed, 3);
+      if (r.ec == std::errc{}) p = r.ptr;
+    } else {
+      p = Put(p, std::get<bool>(value) ? "true" : "false");
+    }
+  }
+  p = Put(p, "}\n");
+  return {begin, static_cast<std::size_t>(p - begin)};
 }
 
 // ---- Output ----
@@ -146,10 +167,11 @@ struct Writer {
   std::condition_variable idle;  // StopLogWriter waits for the writer thread to finish
 
   // All guarded by mu.
-  bool running = false;         // Log hands lines to the writer thread
-  bool stop = false;            // StopLogWriter asked the writer thread to finish
-  bool exited = true;           // the writer thread of `generation` has finished
-  bool writer_waiting = false;  // the writer thread sleeps on `wake`: notify it
+  bool running = false;           // Log hands lines to the writer thread
+  bool stop = false;              // StopLogWriter asked the writer thread to finish
+  bool exited = true;             // the writer thread of `generation` has finished
+  bool writer_waiting = false;    // the writer thread sleeps on `wake` until notified
+  bool writer_lingering = false;  // the writer thread lets lines gather for kLinger
   std::uint64_t generation = 0;
   std::string pending;  // whole lines waiting for the writer thread; at most `capacity`
   std::uint64_t pending_lines = 0;
@@ -157,6 +179,11 @@ struct Writer {
   std::chrono::milliseconds stop_timeout{0};
   std::thread thread;
 };
+
+// After the first line of a quiet spell, how long the writer thread lets more lines gather
+// before it writes: under load one wake-up and one write(2) per spell, not one per line.
+// Shorter when the buffer is half full.
+constexpr std::chrono::milliseconds kLinger{1};
 
 Writer& TheWriter() {
   static Writer* const writer = new Writer;
@@ -167,6 +194,7 @@ void WriterLoop(Writer* w, std::uint64_t generation, int fd, std::size_t capacit
   std::string chunk;
   chunk.reserve(capacity);
   bool cut = false;  // a failed write may have left a partial line in the output
+  bool lingered = false;
   std::unique_lock lock(w->mu);
   for (;;) {
     if (w->generation != generation) return;  // abandoned by a timed-out StopLogWriter
@@ -177,6 +205,14 @@ void WriterLoop(Writer* w, std::uint64_t generation, int fd, std::size_t capacit
       w->writer_waiting = false;
       continue;
     }
+    if (!lingered && !w->stop && w->pending.size() < w->capacity / 2) {
+      lingered = true;
+      w->writer_lingering = true;
+      w->wake.wait_for(lock, kLinger);
+      w->writer_lingering = false;
+      continue;
+    }
+    lingered = false;
     chunk.swap(w->pending);  // O(1): producers fill the other buffer meanwhile
     const std::uint64_t lines = std::exchange(w->pending_lines, 0);
     lock.unlock();
@@ -212,8 +248,8 @@ bool LogEnabled(LogLevel level) {
 
 void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) {
   if (!LogEnabled(level)) return;
-  thread_local std::string line;
-  FormatLine(line, level, msg, fields);
+  thread_local std::string buffer;
+  const std::string_view line = FormatLine(buffer, level, msg, fields);
 
   Writer& w = TheWriter();
   std::unique_lock lock(w.mu);
@@ -226,11 +262,16 @@ void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> f
   } else {
     w.pending.append(line);  // within the reserved capacity: no allocation under the lock
     ++w.pending_lines;
-    const bool notify = std::exchange(w.writer_waiting, false);  // one wake-up per idle spell
+    // One wake-up per quiet spell, and one when the buffer fills up during a linger.
+    bool notify = std::exchange(w.writer_waiting, false);
+    if (w.writer_lingering && w.pending.size() >= w.capacity / 2) {
+      w.writer_lingering = false;
+      notify = true;
+    }
     lock.unlock();
     if (notify) w.wake.notify_one();
   }
-  if (line.capacity() > (std::size_t{64} << 10)) std::string().swap(line);  // after a huge line
+  if (buffer.size() > (std::size_t{64} << 10)) std::string().swap(buffer);  // after a huge line
 }
 
 void StartLogWriter(const LogWriterOptions& options) {
@@ -247,6 +288,7 @@ void StartLogWriter(const LogWriterOptions& options) {
     w.stop = false;
     w.exited = false;
     w.writer_waiting = false;
+    w.writer_lingering = false;
     ++w.generation;
     try {
       w.thread = std::thread(WriterLoop, &w, w.generation, options.fd, w.capacity);
