@@ -8,7 +8,8 @@
 // writes that buffer to the output in large writes. A caller never waits for the output: when
 // the buffer is full the line is dropped, and when the output fails (EPIPE after the reader
 // went away, EIO, ...) the lines are lost; both are counted (GetLogStats, /metrics). Only the
-// writer thread ever blocks on a stalled output. Lines never interleave in either mode.
+// writer thread ever blocks on a stalled output. Lines never interleave through the writer;
+// in synchronous mode each line is one write(2), as it always was.
 //
 // The process should ignore SIGPIPE (the server does, in main), or a log reader that goes away
 // kills it with the next line.
