@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "tokenledger/log.h"
+
 namespace tokenledger::http {
 namespace {
 
@@ -77,6 +79,17 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
   Header(out, "tokenledger_http_connections_refused_total", "counter",
          "Connections refused over the limit.");
   out += "tokenledger_http_connections_refused_total " + std::to_string(refused_.load()) + "\n";
+
+  const LogStats log = GetLogStats();
+  Header(out, "tokenledger_log_lines_written_total", "counter", "Log lines written.");
+  out += "tokenledger_log_lines_written_total " + std::to_string(log.lines_written) + "\n";
+  Header(out, "tokenledger_log_lines_dropped_total", "counter",
+         "Log lines lost: the log buffer was full (the output is slow or stalled), or writing "
+         "failed (the reader went away).");
+  out += "tokenledger_log_lines_dropped_total{reason=\"buffer_full\"} " +
+         std::to_string(log.lines_dropped_full) + "\n";
+  out += "tokenledger_log_lines_dropped_total{reason=\"write_error\"} " +
+         std::to_string(log.lines_dropped_write_error) + "\n";
 
   const store::StoreMetrics& m = store.Metrics();
   auto counter = [&](const char* name, const char* help, std::uint64_t v) {

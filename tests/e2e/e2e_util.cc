@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -187,16 +188,45 @@ ServerProcess::ServerProcess(std::string data_dir, std::vector<std::string> extr
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) Kill();
+  CloseStderrPipe();
+}
+
+void ServerProcess::CloseStderrPipe() {
+  if (err_pipe_ >= 0) ::close(err_pipe_);
+  err_pipe_ = -1;
+}
+
+void ServerProcess::ReadStderrPipe() {
+  if (err_pipe_ < 0) return;
+  pollfd p{err_pipe_, POLLIN, 0};
+  while (::poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP))) {
+    char buf[16384];
+    const ssize_t n = ::read(err_pipe_, buf, sizeof buf);
+    if (n <= 0) return;
+    err_read_.append(buf, static_cast<std::size_t>(n));
+  }
 }
 
 bool ServerProcess::Start(bool expect_success) {
   std::vector<std::string> args = {
       TOKENLEDGERD_PATH, "--listen", "127.0.0.1:0", "--data-dir", data_dir_, "--threads", "2"};
   args.insert(args.end(), args_.begin(), args_.end());
+  int err_pipe[2] = {-1, -1};
+  if (stderr_pipe_) {
+    CloseStderrPipe();
+    err_read_.clear();
+    if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2 failed";
+      return false;
+    }
+  }
   pid_ = ::fork();
   if (pid_ == 0) {
     const int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int err =
+        stderr_pipe_ ? err_pipe[1] : ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    // As a shell would start it: SIGPIPE at its default, whatever this test process does.
+    if (stderr_pipe_) ::signal(SIGPIPE, SIG_DFL);
     ::dup2(out, STDOUT_FILENO);
     ::dup2(err, STDERR_FILENO);
     std::vector<char*> argv;
@@ -205,9 +235,14 @@ bool ServerProcess::Start(bool expect_success) {
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
+  if (stderr_pipe_) {
+    ::close(err_pipe[1]);
+    err_pipe_ = err_pipe[0];
+  }
   const std::regex listening(R"re("msg":"listening".*"port":([0-9]+),"metrics_port":([0-9]+))re");
   for (int i = 0; i < 1000; ++i) {
     std::smatch m;
+    ReadStderrPipe();
     const std::string err = Stderr();
     if (std::regex_search(err, m, listening)) {
       port_ = static_cast<unsigned short>(std::stoi(m[1]));
@@ -255,7 +290,7 @@ static std::string ReadFile(const std::string& path) {
 }
 
 std::string ServerProcess::Stdout() const { return ReadFile(out_path_); }
-std::string ServerProcess::Stderr() const { return ReadFile(err_path_); }
+std::string ServerProcess::Stderr() const { return stderr_pipe_ ? err_read_ : ReadFile(err_path_); }
 
 E2ETest::E2ETest() : data_dir_(dir_.path() + "/data") {}
 

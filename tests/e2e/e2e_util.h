@@ -96,15 +96,28 @@ class ServerProcess {
   // The process has not exited (reaps it if it has; then pid() is -1).
   bool Alive();
   std::string Stdout() const;
+  // What the server wrote to stderr (with UseStderrPipe: what Start read from the pipe).
   std::string Stderr() const;
 
+  // Call before Start: the server's stderr becomes a pipe whose read end the test holds
+  // (as a log shipper would), instead of a file. Start reads it up to the "listening" line;
+  // after that nothing reads it unless the test does, through stderr_pipe().
+  void UseStderrPipe() { stderr_pipe_ = true; }
+  int stderr_pipe() const { return err_pipe_; }  // the read end; -1 when closed or unused
+  void CloseStderrPipe();
+
  private:
+  void ReadStderrPipe();  // reads what is available now, without blocking
+
   std::string data_dir_;
   std::vector<std::string> args_;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
   unsigned short metrics_port_ = 0;
   std::string out_path_, err_path_;
+  bool stderr_pipe_ = false;
+  int err_pipe_ = -1;
+  std::string err_read_;  // read from err_pipe_ so far
 };
 
 class E2ETest : public ::testing::Test {
