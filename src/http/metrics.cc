@@ -1,5 +1,7 @@
 #include "src/http/metrics.h"
 
+#include <algorithm>
+
 #include <cstdio>
 
 #include "tokenledger/log.h"
@@ -46,6 +48,13 @@ void Buckets(std::string& out, const std::string& name, const std::string& label
 
 void HttpMetrics::Observe(std::string_view route, std::string_view method, int status,
                           double seconds) {
+  // Clients choose the method: a label per made-up method would grow /metrics without bound.
+  static constexpr std::string_view kKnownMethods[] = {"GET",    "HEAD",  "POST",    "PUT",
+                                                       "DELETE", "PATCH", "OPTIONS", "?"};
+  if (std::find(std::begin(kKnownMethods), std::end(kKnownMethods), method) ==
+      std::end(kKnownMethods)) {
+    method = "other";
+  }
   std::lock_guard lock(mu_);
   ++requests_[{std::string(route), std::string(method), status}];
   Histogram& h = latency_[std::string(route)];
