@@ -51,8 +51,8 @@ void InfoLog::Logv(const char* format, va_list ap) {
   struct tm t {};
   ::localtime_r(&seconds, &t);
   int n = std::snprintf(buf, sizeof buf, "%04d/%02d/%02d-%02d:%02d:%02d.%06ld %ld ",
-                        t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min,
-                        t.tm_sec, static_cast<long>(tv.tv_usec), static_cast<long>(::gettid()));
+                        t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                        static_cast<long>(tv.tv_usec), static_cast<long>(::gettid()));
   va_list copy;
   va_copy(copy, ap);
   const int m = std::vsnprintf(buf + n, sizeof buf - n, format, copy);

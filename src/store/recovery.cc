@@ -11,7 +11,8 @@
 //   2. close and reopen the DB in place (under db_mu exclusively; readers wait for it).
 //      Not DB::Resume(): when every memtable is empty (e.g. the first write after an open
 //      failed) Resume() does not switch to a new WAL, and the next write appends to the WAL
-//      writer that failed, which aborts in a RocksDB built with assertions; and Resume()
+//      writer that failed, which aborts in a RocksDB built with assertions (read from 7.8's
+//      FlushMemTable, not reproduced); and Resume()
 //      refuses the errors RocksDB calls fatal (any plain I/O error on the WAL) anyway.
 //      RocksDB's own automatic recovery is off for the same reason (see Open).
 //      The reopen replays the WAL: if the failed batch reached it whole (the write succeeded,

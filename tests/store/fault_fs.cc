@@ -17,8 +17,8 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
     if (fs_->fail_append) return fs_->Injected("append");
     return target()->Append(data, o, dbg);
   }
-  IOStatus Append(const Slice& data, const IOOptions& o,
-                  const rocksdb::DataVerificationInfo& info, IODebugContext* dbg) override {
+  IOStatus Append(const Slice& data, const IOOptions& o, const rocksdb::DataVerificationInfo& info,
+                  IODebugContext* dbg) override {
     if (fs_->fail_append) return fs_->Injected("append");
     return target()->Append(data, o, info, dbg);
   }
