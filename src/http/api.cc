@@ -740,6 +740,11 @@ void Api::Ping(const std::shared_ptr<Call>& call) {
 void Api::Healthz(const std::shared_ptr<Call>& call) { call->Respond(Success({{"status", "ok"}})); }
 
 void Api::Readyz(const std::shared_ptr<Call>& call) {
+  if (const store::StoreHealth health = store_.Health(); !health.ok) {
+    return call->Fail(
+        Err(ErrorCode::kUnavailable,
+            "the ledger cannot write since " + FormatRfc3339(health.since) + ": " + health.reason));
+  }
   if (!store_.ProjectionsCurrent()) {
     return call->Fail(
         Err(ErrorCode::kUnavailable, "projections are not at the current schema version"));

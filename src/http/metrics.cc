@@ -116,6 +116,14 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
           m.write_failures.load());
   counter("tokenledger_idempotency_purged_total", "Expired idempotency records deleted.",
           m.idempotency_purged.load());
+  counter("tokenledger_store_recoveries_total",
+          "Recoveries of the store from a failed write (degraded back to ok).",
+          m.recoveries.load());
+  counter("tokenledger_store_recovery_failures_total",
+          "Recovery attempts that found the storage still failing.", m.recovery_failures.load());
+  Header(out, "tokenledger_store_degraded", "gauge",
+         "1 while a failed write keeps the store refusing writes (see /readyz), else 0.");
+  out += "tokenledger_store_degraded " + std::to_string(m.degraded.load()) + "\n";
   Header(out, "tokenledger_commit_queue_depth", "gauge", "Commands waiting for the committer.");
   out += "tokenledger_commit_queue_depth " + std::to_string(store.QueueDepth()) + "\n";
   Header(out, "tokenledger_ledger_last_seq", "gauge",
