@@ -1,9 +1,26 @@
-// Structured logging: one JSON object per line on stderr, written with one write(2) so lines
-// from different threads never interleave. Never log a token, a signing key or a request body.
+// Structured logging: one JSON object per line, on stderr by default. Never log a token, a
+// signing key or a request body.
 //
-// Thread-safety: all functions are thread-safe; SetLogLevel is meant for start-up.
+// Two modes. Before StartLogWriter (early start-up, the operator CLI, tests) and after
+// StopLogWriter, Log writes each line synchronously with one write(2) to stderr, as a plain
+// tool should. Between them (the server), Log formats the line on the caller's thread into a
+// thread-local buffer and copies it into a bounded in-memory buffer; one background thread
+// writes that buffer to the output in large writes. A caller never waits for the output: when
+// the buffer is full the line is dropped, and when the output fails (EPIPE after the reader
+// went away, EIO, ...) the lines are lost; both are counted (GetLogStats, /metrics). Only the
+// writer thread ever blocks on a stalled output. Lines never interleave through the writer;
+// in synchronous mode each line is one write(2), as it always was.
+//
+// The process should ignore SIGPIPE (the server does, in main), or a log reader that goes away
+// kills it with the next line.
+//
+// Thread-safety: all functions are thread-safe; SetLogLevel, StartLogWriter and StopLogWriter
+// are meant for start-up and shutdown.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -21,7 +38,40 @@ bool LogEnabled(LogLevel level);
 using LogValue = std::variant<std::string_view, long long, double, bool>;
 using LogField = std::pair<std::string_view, LogValue>;
 
-// {"ts":"...","level":"info","msg":"...", fields...}
+// {"ts":"...","level":"info","msg":"...", fields...} and a newline. Strings are JSON-escaped
+// (quote, backslash, control characters; other bytes pass through), doubles have exactly
+// three decimals. Never blocks on the output once the writer is started (see above).
 void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields = {});
+
+struct LogWriterOptions {
+  // Where the writer thread writes. The caller keeps it open until StopLogWriter returns.
+  // Default: STDERR_FILENO (2).
+  int fd = 2;
+  // Bytes of formatted lines held while the writer is busy; a line that does not fit is
+  // dropped and counted. Memory use is up to twice this (one buffer filling, one writing).
+  // Default: 4 MiB (~20,000 request lines).
+  std::size_t buffer_bytes = std::size_t{4} << 20;
+  // How long StopLogWriter waits for the buffered lines to be written. Lines still unwritten
+  // then are counted as write errors and the writer thread is left to finish on its own.
+  // Default: 2 s.
+  std::chrono::milliseconds stop_timeout{2000};
+};
+
+// Starts the background writer (a no-op if it runs already). Also registers StopLogWriter to
+// run at exit, so lines buffered before a `return` from main or exit() are written.
+void StartLogWriter(const LogWriterOptions& options = {});
+
+// Writes what is buffered (waiting at most stop_timeout) and stops the writer; Log is
+// synchronous on stderr again afterwards. A no-op if the writer is not running.
+void StopLogWriter();
+
+// Counters since the process started, over both modes.
+struct LogStats {
+  std::uint64_t lines_written = 0;
+  std::uint64_t lines_dropped_full = 0;         // the buffer was full
+  std::uint64_t lines_dropped_write_error = 0;  // write(2) failed, or not written by stop
+  std::uint64_t bytes_written = 0;
+};
+LogStats GetLogStats();
 
 }  // namespace tokenledger

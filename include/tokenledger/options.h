@@ -46,6 +46,12 @@ struct StoreOptions {
   Micros idempotency_purge_interval = kMicrosPerMinute;
   // Size of the RocksDB block cache shared by all column families. Default: 64 MiB.
   std::size_t block_cache_bytes = 64u << 20;
+  // After a failed write the store is degraded: it refuses writes at once and tries to
+  // recover (probe the disk, then RocksDB Resume() or a reopen) this long after the failure.
+  // Default: 1 s.
+  Micros recovery_interval = kMicrosPerSecond;
+  // Each failed recovery attempt doubles the wait before the next, up to this. Default: 5 s.
+  Micros max_recovery_interval = 5 * kMicrosPerSecond;
   TokenPolicy policy;
 };
 

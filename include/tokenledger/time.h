@@ -6,6 +6,7 @@
 // Thread-safety: all functions are pure and thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,6 +23,15 @@ constexpr Micros kMicrosPerDay = 24 * kMicrosPerHour;
 
 // Formats as `YYYY-MM-DDTHH:MM:SS.ffffffZ`. REQUIRES: the year is within 0000-9999.
 std::string FormatRfc3339(Micros t);
+
+// The length of FormatRfc3339's text.
+constexpr std::size_t kRfc3339Length = 27;
+
+// Writes the same text as FormatRfc3339(t) to out[0, kRfc3339Length) (no terminating NUL),
+// without allocating or calling printf: for the log, which formats the time of every line.
+// Remembers the date and time of the last second it formatted, per thread, so successive
+// calls within one second only format the fraction. REQUIRES: as FormatRfc3339.
+void FormatRfc3339To(Micros t, char* out);
 
 // Parses RFC 3339 (`T` or `t` separator, `Z`/`z` or `+HH:MM`/`-HH:MM`, 0-9 fraction digits;
 // digits past microseconds are truncated). Returns nullopt for anything else, including

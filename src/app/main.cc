@@ -1,4 +1,5 @@
 // tokenledgerd: options, wiring, signals, first-start bootstrap. Nothing else.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -34,6 +35,8 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
   http::SplitHostPort(config.server.listen, &host, &ignored_port);
   if (host == "0.0.0.0" || host == "::") host = "127.0.0.1";
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  // With SIGPIPE ignored, a stdout nobody reads any more only sets cout's failbit (the token
+  // is then lost: mint another). A stdout that is not read blocks here, once, at first start.
   std::cout << "\ntokenledger: first start. Created account " << account.ToString()
             << "\nand an account-scoped API token for it. The token is shown only this once:\n\n  "
             << jwt << "\n\nTry it:\n\n  curl -s -H 'Authorization: Bearer " << jwt << "' http://"
@@ -45,6 +48,9 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
 }
 
 int Main(int argc, char** argv) {
+  // A reader of stderr or stdout that goes away must cost lines, not the process: without
+  // this the next write to its pipe kills us with SIGPIPE. (Asio sends with MSG_NOSIGNAL.)
+  ::signal(SIGPIPE, SIG_IGN);
   app::Config config;
   std::string error;
   if (!app::ParseConfig(std::vector<std::string>(argv + 1, argv + argc), environ, &config,
@@ -61,6 +67,9 @@ int Main(int argc, char** argv) {
     return 0;
   }
   SetLogLevel(config.log_level);
+  // From here on no request waits for its log line; lines still buffered when Main returns
+  // (or exit is called) are written by the writer's exit hook.
+  StartLogWriter();
   if (!config.store.sync) {
     Log(LogLevel::kWarn,
         "--no-sync: commits are not fsynced; acknowledged writes can be lost on a crash. "
@@ -131,6 +140,7 @@ int Main(int argc, char** argv) {
   api.reset();
   server.reset();
   Log(LogLevel::kInfo, "stopped");
+  StopLogWriter();  // writes what is buffered, waiting at most 2 s
   return 0;
 }
 

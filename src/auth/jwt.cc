@@ -103,6 +103,15 @@ Claims MakeClaims(const Id& token_id, std::int64_t inserted_at_micros,
                 expires_at_micros / kMicrosPerSecond, account_id, environment_id};
 }
 
+Status CheckNotExpired(const Claims& claims, std::int64_t stored_expires_at_micros,
+                       std::int64_t now_micros) {
+  constexpr std::int64_t kMicrosPerSecond = 1'000'000;
+  // now >= exp, compared in seconds so that a huge `exp` cannot overflow.
+  const bool signed_expired = now_micros / kMicrosPerSecond >= claims.expires_at;
+  if (signed_expired || now_micros >= stored_expires_at_micros) return Bad("the token has expired");
+  return Status::Ok();
+}
+
 std::string JwtSigner::Sign(const Claims& c) const {
   json::object scope{{"a", c.account_id.ToString()}};
   if (c.environment_id) scope["e"] = c.environment_id->ToString();

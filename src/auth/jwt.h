@@ -43,13 +43,21 @@ class JwtSigner {
   // Deterministic: the same claims and key always give the same token.
   std::string Sign(const Claims& claims) const;
 
-  // Checks shape, header, signature and claim types (not expiry: the caller compares `exp`
-  // with the token's state). Fails with kBadAuthToken and a message safe to show.
+  // Checks shape, header, signature and claim types (not expiry: the caller passes the
+  // claims and the token's stored expiry to CheckNotExpired). Fails with kBadAuthToken and a
+  // message safe to show.
   Result<Claims> Verify(std::string_view token) const;
 
  private:
   SigningKey key_;
 };
+
+// The one expiry rule of authentication: a token has expired at `now` (Unix microseconds)
+// once its signed `exp` (whole seconds) or its stored expiry has been reached, whichever comes
+// first. A signed `exp` in the past refuses the token whatever the stored expiry says, and a
+// later signed `exp` never extends the stored one. Fails with kBadAuthToken.
+Status CheckNotExpired(const Claims& claims, std::int64_t stored_expires_at_micros,
+                       std::int64_t now_micros);
 
 std::string Base64UrlEncode(std::string_view bytes);
 std::optional<std::string> Base64UrlDecode(std::string_view text);

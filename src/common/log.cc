@@ -2,8 +2,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
-#include <cstdio>
+#include <cerrno>
+#include <charconv>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #include "tokenledger/time.h"
 
@@ -14,37 +23,210 @@ std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 
 constexpr std::string_view kLevelNames[] = {"debug", "info", "warn", "error"};
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
+// Process-wide counters (LogStats).
+std::atomic<std::uint64_t> g_lines_written{0};
+std::atomic<std::uint64_t> g_dropped_full{0};
+std::atomic<std::uint64_t> g_dropped_write_error{0};
+std::atomic<std::uint64_t> g_bytes_written{0};
+
+// ---- Formatting: no printf, no allocation once the thread's buffer has grown. ----
+
+// For each byte: 0 if it is copied as is, else the character after the backslash ('u' for
+// \u00XX). Bytes >= 0x80 (UTF-8) and 0x7f pass through, as before.
+constexpr std::array<char, 256> kEscape = [] {
+  std::array<char, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[c] = 'u';
+  t['"'] = '"';
+  t['\\'] = '\\';
+  t['\n'] = 'n';
+  t['\r'] = 'r';
+  t['\t'] = 't';
+  return t;
+}();
+constexpr char kHex[] = "0123456789abcdef";
+
+// The formatters write through a cursor into space FormatLine made sure of: no capacity
+// check, no call into std::string per piece.
+char* Put(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+// At most 2 + 6 * s.size() characters.
+char* PutJsonString(char* p, std::string_view s) {
+  *p++ = '"';
+  std::size_t run = 0;  // start of the bytes not yet copied
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const char e = kEscape[c];
+    if (e == 0) continue;
+    p = Put(p, s.substr(run, i - run));
+    run = i + 1;
+    *p++ = '\\';
+    *p++ = e;
+    if (e == 'u') {
+      *p++ = '0';
+      *p++ = '0';
+      *p++ = kHex[c >> 4];
+      *p++ = kHex[c & 15];
     }
   }
-  out += '"';
+  p = Put(p, s.substr(run));
+  *p++ = '"';
+  return p;
 }
+
+constexpr std::size_t kMaxInt = 20;  // -9223372036854775808
+// -1.8e308 with three decimals is 314 characters.
+constexpr std::size_t kMaxDouble = 320;
+
+std::size_t MaxLength(std::string_view msg, std::initializer_list<LogField> fields) {
+  std::size_t n = 64 + kRfc3339Length + 2 + 6 * msg.size();
+  for (const auto& [key, value] : fields) {
+    n += 2 + 2 + 6 * key.size();
+    if (const auto* s = std::get_if<std::string_view>(&value)) {
+      n += 2 + 6 * s->size();
+    } else {
+      n += std::holds_alternative<double>(value) ? kMaxDouble : kMaxInt;
+    }
+  }
+  return n;
+}
+
+// Formats one line (with its newline) into `buffer`, which only grows, and returns it.
+std::string_view FormatLine(std::string& buffer, LogLevel level, std::string_view msg,
+                            std::initializer_list<LogField> fields) {
+  const std::size_t max = MaxLength(msg, fields);
+  if (buffer.size() < max) buffer.resize(max);
+  char* const begin = buffer.data();
+  char* p = begin;
+  p = Put(p, "{\"ts\":\"");
+  FormatRfc3339To(NowMicros(), p);
+  p += kRfc3339Length;
+  p = Put(p, "\",\"level\":\"");
+  p = Put(p, kLevelNames[static_cast<int>(level)]);
+  p = Put(p, "\",\"msg\":");
+  p = PutJsonString(p, msg);
+  for (const auto& [key, value] : fields) {
+    *p++ = ',';
+    p = PutJsonString(p, key);
+    *p++ = ':';
+    if (const auto* s = std::get_if<std::string_view>(&value)) {
+      p = PutJsonString(p, *s);
+    } else if (const auto* i = std::get_if<long long>(&value)) {
+      p = std::to_chars(p, p + kMaxInt, *i).ptr;
+    } else if (const auto* d = std::get_if<double>(&value)) {
+      // As printf("%.3f") (to_chars with a precision is specified so), without the locale.
+      const auto r = std::to_chars(p, p + kMaxDouble, *d, std::chars_format::fixed, 3);
+      if (r.ec == std::errc{}) p = r.ptr;
+    } else {
+      p = Put(p, std::get<bool>(value) ? "true" : "false");
+    }
+  }
+  p = Put(p, "}\n");
+  return {begin, static_cast<std::size_t>(p - begin)};
+}
+
+// ---- Output ----
+
+// Writes all of data, retrying partial writes and EINTR. Returns the bytes written: fewer
+// than data.size() when write(2) failed (EPIPE, EAGAIN, EIO, EBADF, ...).
+std::size_t WriteAll(int fd, std::string_view data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+// Writes `lines` whole lines and counts them. Returns false if the output failed (the lines
+// not fully written are counted as lost).
+bool WriteLines(int fd, std::string_view data, std::uint64_t lines) {
+  const std::size_t done = WriteAll(fd, data);
+  g_bytes_written.fetch_add(done, std::memory_order_relaxed);
+  if (done == data.size()) {
+    g_lines_written.fetch_add(lines, std::memory_order_relaxed);
+    return true;
+  }
+  const auto whole =
+      static_cast<std::uint64_t>(std::count(data.begin(), data.begin() + done, '\n'));
+  g_lines_written.fetch_add(whole, std::memory_order_relaxed);
+  g_dropped_write_error.fetch_add(lines - whole, std::memory_order_relaxed);
+  return false;
+}
+
+// The background writer's state. One per process, created on first use and never destroyed,
+// so a writer thread left behind by a timed-out stop, or a Log call during exit, never sees
+// it gone.
+struct Writer {
+  std::mutex mu;
+  std::condition_variable wake;  // the writer thread waits for lines or stop
+  std::condition_variable idle;  // StopLogWriter waits for the writer thread to finish
+
+  // All guarded by mu.
+  bool running = false;           // Log hands lines to the writer thread
+  bool stop = false;              // StopLogWriter asked the writer thread to finish
+  bool exited = true;             // the writer thread of `generation` has finished
+  bool writer_waiting = false;    // the writer thread sleeps on `wake` until notified
+  bool writer_lingering = false;  // the writer thread lets lines gather for kLinger
+  std::uint64_t generation = 0;
+  std::string pending;  // whole lines waiting for the writer thread; at most `capacity`
+  std::uint64_t pending_lines = 0;
+  std::size_t capacity = 0;
+  std::chrono::milliseconds stop_timeout{0};
+  std::thread thread;
+};
+
+// After the first line of a quiet spell, how long the writer thread lets more lines gather
+// before it writes: under load one wake-up and one write(2) per spell, not one per line.
+// Shorter when the buffer is half full.
+constexpr std::chrono::milliseconds kLinger{1};
+
+Writer& TheWriter() {
+  static Writer* const writer = new Writer;
+  return *writer;
+}
+
+void WriterLoop(Writer* w, std::uint64_t generation, int fd, std::size_t capacity) {
+  std::string chunk;
+  chunk.reserve(capacity);
+  bool cut = false;  // a failed write may have left a partial line in the output
+  bool lingered = false;
+  std::unique_lock lock(w->mu);
+  for (;;) {
+    if (w->generation != generation) return;  // abandoned by a timed-out StopLogWriter
+    if (w->pending.empty()) {
+      if (w->stop) break;
+      w->writer_waiting = true;
+      w->wake.wait(lock);
+      w->writer_waiting = false;
+      continue;
+    }
+    if (!lingered && !w->stop && w->pending.size() < w->capacity / 2) {
+      lingered = true;
+      w->writer_lingering = true;
+      w->wake.wait_for(lock, kLinger);
+      w->writer_lingering = false;
+      continue;
+    }
+    lingered = false;
+    chunk.swap(w->pending);  // O(1): producers fill the other buffer meanwhile
+    const std::uint64_t lines = std::exchange(w->pending_lines, 0);
+    lock.unlock();
+    if (cut && WriteAll(fd, "\n") == 1) cut = false;  // end the cut line before new ones
+    if (!WriteLines(fd, chunk, lines)) cut = true;
+    chunk.clear();
+    lock.lock();
+  }
+  w->running = false;  // from here Log writes synchronously: nothing is left stranded
+  w->exited = true;
+  w->idle.notify_all();
+}
+
+void StopAtExit() { StopLogWriter(); }
 
 }  // namespace
 
@@ -66,28 +248,92 @@ bool LogEnabled(LogLevel level) {
 
 void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) {
   if (!LogEnabled(level)) return;
-  std::string line = "{\"ts\":\"" + FormatRfc3339(NowMicros()) + "\",\"level\":\"";
-  line += kLevelNames[static_cast<int>(level)];
-  line += "\",\"msg\":";
-  AppendJsonString(line, msg);
-  for (const auto& [key, value] : fields) {
-    line += ',';
-    AppendJsonString(line, key);
-    line += ':';
-    if (const auto* s = std::get_if<std::string_view>(&value)) {
-      AppendJsonString(line, *s);
-    } else if (const auto* i = std::get_if<long long>(&value)) {
-      line += std::to_string(*i);
-    } else if (const auto* d = std::get_if<double>(&value)) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.3f", *d);
-      line += buf;
-    } else {
-      line += std::get<bool>(value) ? "true" : "false";
+  thread_local std::string buffer;
+  const std::string_view line = FormatLine(buffer, level, msg, fields);
+
+  Writer& w = TheWriter();
+  std::unique_lock lock(w.mu);
+  if (!w.running) {
+    lock.unlock();
+    WriteLines(STDERR_FILENO, line, 1);
+  } else if (w.pending.size() + line.size() > w.capacity) {
+    lock.unlock();
+    g_dropped_full.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    w.pending.append(line);  // within the reserved capacity: no allocation under the lock
+    ++w.pending_lines;
+    // One wake-up per quiet spell, and one when the buffer fills up during a linger.
+    bool notify = std::exchange(w.writer_waiting, false);
+    if (w.writer_lingering && w.pending.size() >= w.capacity / 2) {
+      w.writer_lingering = false;
+      notify = true;
     }
+    lock.unlock();
+    if (notify) w.wake.notify_one();
   }
-  line += "}\n";
-  [[maybe_unused]] auto written = ::write(STDERR_FILENO, line.data(), line.size());
+  if (buffer.size() > (std::size_t{64} << 10)) std::string().swap(buffer);  // after a huge line
+}
+
+void StartLogWriter(const LogWriterOptions& options) {
+  Writer& w = TheWriter();
+  {
+    std::lock_guard lock(w.mu);
+    if (w.running) return;
+    w.capacity = options.buffer_bytes;
+    w.stop_timeout = options.stop_timeout;
+    std::string fresh;
+    fresh.reserve(w.capacity);
+    w.pending.swap(fresh);
+    w.pending_lines = 0;
+    w.stop = false;
+    w.exited = false;
+    w.writer_waiting = false;
+    w.writer_lingering = false;
+    ++w.generation;
+    try {
+      w.thread = std::thread(WriterLoop, &w, w.generation, options.fd, w.capacity);
+    } catch (const std::system_error&) {
+      w.exited = true;
+      return;  // no thread: Log stays synchronous
+    }
+    w.running = true;
+  }
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] { std::atexit(StopAtExit); });
+}
+
+void StopLogWriter() {
+  Writer& w = TheWriter();
+  std::unique_lock lock(w.mu);
+  if (w.exited) return;
+  w.stop = true;
+  w.wake.notify_one();
+  const bool finished = w.idle.wait_for(lock, w.stop_timeout, [&] { return w.exited; });
+  std::thread thread = std::move(w.thread);
+  if (!finished) {
+    // The writer thread is blocked on a stalled output. Leave it: it returns when its write
+    // does (and counts that chunk then); what it has not taken is lost.
+    ++w.generation;
+    g_dropped_write_error.fetch_add(w.pending_lines, std::memory_order_relaxed);
+    w.pending.clear();
+    w.pending_lines = 0;
+    w.running = false;
+    w.exited = true;
+  }
+  lock.unlock();
+  if (!thread.joinable()) return;  // a concurrent StopLogWriter took it
+  if (finished) {
+    thread.join();
+  } else {
+    thread.detach();
+  }
+}
+
+LogStats GetLogStats() {
+  return {g_lines_written.load(std::memory_order_relaxed),
+          g_dropped_full.load(std::memory_order_relaxed),
+          g_dropped_write_error.load(std::memory_order_relaxed),
+          g_bytes_written.load(std::memory_order_relaxed)};
 }
 
 }  // namespace tokenledger

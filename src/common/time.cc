@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 namespace tokenledger {
 namespace {
@@ -74,6 +75,46 @@ std::string FormatRfc3339(Micros t) {
                 static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60),
                 static_cast<long long>(frac));
   return buf;
+}
+
+void FormatRfc3339To(Micros t, char* out) {
+  std::int64_t secs = t / kMicrosPerSecond;
+  std::int64_t frac = t % kMicrosPerSecond;
+  if (frac < 0) {
+    frac += kMicrosPerSecond;
+    --secs;
+  }
+  // `YYYY-MM-DDTHH:MM:SS` of the second formatted last on this thread.
+  thread_local std::int64_t cached_secs = INT64_MIN;
+  thread_local char cached[19];
+  if (secs != cached_secs) {
+    std::int64_t days = secs / 86400;
+    std::int64_t rem = secs % 86400;
+    if (rem < 0) {
+      rem += 86400;
+      --days;
+    }
+    const Civil c = CivilFromDays(days);
+    const auto put = [](char* p, std::int64_t v, int width) {
+      for (int i = width - 1; i >= 0; --i, v /= 10) p[i] = static_cast<char>('0' + v % 10);
+    };
+    put(cached, c.y, 4);
+    cached[4] = '-';
+    put(cached + 5, c.m, 2);
+    cached[7] = '-';
+    put(cached + 8, c.d, 2);
+    cached[10] = 'T';
+    put(cached + 11, rem / 3600, 2);
+    cached[13] = ':';
+    put(cached + 14, rem / 60 % 60, 2);
+    cached[16] = ':';
+    put(cached + 17, rem % 60, 2);
+    cached_secs = secs;
+  }
+  std::memcpy(out, cached, sizeof cached);
+  out[19] = '.';
+  for (int i = 25; i >= 20; --i, frac /= 10) out[i] = static_cast<char>('0' + frac % 10);
+  out[26] = 'Z';
 }
 
 std::optional<Micros> ParseRfc3339(std::string_view s) {

@@ -67,6 +67,10 @@ Result<std::optional<std::string>> BodyKey(const json::object& body) {
 Result<std::optional<std::string>> ResolveKey(const HttpRequest& req,
                                               std::optional<std::string> body_key) {
   if (!req.has_idempotency_key) return body_key;
+  if (req.repeated_idempotency_key) {
+    return Err(ErrorCode::kInvalidValue, "the Idempotency-Key header is repeated",
+               "idempotency_key");
+  }
   if (Status s = ValidateIdempotencyKey(req.idempotency_key); !s) return s.error();
   if (body_key && *body_key != req.idempotency_key) {
     return Err(ErrorCode::kInvalidValue, "Idempotency-Key header and body idempotency_key differ",
@@ -237,6 +241,10 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
 Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
   if (!req.has_authorization)
     return Err(ErrorCode::kNotAuthenticated, "the Authorization header is missing");
+  if (req.repeated_authorization) {
+    // Which one would count is a guess a proxy in front might make differently: refuse.
+    return Err(ErrorCode::kBadRequest, "the Authorization header is repeated");
+  }
   std::string_view header = req.authorization;
   constexpr std::string_view kBearer = "bearer ";
   if (header.size() <= kBearer.size() ||
@@ -257,7 +265,8 @@ Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
   if (s.status != core::TokenStatus::kActive) {
     return Err(ErrorCode::kBadAuthToken, "the token is " + std::string(core::StatusName(s.status)));
   }
-  if (now >= s.expires_at) return Err(ErrorCode::kBadAuthToken, "the token has expired");
+  if (Status expiry = auth::CheckNotExpired(*claims, s.expires_at, now); !expiry)
+    return expiry.error();
   MaybeRecordUse(**row, now);
   return Caller{s.id, s.account_id, s.scope, s.environment_id, s.created_by_admin_user_id};
 }
@@ -731,6 +740,11 @@ void Api::Ping(const std::shared_ptr<Call>& call) {
 void Api::Healthz(const std::shared_ptr<Call>& call) { call->Respond(Success({{"status", "ok"}})); }
 
 void Api::Readyz(const std::shared_ptr<Call>& call) {
+  if (const store::StoreHealth health = store_.Health(); !health.ok) {
+    return call->Fail(
+        Err(ErrorCode::kUnavailable,
+            "the ledger cannot write since " + FormatRfc3339(health.since) + ": " + health.reason));
+  }
   if (!store_.ProjectionsCurrent()) {
     return call->Fail(
         Err(ErrorCode::kUnavailable, "projections are not at the current schema version"));

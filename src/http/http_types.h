@@ -16,10 +16,12 @@ struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // as received: path and query
   std::string body;
-  std::string authorization;  // empty when absent
+  std::string authorization;  // empty when absent; the first one when repeated
   bool has_authorization = false;
-  std::string idempotency_key;  // Idempotency-Key header
+  bool repeated_authorization = false;  // more than one Authorization field (refused)
+  std::string idempotency_key;          // Idempotency-Key header; the first one when repeated
   bool has_idempotency_key = false;
+  bool repeated_idempotency_key = false;  // more than one Idempotency-Key field (refused)
   std::string request_id;  // X-Request-Id header as received (validated by the handler)
   std::string remote;      // peer address, for logs
   Listener listener = Listener::kApi;

@@ -1,6 +1,10 @@
 #include "src/http/metrics.h"
 
+#include <algorithm>
+
 #include <cstdio>
+
+#include "tokenledger/log.h"
 
 namespace tokenledger::http {
 namespace {
@@ -44,6 +48,13 @@ void Buckets(std::string& out, const std::string& name, const std::string& label
 
 void HttpMetrics::Observe(std::string_view route, std::string_view method, int status,
                           double seconds) {
+  // Clients choose the method: a label per made-up method would grow /metrics without bound.
+  static constexpr std::string_view kKnownMethods[] = {"GET",    "HEAD",  "POST",    "PUT",
+                                                       "DELETE", "PATCH", "OPTIONS", "?"};
+  if (std::find(std::begin(kKnownMethods), std::end(kKnownMethods), method) ==
+      std::end(kKnownMethods)) {
+    method = "other";
+  }
   std::lock_guard lock(mu_);
   ++requests_[{std::string(route), std::string(method), status}];
   Histogram& h = latency_[std::string(route)];
@@ -78,6 +89,17 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
          "Connections refused over the limit.");
   out += "tokenledger_http_connections_refused_total " + std::to_string(refused_.load()) + "\n";
 
+  const LogStats log = GetLogStats();
+  Header(out, "tokenledger_log_lines_written_total", "counter", "Log lines written.");
+  out += "tokenledger_log_lines_written_total " + std::to_string(log.lines_written) + "\n";
+  Header(out, "tokenledger_log_lines_dropped_total", "counter",
+         "Log lines lost: the log buffer was full (the output is slow or stalled), or writing "
+         "failed (the reader went away).");
+  out += "tokenledger_log_lines_dropped_total{reason=\"buffer_full\"} " +
+         std::to_string(log.lines_dropped_full) + "\n";
+  out += "tokenledger_log_lines_dropped_total{reason=\"write_error\"} " +
+         std::to_string(log.lines_dropped_write_error) + "\n";
+
   const store::StoreMetrics& m = store.Metrics();
   auto counter = [&](const char* name, const char* help, std::uint64_t v) {
     Header(out, name, "counter", help);
@@ -94,6 +116,14 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
           m.write_failures.load());
   counter("tokenledger_idempotency_purged_total", "Expired idempotency records deleted.",
           m.idempotency_purged.load());
+  counter("tokenledger_store_recoveries_total",
+          "Recoveries of the store from a failed write (degraded back to ok).",
+          m.recoveries.load());
+  counter("tokenledger_store_recovery_failures_total",
+          "Recovery attempts that found the storage still failing.", m.recovery_failures.load());
+  Header(out, "tokenledger_store_degraded", "gauge",
+         "1 while a failed write keeps the store refusing writes (see /readyz), else 0.");
+  out += "tokenledger_store_degraded " + std::to_string(m.degraded.load()) + "\n";
   Header(out, "tokenledger_commit_queue_depth", "gauge", "Commands waiting for the committer.");
   out += "tokenledger_commit_queue_depth " + std::to_string(store.QueueDepth()) + "\n";
   Header(out, "tokenledger_ledger_last_seq", "gauge",

@@ -1,6 +1,8 @@
 // The route table: {method, pattern, handler, auth}. Patterns are slash-separated segments;
 // `{name}` captures one segment. A path that matches some pattern but not with this method
 // resolves to MethodNotAllowed with the methods that would match (for the `Allow` header).
+// HEAD resolves to the GET route of a path (RFC 9110 9.3.2), so `Allow` lists HEAD wherever
+// it lists GET; the server leaves the body out of the answer.
 #pragma once
 
 #include <string>
@@ -44,11 +46,15 @@ std::variant<RouteMatch<Handler>, MethodNotAllowed, NoRoute> Resolve(
   for (const auto& route : routes) {
     params.clear();
     if (!MatchPattern(route.pattern, segments, params)) continue;
-    if (route.method == method) return RouteMatch<Handler>{&route, params};
-    if (allow.find(route.method) == std::string::npos) {
+    if (route.method == method || (method == "HEAD" && route.method == "GET"))
+      return RouteMatch<Handler>{&route, params};
+    const auto add = [&allow](std::string_view m) {
+      if (allow.find(m) != std::string::npos) return;
       if (!allow.empty()) allow += ", ";
-      allow += route.method;
-    }
+      allow += m;
+    };
+    add(route.method);
+    if (route.method == "GET") add("HEAD");
   }
   if (!allow.empty()) return MethodNotAllowed{allow};
   return NoRoute{};

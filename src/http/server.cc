@@ -31,6 +31,36 @@ struct Connection {
   bool busy = false;  // a request is being handled; touched only on the connection's strand
 };
 
+using Parser = bhttp::request_parser<bhttp::string_body>;
+
+// Framing Beast accepts but we refuse (RFC 9112 3.2, 6.1, 6.3). Beast already refuses
+// Content-Length values that differ, and Transfer-Encoding after Content-Length or after
+// `chunked`; it ignores a Transfer-Encoding that does not end in `chunked` and reads no body,
+// so the body would be read as the next request (smuggling). With no proxy in front of us the
+// safe answer to any ambiguous length is to refuse and close. Returns why, or nothing.
+std::optional<std::string> FramingProblem(const Parser& parser) {
+  const auto& req = parser.get();
+  const std::size_t hosts = req.count(bhttp::field::host);
+  if (hosts > 1) return "the Host header is repeated";
+  if (hosts == 0 && req.version() >= 11) return "an HTTP/1.1 request needs a Host header";
+  if (req.count(bhttp::field::transfer_encoding) == 0) return std::nullopt;
+  if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
+  if (req.count(bhttp::field::content_length) > 0)
+    return "a request may not have both Transfer-Encoding and Content-Length";
+  // Only `chunked` alone: no other coding is decoded, and the last one must be chunked.
+  std::size_t codings = 0;
+  bool chunked = false;
+  for (auto [it, end] = req.equal_range(bhttp::field::transfer_encoding); it != end; ++it) {
+    for (const auto coding : bhttp::token_list{it->value()}) {
+      ++codings;
+      chunked = beast::iequals(coding, "chunked");
+    }
+  }
+  if (codings != 1 || !chunked || !parser.chunked())
+    return "Transfer-Encoding must be exactly 'chunked'";
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool SplitHostPort(const std::string& address, std::string* host, unsigned short* port) {
@@ -132,6 +162,19 @@ struct Server::Impl {
     return res;
   }
 
+  // Writes a response; to a HEAD request only its header (with the Content-Length the body
+  // would have had: RFC 9110 9.3.2), so a keep-alive client stays in step.
+  net::awaitable<beast::error_code> Write(beast::tcp_stream& stream,
+                                          bhttp::response<bhttp::string_body>& res, bool head) {
+    if (head) {
+      bhttp::response_serializer<bhttp::string_body> serializer{res};
+      auto [ec, n] = co_await bhttp::async_write_header(stream, serializer, kNoThrow);
+      co_return ec;
+    }
+    auto [ec, n] = co_await bhttp::async_write(stream, res, kNoThrow);
+    co_return ec;
+  }
+
   net::awaitable<void> Refuse(std::shared_ptr<Connection> conn) {
     auto res =
         ToBeast(ErrorResponse(ErrorCode::kUnavailable, "too many open connections; retry shortly"),
@@ -167,7 +210,7 @@ struct Server::Impl {
     for (;;) {
       conn->busy = false;
       if (draining) break;
-      bhttp::request_parser<bhttp::string_body> parser;
+      Parser parser;
       parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser.body_limit(options.max_body_bytes);
       stream.expires_after(Us(options.read_timeout));
@@ -190,6 +233,8 @@ struct Server::Impl {
             "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
       } else if (ec) {
         refusal = ErrorResponse(ErrorCode::kBadRequest, "malformed HTTP request: " + ec.message());
+      } else if (auto problem = FramingProblem(parser)) {
+        refusal = ErrorResponse(ErrorCode::kBadRequest, std::move(*problem));
       } else if (parser.get().target().size() > options.max_url_bytes) {
         refusal = ErrorResponse(
             ErrorCode::kBadRequest,
@@ -231,8 +276,9 @@ struct Server::Impl {
              {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);
         auto res = ToBeast(std::move(*refusal), 11, false);
+        const bool head = parser.is_header_done() && parser.get().method() == bhttp::verb::head;
         stream.expires_after(Us(options.read_timeout));
-        co_await bhttp::async_write(stream, res, kNoThrow);
+        co_await Write(stream, res, head);
         break;
       }
 
@@ -244,10 +290,12 @@ struct Server::Impl {
       if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
         request->has_authorization = true;
         request->authorization = std::string(it->value());
+        request->repeated_authorization = req.count(bhttp::field::authorization) > 1;
       }
       if (auto it = req.find("Idempotency-Key"); it != req.end()) {
         request->has_idempotency_key = true;
         request->idempotency_key = std::string(it->value());
+        request->repeated_idempotency_key = req.count("Idempotency-Key") > 1;
       }
       if (auto it = req.find("X-Request-Id"); it != req.end())
         request->request_id = std::string(it->value());
@@ -255,12 +303,13 @@ struct Server::Impl {
       request->listener = listener;
       const bool keep_alive = req.keep_alive();
       const unsigned version = req.version();
+      const bool head = req.method() == bhttp::verb::head;  // the API answers it as a GET
 
       stream.expires_never();  // a write may wait on the committer; the handler always answers
       HttpResponse response = co_await AsyncHandle(std::move(request), net::use_awaitable);
       auto res = ToBeast(std::move(response), version, keep_alive && !draining);
       stream.expires_after(Us(options.read_timeout));
-      auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
+      const beast::error_code write_ec = co_await Write(stream, res, head);
       if (write_ec || !res.keep_alive()) break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);

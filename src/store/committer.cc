@@ -42,6 +42,11 @@ void LedgerStore::Submit(CommandRequest request, CommandCallback done) {
                                                          : "the ledger is open read-only"));
       return;
     }
+    if (impl_->degraded.load(std::memory_order_acquire)) {
+      lock.unlock();
+      done(Failed(Outcome::kUnavailable, impl_->DegradedMessage()));
+      return;
+    }
     if (impl_->queue.size() >= impl_->options.max_queue_depth) {
       lock.unlock();
       impl_->metrics.overloaded.fetch_add(1, std::memory_order_relaxed);
@@ -79,9 +84,15 @@ void LedgerStore::Impl::CommitterLoop() {
     {
       std::unique_lock lock(mu);
       // Sleep until the next purge is due (by the injected clock), at least 1 ms and at most
-      // 1 s of real time, or until there is work.
-      const Micros wait = std::clamp<Micros>(next_purge_at - Now(), 1000, kMicrosPerSecond);
-      cv.wait_for(lock, std::chrono::microseconds(wait),
+      // 1 s of real time, or until there is work; while degraded, at most until the next
+      // recovery attempt.
+      auto wait = std::chrono::microseconds(
+          std::clamp<Micros>(next_purge_at - Now(), 1000, kMicrosPerSecond));
+      if (degraded.load()) {
+        wait = std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(UntilRecovery()),
+                          std::chrono::microseconds(1000), wait);
+      }
+      cv.wait_for(lock, wait,
                   [&] { return stopping || !queue.empty() || !purge_requests.empty(); });
       if (stopping && queue.empty() && purge_requests.empty()) break;
       while (!queue.empty() && batch.size() < options.max_batch_size) {
@@ -90,12 +101,19 @@ void LedgerStore::Impl::CommitterLoop() {
       }
       purges.swap(purge_requests);
     }
+    if (degraded.load() && RecoveryDue()) TryRecover();
     if (!batch.empty()) {
-      ProcessBatch(batch);
+      if (degraded.load()) {
+        FailDegraded(batch);  // no disk touched: refused at once
+      } else {
+        ProcessBatch(batch);
+      }
       batch.clear();
     }
     const Micros now = Now();
-    if (!purges.empty()) {
+    if (degraded.load()) {
+      for (auto& p : purges) p.set_value(0);  // purging writes; it waits for the recovery
+    } else if (!purges.empty()) {
       std::uint64_t total = 0;
       for (std::uint64_t n; (n = PurgeStep(now, options.idempotency_purge_batch)) > 0;) total += n;
       for (auto& p : purges) p.set_value(total);
@@ -138,6 +156,7 @@ std::uint64_t LedgerStore::Impl::PurgeStep(Micros now, std::size_t limit) {
   rocksdb::Status s = db->Write(write_options, &wb);
   if (!s.ok()) {
     std::fprintf(stderr, "tokenledger: idempotency purge failed: %s\n", s.ToString().c_str());
+    Degrade(s, "purging expired idempotency records");
     return 0;
   }
   metrics.idempotency_purged.fetch_add(purged, std::memory_order_relaxed);
@@ -294,6 +313,10 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
                    s.ToString().c_str());
       const std::string message = StorageError(s, "committing").message;
       for (auto& r : results) r = Failed(Outcome::kUnavailable, message);
+      // RocksDB now refuses writes (background error) and its WAL may hold some of this
+      // batch: nothing more is decided on top of the in-memory head until a recovery has
+      // re-read the head from what is stored.
+      Degrade(s, "committing");
     }
   }
   if (written) {

@@ -39,6 +39,8 @@ inline constexpr char kMetaChainHead[] = "chain_head";     // seq (8 BE) | hash 
 inline constexpr char kMetaProjections[] = "projections";  // JSON, see ProjectionMeta
 inline constexpr char kMetaRebuild[] = "rebuild";          // JSON, a rebuild in progress
 inline constexpr char kLedgerFormat[] = "1";
+// The store's own lock file in the data directory (flock, taken before RocksDB opens).
+inline constexpr char kLockFile[] = "tokenledger.lock";
 
 std::string EncodeU64(std::uint64_t v);
 std::uint64_t DecodeU64(std::string_view bytes);  // REQUIRES: bytes.size() >= 8

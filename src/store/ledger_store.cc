@@ -1,13 +1,20 @@
 // Open, close and the small shared helpers of LedgerStore.
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <boost/json.hpp>
+#include <cstring>
 #include <filesystem>
 
+#include "src/store/info_log.h"
 #include "src/store/store_impl.h"
 
 namespace tokenledger::store {
@@ -111,16 +118,108 @@ std::shared_ptr<rocksdb::MergeOperator> NewListCountMergeOperator() {
 }
 
 LedgerStore::Impl::~Impl() {
-  if (db) {
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-    handles.clear();
-    db->Close().PermitUncheckedError();
-    db.reset();
-  }
+  CloseDb();
   if (!secondary_path.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(secondary_path, ec);
   }
+  if (lock_fd >= 0) ::close(lock_fd);  // releases the flock
+}
+
+void LedgerStore::Impl::CloseDb() {
+  if (db) {
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    db->Close().PermitUncheckedError();
+    db.reset();
+  }
+  handles.clear();
+  events = streams = idempotency = meta = usage = details = list = nullptr;
+}
+
+Error LedgerStore::Impl::Closed() {
+  return Error{ErrorCode::kUnavailable,
+               "the ledger's storage is being recovered after a storage error; retry shortly",
+               {}};
+}
+
+rocksdb::Status LedgerStore::Impl::OpenDb() {
+  // Open every family that exists. A fresh ledger gets its projection families in Open, once
+  // meta says it is fresh: judging by which families exist would go wrong after a kill in the
+  // middle of the very first open, when only some of them were created.
+  std::vector<std::string> names;
+  if (!rocksdb::DB::ListColumnFamilies(db_options, options.data_dir, &names).ok()) names.clear();
+  for (const char* base : {rocksdb::kDefaultColumnFamilyName.c_str(), kEventsCf, kStreamsCf,
+                           kIdempotencyCf, kMetaCf}) {
+    if (std::find(names.begin(), names.end(), base) == names.end()) names.emplace_back(base);
+  }
+  // Ledgers written before usage records have no `usage` family; a secondary cannot create
+  // it, and reads such a ledger as one without usage records.
+  if (mode != OpenMode::kReadOnly &&
+      std::find(names.begin(), names.end(), kUsageCf) == names.end()) {
+    names.emplace_back(kUsageCf);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& n : names) descriptors.emplace_back(n, cf_options);
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s;
+  if (mode == OpenMode::kReadOnly) {
+    rocksdb::Options secondary(db_options, cf_options);
+    secondary.max_open_files = -1;  // required for secondaries
+    secondary.create_if_missing = false;
+    s = rocksdb::DB::OpenAsSecondary(secondary, options.data_dir, secondary_path, descriptors,
+                                     &handles, &raw);
+  } else {
+    s = rocksdb::DB::Open(rocksdb::Options(db_options, cf_options), options.data_dir, descriptors,
+                          &handles, &raw);
+  }
+  if (!s.ok()) return s;
+  db.reset(raw);
+  events = Handle(kEventsCf);
+  streams = Handle(kStreamsCf);
+  idempotency = Handle(kIdempotencyCf);
+  meta = Handle(kMetaCf);
+  usage = Handle(kUsageCf);
+  return s;
+}
+
+std::string LedgerStore::Impl::LoadHead(OpenFailure* failure) {
+  *failure = OpenFailure::kCorrupt;
+  std::string value;
+  rocksdb::ReadOptions ro;
+  rocksdb::Status s = db->Get(ro, meta, kMetaChainHead, &value);
+  if (!s.ok() && !s.IsNotFound()) {
+    *failure = OpenFailure::kIo;
+    return StorageError(s, "reading the chain head").message;
+  }
+  if (!s.ok() || value.size() != 40) return "ledger meta 'chain_head' is missing or malformed";
+  const std::uint64_t seq = DecodeU64(value);
+  events::Hash hash{};
+  std::copy_n(reinterpret_cast<const std::uint8_t*>(value.data()) + 8, 32, hash.begin());
+  Micros at = 0;
+  // The head and the last event are written in one batch; anything else is damage.
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, events));
+  it->SeekToLast();
+  const std::uint64_t last = it->Valid() ? DecodeU64(it->key().ToStringView()) : 0;
+  if (!it->status().ok()) {
+    *failure = OpenFailure::kIo;
+    return StorageError(it->status(), "reading the last event").message;
+  }
+  if (last != seq) {
+    return "chain head says seq " + std::to_string(seq) + " but the last stored event is seq " +
+           std::to_string(last);
+  }
+  if (it->Valid()) {
+    auto last_event = events::DecodeStoredEvent(it->value().ToStringView());
+    if (!last_event) return "last event: " + last_event.error().message;
+    at = last_event->at;
+  }
+  head_seq = seq;
+  head_hash = hash;
+  last_at = std::max(last_at, at);  // event times never go backwards, even across a recovery
+  committed_seq.store(seq, std::memory_order_release);
+  *failure = OpenFailure::kNone;
+  return {};
 }
 
 rocksdb::ColumnFamilyHandle* LedgerStore::Impl::Handle(std::string_view name) const {
@@ -134,6 +233,18 @@ namespace {
 LedgerStore::Opened Fail(OpenFailure failure, std::string message) {
   return LedgerStore::Opened{nullptr, failure, std::move(message)};
 }
+
+// Turns off RocksDB's own recovery from a background error (its SstFileManager polling for
+// free space after ENOSPC): the store recovers by itself, by a reopen (recovery.cc), and the
+// DB must not change state under it.
+class NoAutoRecovery : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "TokenledgerNoAutoRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
 
 rocksdb::ColumnFamilyOptions MakeCfOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions cf;
@@ -156,6 +267,7 @@ LedgerStore::LedgerStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode,
                                       StoreHooks hooks) {
   if (options.max_batch_size == 0 || options.max_queue_depth == 0 || options.idempotency_ttl <= 0 ||
+      options.recovery_interval <= 0 || options.max_recovery_interval < options.recovery_interval ||
       options.idempotency_purge_batch == 0 || options.idempotency_purge_interval <= 0 ||
       options.policy.default_lifetime <= 0 || options.policy.max_lifetime < 0 ||
       (options.policy.max_lifetime > 0 &&
@@ -188,39 +300,51 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
                 "cannot create data directory '" + options.data_dir + "': " + ec.message());
   }
 
-  rocksdb::DBOptions db_options;
+  // Exclusive openers take the store's own lock before RocksDB touches anything: RocksDB
+  // rotates its info LOG before it takes its LOCK, so a refused second opener used to rename
+  // the running server's LOG.
+  if (mode != OpenMode::kReadOnly) {
+    const std::string lock_path = (std::filesystem::path(options.data_dir) / kLockFile).string();
+    impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (impl->lock_fd < 0) {
+      return Fail(OpenFailure::kIo,
+                  "cannot open lock file '" + lock_path + "': " + std::strerror(errno));
+    }
+    if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) {
+        return Fail(OpenFailure::kInUse, "data directory '" + options.data_dir +
+                                             "' is already in use by another process");
+      }
+      return Fail(OpenFailure::kIo,
+                  "cannot lock '" + lock_path + "': " + std::string(std::strerror(errno)));
+    }
+  }
+
+  rocksdb::DBOptions& db_options = impl->db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 5;
+  if (impl->hooks.env) db_options.env = impl->hooks.env.get();
+  // After a failed write the store recovers by itself (recovery.cc); RocksDB's automatic
+  // resume (retryable errors, and ENOSPC via its SstFileManager) stays off.
+  db_options.max_bgerror_resume_count = 0;
+  db_options.listeners.push_back(std::make_shared<NoAutoRecovery>());
+  // The store writes RocksDB's info LOG itself (see info_log.h); a secondary keeps RocksDB's
+  // own, in its private directory.
+  if (mode != OpenMode::kReadOnly) {
+    db_options.info_log = InfoLog::Open(options.data_dir, db_options.keep_log_file_num);
+  }
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   impl->cf_options = MakeCfOptions(cache);
 
-  // Open every family that exists. A fresh ledger gets its projection families below, once
-  // meta says it is fresh: judging by which families exist would go wrong after a kill in the
-  // middle of the very first open, when only some of them were created.
-  std::vector<std::string> names;
-  if (!rocksdb::DB::ListColumnFamilies(db_options, options.data_dir, &names).ok()) names.clear();
-  for (const char* base : {rocksdb::kDefaultColumnFamilyName.c_str(), kEventsCf, kStreamsCf,
-                           kIdempotencyCf, kMetaCf}) {
-    if (std::find(names.begin(), names.end(), base) == names.end()) names.emplace_back(base);
-  }
-  // Ledgers written before usage records have no `usage` family; a secondary cannot create
-  // it, and reads such a ledger as one without usage records.
-  if (mode != OpenMode::kReadOnly &&
-      std::find(names.begin(), names.end(), kUsageCf) == names.end()) {
-    names.emplace_back(kUsageCf);
-  }
   ProjectionMeta initial{
       projections::kTokenDetails.version,
       ProjectionCfName(projections::kTokenDetails.name, projections::kTokenDetails.version, 1),
       projections::kTokenListIndex.version,
       ProjectionCfName(projections::kTokenListIndex.name, projections::kTokenListIndex.version, 1),
       1};
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, impl->cf_options);
 
-  rocksdb::DB* raw = nullptr;
   rocksdb::Status s;
   if (mode == OpenMode::kReadOnly) {
     // A secondary instance: its own directory for its info log, the primary's files read-only.
@@ -229,15 +353,8 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
     if (!::mkdtemp(tmpl.data()))
       return Fail(OpenFailure::kIo, "cannot create a temporary directory");
     impl->secondary_path = tmpl;
-    rocksdb::Options secondary(db_options, impl->cf_options);
-    secondary.max_open_files = -1;  // required for secondaries
-    secondary.create_if_missing = false;
-    s = rocksdb::DB::OpenAsSecondary(secondary, options.data_dir, impl->secondary_path, descriptors,
-                                     &impl->handles, &raw);
-  } else {
-    s = rocksdb::DB::Open(rocksdb::Options(db_options, impl->cf_options), options.data_dir,
-                          descriptors, &impl->handles, &raw);
   }
+  s = impl->OpenDb();
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       return Fail(OpenFailure::kInUse,
@@ -246,12 +363,6 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
     return Fail(s.IsCorruption() ? OpenFailure::kCorrupt : OpenFailure::kIo,
                 "cannot open ledger in '" + options.data_dir + "': " + s.ToString());
   }
-  impl->db.reset(raw);
-  impl->events = impl->Handle(kEventsCf);
-  impl->streams = impl->Handle(kStreamsCf);
-  impl->idempotency = impl->Handle(kIdempotencyCf);
-  impl->meta = impl->Handle(kMetaCf);
-  impl->usage = impl->Handle(kUsageCf);
 
   // Meta: format, projections, chain head. A fresh ledger gets them in one synced write.
   std::string value;
@@ -313,32 +424,10 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
                     "` (or start the server with --rebuild-projections)");
   }
 
-  s = impl->db->Get(ro, impl->meta, kMetaChainHead, &value);
-  if (!s.ok() || value.size() != 40) {
-    return Fail(OpenFailure::kCorrupt, "ledger meta 'chain_head' is missing or malformed");
+  OpenFailure head_failure;
+  if (std::string message = impl->LoadHead(&head_failure); !message.empty()) {
+    return Fail(head_failure, message);
   }
-  impl->head_seq = DecodeU64(value);
-  std::copy_n(reinterpret_cast<const std::uint8_t*>(value.data()) + 8, 32, impl->head_hash.begin());
-  // The head and the last event are written in one batch; anything else is damage.
-  {
-    std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(ro, impl->events));
-    it->SeekToLast();
-    const std::uint64_t last = it->Valid() ? DecodeU64(it->key().ToStringView()) : 0;
-    if (!it->status().ok()) return Fail(OpenFailure::kIo, it->status().ToString());
-    if (last != impl->head_seq) {
-      return Fail(OpenFailure::kCorrupt, "chain head says seq " + std::to_string(impl->head_seq) +
-                                             " but the last stored event is seq " +
-                                             std::to_string(last));
-    }
-    if (it->Valid()) {
-      auto last_event = events::DecodeStoredEvent(it->value().ToStringView());
-      if (!last_event) {
-        return Fail(OpenFailure::kCorrupt, "last event: " + last_event.error().message);
-      }
-      impl->last_at = last_event->at;
-    }
-  }
-  impl->committed_seq = impl->head_seq;
   impl->next_purge_at = impl->Now() + options.idempotency_purge_interval;
 
   Impl* p = impl.get();
@@ -366,5 +455,10 @@ std::size_t LedgerStore::QueueDepth() const {
 bool LedgerStore::ProjectionsCurrent() const { return impl_->projections_match.load(); }
 
 const StoreMetrics& LedgerStore::Metrics() const { return impl_->metrics; }
+
+StoreHealth LedgerStore::Health() const {
+  std::lock_guard lock(impl_->health_mu);
+  return impl_->health;
+}
 
 }  // namespace tokenledger::store

@@ -30,6 +30,10 @@
 #include "tokenledger/error.h"
 #include "tokenledger/options.h"
 
+namespace rocksdb {
+class Env;  // test-only injection point (StoreHooks::env); only src/store includes RocksDB
+}
+
 namespace tokenledger::store {
 
 struct IdempotencyInfo {
@@ -108,6 +112,19 @@ enum class OpenFailure { kNone, kInUse, kProjectionVersionMismatch, kCorrupt, kI
 struct StoreHooks {
   std::function<Micros()> clock;
   std::function<Id(const Id& account_id)> new_token_id;
+  // TEST-ONLY: the RocksDB Env (and through it the FileSystem) the store uses, e.g. one that
+  // injects I/O faults (tests/store/fault_fs.h). Null: RocksDB's default. Never set in
+  // production code.
+  std::shared_ptr<rocksdb::Env> env;
+};
+
+// Whether the store can write. Degraded after a failed write (a full disk, an fsync error):
+// writes are refused at once with kUnavailable, reads keep answering from committed data,
+// and the committer tries to recover every StoreOptions::recovery_interval (backing off).
+struct StoreHealth {
+  bool ok = true;
+  std::string reason;  // degraded: the storage error that caused it
+  Micros since = 0;    // degraded: when (system clock)
 };
 
 // Counters for /metrics; read with relaxed loads.
@@ -121,6 +138,9 @@ struct StoreMetrics {
   std::atomic<std::uint64_t> overloaded{0};
   std::atomic<std::uint64_t> write_failures{0};
   std::atomic<std::uint64_t> idempotency_purged{0};
+  std::atomic<std::uint64_t> degraded{0};  // gauge: 1 while the store refuses writes
+  std::atomic<std::uint64_t> recoveries{0};
+  std::atomic<std::uint64_t> recovery_failures{0};
   std::array<std::atomic<std::uint64_t>, kBatchBuckets.size() + 1> batch_size_buckets{};
   std::atomic<std::uint64_t> batch_size_sum{0};
   std::array<std::atomic<std::uint64_t>, kSyncBucketsSeconds.size() + 1> sync_buckets{};
@@ -201,6 +221,7 @@ class LedgerStore {
   // True when the stored projection versions equal the code's and they are at the head.
   bool ProjectionsCurrent() const;
   const StoreMetrics& Metrics() const;
+  StoreHealth Health() const;
 
   // Deletes expired idempotency records now (the committer also does this periodically);
   // returns how many were purged. Runs on the committer thread between batches.

@@ -14,6 +14,8 @@ Error ImportError(std::uint64_t seq, const std::string& what) {
 }  // namespace
 
 Status LedgerStore::CatchUp() {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   Impl& m = *impl_;
   if (m.mode != OpenMode::kReadOnly) return Status::Ok();  // a primary is always current
   rocksdb::Status s = m.db->TryCatchUpWithPrimary();
@@ -25,6 +27,8 @@ Status LedgerStore::CatchUp() {
 }
 
 Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   Impl& m = *impl_;
   if (m.mode == OpenMode::kReadOnly) {
     return Error{ErrorCode::kUnavailable, "the ledger is open read-only", {}};
@@ -89,6 +93,8 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
 Status LedgerStore::ScanStoredEvents(
     std::uint64_t from_seq,
     const std::function<bool(std::uint64_t, std::string_view)>& visit) const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->events));
   for (it->Seek(EventKey(from_seq)); it->Valid(); it->Next()) {
@@ -100,6 +106,8 @@ Status LedgerStore::ScanStoredEvents(
 
 Status LedgerStore::ScanTokens(
     const std::function<bool(const projections::TokenRow&)>& visit) const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->details));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {

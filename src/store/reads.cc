@@ -42,10 +42,14 @@ Result<std::optional<events::EventEnvelope>> LedgerStore::Impl::ReadEvent(
 }
 
 Result<std::optional<projections::TokenRow>> LedgerStore::GetToken(const Id& token_id) const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   return impl_->ReadRow(rocksdb::ReadOptions(), token_id);
 }
 
 Result<ListPage> LedgerStore::ListTokens(const ListQuery& q) const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   rocksdb::DB* db = impl_->db.get();
   SnapshotPtr snapshot = impl_->Snapshot();
   rocksdb::ReadOptions ro;
@@ -138,6 +142,8 @@ Result<ListPage> LedgerStore::ListTokens(const ListQuery& q) const {
 
 Result<EventPage> LedgerStore::ListEvents(const Id& token_id, std::uint64_t offset,
                                           std::uint32_t limit) const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   rocksdb::DB* db = impl_->db.get();
   SnapshotPtr snapshot = impl_->Snapshot();
   rocksdb::ReadOptions ro;
@@ -178,6 +184,8 @@ Result<EventPage> LedgerStore::ListEvents(const Id& token_id, std::uint64_t offs
 }
 
 Result<std::optional<Id>> LedgerStore::StreamAccount(const Id& token_id) const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   rocksdb::ReadOptions ro;
   std::string value;
   rocksdb::Status s = impl_->db->Get(ro, impl_->streams, StreamKey(token_id, 1), &value);
@@ -207,6 +215,8 @@ Result<std::optional<projections::TokenRow>> LedgerStore::GetTokenAsOf(const Id&
 
 Status LedgerStore::ScanEvents(
     std::uint64_t from_seq, const std::function<bool(const events::EventEnvelope&)>& visit) const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->events));
   for (it->Seek(EventKey(from_seq)); it->Valid(); it->Next()) {

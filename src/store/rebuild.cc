@@ -47,6 +47,8 @@ bool IsBaseCf(std::string_view name) {
 
 Status LedgerStore::RebuildProjections(const std::function<void(const RebuildProgress&)>& progress,
                                        std::uint64_t chunk_events) {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   if (chunk_events == 0) chunk_events = 1;
   Impl& m = *impl_;
   rocksdb::DB* db = m.db.get();

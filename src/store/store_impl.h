@@ -3,9 +3,11 @@
 
 #include <rocksdb/db.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 
 #include "events/event_codec.h"
@@ -60,6 +62,11 @@ struct LedgerStore::Impl {
   StoreHooks hooks;
   OpenMode mode = OpenMode::kServe;
 
+  // `db` and the family handles are replaced only by a reopen during recovery (committer
+  // thread, holding db_mu exclusively). Every other thread holds db_mu shared while it uses
+  // them (ReadLock()) and must expect `db` to be null after a reopen that failed.
+  mutable std::shared_mutex db_mu;
+  rocksdb::DBOptions db_options;
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // all open families, owned
   rocksdb::ColumnFamilyHandle* events = nullptr;
@@ -91,9 +98,42 @@ struct LedgerStore::Impl {
   std::thread committer;
 
   std::string secondary_path;  // kReadOnly: the secondary instance's private directory
+  int lock_fd = -1;            // kServe/kMaintenance: flock on <data_dir>/tokenledger.lock
+
+  // Health. `degraded` is read by Submit without the queue lock; the rest under health_mu.
+  std::atomic<bool> degraded{false};
+  mutable std::mutex health_mu;
+  StoreHealth health;  // guarded by health_mu
+  // Recovery schedule: committer thread only.
+  std::chrono::steady_clock::time_point next_recovery{};
+  Micros recovery_backoff = 0;
 
   ~Impl();
   rocksdb::ColumnFamilyHandle* Handle(std::string_view name) const;
+
+  // Opens RocksDB with every existing family (plus the base ones) and sets the base family
+  // pointers; used by Open and by a reopen during recovery.
+  rocksdb::Status OpenDb();
+  void CloseDb();
+  // Reads the chain head from meta and the last event's time into the committer's head
+  // (head_seq, head_hash, last_at, committed_seq). Returns an error message, empty if fine.
+  std::string LoadHead(OpenFailure* failure);
+
+  // Readers hold this while they use `db` or a family handle.
+  std::shared_lock<std::shared_mutex> ReadLock() const { return std::shared_lock(db_mu); }
+  // What readers answer when a failed reopen left no database open.
+  static Error Closed();
+
+  // Degraded mode and recovery (committer thread). See docs/LEDGER.md, "Fault model".
+  void Degrade(const rocksdb::Status& s, std::string_view what);
+  bool RecoveryDue() const;
+  std::chrono::steady_clock::duration UntilRecovery() const;
+  void TryRecover();
+  rocksdb::Status ProbeDisk();
+  rocksdb::Status Reopen();
+  void MarkHealthy();
+  std::string DegradedMessage() const;
+  void FailDegraded(std::vector<Pending>& batch);
 
   void CommitterLoop();
   void ProcessBatch(std::vector<Pending>& batch);

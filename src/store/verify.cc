@@ -17,6 +17,8 @@ std::string Hex(std::string_view bytes) {
 }  // namespace
 
 Result<VerifyReport> LedgerStore::Verify() const {
+  auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
+  if (!impl_->db) return Impl::Closed();
   const Impl& m = *impl_;
   rocksdb::DB* db = m.db.get();
   SnapshotPtr snapshot = impl_->Snapshot();

@@ -78,5 +78,33 @@ TEST(JwtTest, RefusesEverythingElse) {
   EXPECT_TRUE(refused(std::string(5000, 'a')));
 }
 
+TEST(JwtTest, ExpiryIsTheEarlierOfSignedAndStored) {
+  constexpr std::int64_t kSecond = 1'000'000;
+  // Signed exp 1'800'000'000 s; stored expiry varies.
+  JwtSigner signer(Key(1));
+  auto claims = signer.Verify(
+      signer.Sign(Claims{kToken, 1'700'000'000, 1'800'000'000, kAccount, std::nullopt}));
+  ASSERT_TRUE(claims);
+  const std::int64_t exp = 1'800'000'000 * kSecond;
+  auto expired = [&](std::int64_t stored, std::int64_t now) {
+    Status s = CheckNotExpired(*claims, stored, now);
+    if (!s) {
+      EXPECT_EQ(s.error().code, ErrorCode::kBadAuthToken);
+    }
+    return !s;
+  };
+  // Both ahead: fine.
+  EXPECT_FALSE(expired(exp + 500'000, exp - 1));
+  // The signed exp has passed, the stored expiry has not: expired, whatever the stored says.
+  EXPECT_TRUE(expired(exp + 3600 * kSecond, exp));
+  EXPECT_TRUE(expired(exp + 3600 * kSecond, exp + 1));
+  EXPECT_TRUE(expired(INT64_MAX, exp + kSecond));
+  // The stored expiry has passed, the signed exp has not: expired too.
+  EXPECT_TRUE(expired(exp - kSecond, exp - kSecond));
+  EXPECT_TRUE(expired(exp - kSecond, exp - 1));
+  // The instant itself counts as expired for both.
+  EXPECT_TRUE(expired(exp - 10, exp - 10));
+}
+
 }  // namespace
 }  // namespace tokenledger::auth

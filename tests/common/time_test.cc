@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace tokenledger {
 namespace {
 
@@ -10,6 +13,36 @@ TEST(TimeTest, FormatsWithMicroseconds) {
   EXPECT_EQ(FormatRfc3339(1'704'067'200'000'000), "2024-01-01T00:00:00.000000Z");
   EXPECT_EQ(FormatRfc3339(1'709'210'096'123'456), "2024-02-29T12:34:56.123456Z");
   EXPECT_EQ(FormatRfc3339(-1), "1969-12-31T23:59:59.999999Z");
+}
+
+// The log's allocation-free formatter writes what FormatRfc3339 does, also when its per-thread
+// cache of the last second is hit, missed, or the clock goes back.
+TEST(TimeTest, FormatToMatchesFormat) {
+  std::vector<Micros> times = {0,
+                               -1,
+                               1,
+                               999'999,
+                               1'000'000,
+                               1'709'210'096'123'456,
+                               1'709'210'096'999'999,
+                               1'709'210'097'000'000,
+                               1'709'210'096'000'001,
+                               -62'135'596'800'000'000,   // 0001-01-01
+                               -62'167'219'200'000'000,   // 0000-01-01
+                               253'402'300'799'999'999};  // 9999-12-31T23:59:59.999999
+  std::uint64_t x = 88172645463325252ULL;  // xorshift: years 1970-2100 at any microsecond
+  for (int i = 0; i < 20000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    times.push_back(static_cast<Micros>(x % 4'102'444'800'000'000ULL));
+    if (i % 3 == 0) times.push_back(times.back() + static_cast<Micros>(x % 3'000'000));
+  }
+  for (Micros t : times) {
+    char out[kRfc3339Length];
+    FormatRfc3339To(t, out);
+    ASSERT_EQ(std::string(out, sizeof out), FormatRfc3339(t)) << t;
+  }
 }
 
 TEST(TimeTest, ParsesAnyOffsetToUtc) {

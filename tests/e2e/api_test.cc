@@ -1,5 +1,10 @@
 // The API over HTTP against the real server: success shapes field by field, the lifecycle,
 // every error code, limits, routing.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <regex>
 #include <thread>
 
@@ -330,8 +335,8 @@ TEST_F(ApiTest, EveryErrorCodeWithItsStatus) {
   // 405 with Allow
   Response wrong = Call("PUT", "/api/v1/api_token/" + id, main_.jwt);
   expect(wrong, 405, "bad_request");
-  EXPECT_EQ(wrong.Header("Allow"), "GET, DELETE");
-  EXPECT_EQ(Call("PATCH", "/api/v1/ping", main_.jwt).Header("Allow"), "GET");
+  EXPECT_EQ(wrong.Header("Allow"), "GET, HEAD, DELETE");
+  EXPECT_EQ(Call("PATCH", "/api/v1/ping", main_.jwt).Header("Allow"), "GET, HEAD");
   // invalid_action
   expect(Call("POST", "/api/v1/api_token/" + id + "/activate", main_.jwt), 409, "invalid_action");
   // idempotency_key_already_used

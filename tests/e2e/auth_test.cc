@@ -70,15 +70,36 @@ TEST_F(AuthTest, MalformedAndForgedTokensAreRefused) {
 
 TEST_F(AuthTest, ExpiredTokensCannotAuthenticate) {
   StopServer();
-  const Seeded short_lived = Seed(account_, std::nullopt, NowMicros() + 700 * 1000);
+  // On a whole second: the signed `exp` is in whole seconds (rounded down) and counts too.
+  const Micros expiry = (NowMicros() / kMicrosPerSecond + 3) * kMicrosPerSecond;
+  const Seeded short_lived = Seed(account_, std::nullopt, expiry);
   StartServer();
   EXPECT_EQ(Ping(short_lived.jwt), 200);
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  std::this_thread::sleep_for(std::chrono::microseconds(expiry - NowMicros() + 100 * 1000));
   EXPECT_EQ(Ping(short_lived.jwt), 401);
   EXPECT_EQ(last_code_, "bad_authtoken");
   // It keeps its status: there is no "expired" status.
   Response shown = Call("GET", "/api/v1/api_token/" + short_lived.token_id.ToString(), main_.jwt);
   EXPECT_EQ(shown.Json().at("details").at("status"), "active");
+}
+
+TEST_F(AuthTest, SignedExpiryInThePastIsRefusedWhateverTheStoredExpiry) {
+  // main_ is stored with the default lifetime (a year ahead). The same claims signed with the
+  // server's key but an `exp` in the past must not authenticate.
+  auto claims = signer_->Verify(main_.jwt);
+  ASSERT_TRUE(claims);
+  EXPECT_EQ(Ping(main_.jwt), 200);
+  auth::Claims past = *claims;
+  past.expires_at = NowMicros() / kMicrosPerSecond - 60;
+  EXPECT_EQ(Ping(signer_->Sign(past)), 401);
+  EXPECT_EQ(last_code_, "bad_authtoken");
+  past.expires_at = NowMicros() / kMicrosPerSecond - 1;
+  EXPECT_EQ(Ping(signer_->Sign(past)), 401);
+  EXPECT_EQ(last_code_, "bad_authtoken");
+  // A signed exp still ahead, even if sooner than the stored expiry, authenticates.
+  auth::Claims sooner = *claims;
+  sooner.expires_at = NowMicros() / kMicrosPerSecond + 3600;
+  EXPECT_EQ(Ping(signer_->Sign(sooner)), 200);
 }
 
 TEST_F(AuthTest, SuspendRevokeDeleteTakeEffectOnTheNextRequest) {

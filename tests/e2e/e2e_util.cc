@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <regex>
@@ -64,11 +66,14 @@ bool HttpClient::Connect() {
   return true;
 }
 
-std::optional<Response> HttpClient::ReadResponse() {
+std::optional<Response> HttpClient::ReadResponse(bool head, bool* eof) {
   auto fill = [&]() {
     char buf[16384];
     const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) return false;
+    if (n <= 0) {
+      if (eof) *eof = n == 0 || errno == ECONNRESET;
+      return false;
+    }
     buffer_.append(buf, static_cast<std::size_t>(n));
     return true;
   };
@@ -77,12 +82,15 @@ std::optional<Response> HttpClient::ReadResponse() {
     if (!fill()) return std::nullopt;
   }
   Response r;
-  std::istringstream head(buffer_.substr(0, header_end));
+  std::istringstream lines(buffer_.substr(0, header_end));
   std::string line;
-  std::getline(head, line);
-  if (line.size() < 12) return std::nullopt;
+  std::getline(lines, line);
+  if (line.size() < 12 || line.rfind("HTTP/1.", 0) != 0 ||
+      line.find_first_not_of("0123456789", 9) != 12) {
+    return std::nullopt;  // not a status line: e.g. body bytes of a response that had none
+  }
   r.status = std::stoi(line.substr(9, 3));
-  while (std::getline(head, line)) {
+  while (std::getline(lines, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const auto colon = line.find(':');
     if (colon == std::string::npos) continue;
@@ -93,27 +101,59 @@ std::optional<Response> HttpClient::ReadResponse() {
     r.headers[name] = value;
   }
   const std::size_t length =
-      r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+      !head && r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
   while (buffer_.size() < header_end + 4 + length) {
     if (!fill()) return std::nullopt;
   }
   r.body = buffer_.substr(header_end + 4, length);
   r.raw = buffer_.substr(0, header_end + 4 + length);
   buffer_.erase(0, header_end + 4 + length);
-  if (r.Header("connection") == "close") Close();
+  if (r.Header("connection") == "close" && !keep_closed_) Close();
   return r;
 }
 
-std::vector<Response> HttpClient::Raw(const std::string& bytes, int responses) {
+std::vector<Response> HttpClient::Raw(const std::string& bytes, int responses, bool head) {
   std::vector<Response> out;
   if (fd_ < 0 && !Connect()) return out;
   if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()))
     return out;
   for (int i = 0; i < responses; ++i) {
-    auto r = ReadResponse();
+    auto r = ReadResponse(head);
     if (!r) break;
     out.push_back(std::move(*r));
   }
+  return out;
+}
+
+std::vector<Response> HttpClient::RawUntilClose(const std::string& bytes, bool* closed,
+                                                int wait_ms) {
+  std::vector<Response> out;
+  *closed = false;
+  if (fd_ < 0 && !Connect()) return out;
+  timeval tv{wait_ms / 1000, (wait_ms % 1000) * 1000};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()))
+    return out;
+  keep_closed_ = true;  // see for ourselves whether the server closes after Connection: close
+  bool eof = false;
+  for (;;) {
+    auto r = ReadResponse(false, &eof);
+    if (!r) break;
+    out.push_back(std::move(*r));
+  }
+  keep_closed_ = false;
+  // Bytes that are not a response: read on to the end of the stream.
+  while (!eof && !buffer_.empty()) {
+    char buf[16384];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      buffer_.append(buf, static_cast<std::size_t>(n));
+    } else {
+      eof = n == 0 || errno == ECONNRESET;
+      break;
+    }
+  }
+  *closed = eof;
   return out;
 }
 
@@ -148,16 +188,45 @@ ServerProcess::ServerProcess(std::string data_dir, std::vector<std::string> extr
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) Kill();
+  CloseStderrPipe();
+}
+
+void ServerProcess::CloseStderrPipe() {
+  if (err_pipe_ >= 0) ::close(err_pipe_);
+  err_pipe_ = -1;
+}
+
+void ServerProcess::ReadStderrPipe() {
+  if (err_pipe_ < 0) return;
+  pollfd p{err_pipe_, POLLIN, 0};
+  while (::poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP))) {
+    char buf[16384];
+    const ssize_t n = ::read(err_pipe_, buf, sizeof buf);
+    if (n <= 0) return;
+    err_read_.append(buf, static_cast<std::size_t>(n));
+  }
 }
 
 bool ServerProcess::Start(bool expect_success) {
   std::vector<std::string> args = {
       TOKENLEDGERD_PATH, "--listen", "127.0.0.1:0", "--data-dir", data_dir_, "--threads", "2"};
   args.insert(args.end(), args_.begin(), args_.end());
+  int err_pipe[2] = {-1, -1};
+  if (stderr_pipe_) {
+    CloseStderrPipe();
+    err_read_.clear();
+    if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2 failed";
+      return false;
+    }
+  }
   pid_ = ::fork();
   if (pid_ == 0) {
     const int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int err =
+        stderr_pipe_ ? err_pipe[1] : ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    // As a shell would start it: SIGPIPE at its default, whatever this test process does.
+    if (stderr_pipe_) ::signal(SIGPIPE, SIG_DFL);
     ::dup2(out, STDOUT_FILENO);
     ::dup2(err, STDERR_FILENO);
     std::vector<char*> argv;
@@ -166,9 +235,14 @@ bool ServerProcess::Start(bool expect_success) {
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
+  if (stderr_pipe_) {
+    ::close(err_pipe[1]);
+    err_pipe_ = err_pipe[0];
+  }
   const std::regex listening(R"re("msg":"listening".*"port":([0-9]+),"metrics_port":([0-9]+))re");
   for (int i = 0; i < 1000; ++i) {
     std::smatch m;
+    ReadStderrPipe();
     const std::string err = Stderr();
     if (std::regex_search(err, m, listening)) {
       port_ = static_cast<unsigned short>(std::stoi(m[1]));
@@ -216,7 +290,7 @@ static std::string ReadFile(const std::string& path) {
 }
 
 std::string ServerProcess::Stdout() const { return ReadFile(out_path_); }
-std::string ServerProcess::Stderr() const { return ReadFile(err_path_); }
+std::string ServerProcess::Stderr() const { return stderr_pipe_ ? err_read_ : ReadFile(err_path_); }
 
 E2ETest::E2ETest() : data_dir_(dir_.path() + "/data") {}
 

@@ -51,18 +51,27 @@ class HttpClient {
   Response Request(const std::string& method, const std::string& target,
                    const std::string& body = "",
                    const std::vector<std::pair<std::string, std::string>>& headers = {});
-  // Sends bytes as they are and reads `responses` responses (empty on failure).
-  std::vector<Response> Raw(const std::string& bytes, int responses = 1);
+  // Sends bytes as they are and reads `responses` responses (empty on failure). With
+  // `head`, the responses answer HEAD requests: no body is read, whatever Content-Length says.
+  std::vector<Response> Raw(const std::string& bytes, int responses = 1, bool head = false);
+  // Sends bytes as they are and reads every response until the server closes the connection
+  // or sends nothing for `wait_ms`. `closed` tells which; `Leftover()` holds bytes that did
+  // not parse as a response.
+  std::vector<Response> RawUntilClose(const std::string& bytes, bool* closed, int wait_ms = 3000);
+  const std::string& Leftover() const { return buffer_; }
   bool Connected() const { return fd_ >= 0; }
   void Close();
 
  private:
   bool Connect();
-  std::optional<Response> ReadResponse();
+  // Reads one response; nullopt when the connection ends first or the bytes are not a
+  // response (`eof` then tells whether the peer closed the connection).
+  std::optional<Response> ReadResponse(bool head = false, bool* eof = nullptr);
 
   unsigned short port_;
   int fd_ = -1;
   std::string buffer_;
+  bool keep_closed_ = false;  // keep the socket open after a Connection: close response
 };
 
 struct Seeded {
@@ -87,15 +96,28 @@ class ServerProcess {
   // The process has not exited (reaps it if it has; then pid() is -1).
   bool Alive();
   std::string Stdout() const;
+  // What the server wrote to stderr (with UseStderrPipe: what Start read from the pipe).
   std::string Stderr() const;
 
+  // Call before Start: the server's stderr becomes a pipe whose read end the test holds
+  // (as a log shipper would), instead of a file. Start reads it up to the "listening" line;
+  // after that nothing reads it unless the test does, through stderr_pipe().
+  void UseStderrPipe() { stderr_pipe_ = true; }
+  int stderr_pipe() const { return err_pipe_; }  // the read end; -1 when closed or unused
+  void CloseStderrPipe();
+
  private:
+  void ReadStderrPipe();  // reads what is available now, without blocking
+
   std::string data_dir_;
   std::vector<std::string> args_;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
   unsigned short metrics_port_ = 0;
   std::string out_path_, err_path_;
+  bool stderr_pipe_ = false;
+  int err_pipe_ = -1;
+  std::string err_read_;  // read from err_pipe_ so far
 };
 
 class E2ETest : public ::testing::Test {

@@ -31,9 +31,30 @@ TEST(RouterTest, WrongMethodListsTheAllowedOnes) {
   auto r = Resolve(kRoutes, "PUT", "/api/v1/api_token/abc");
   auto* n = std::get_if<MethodNotAllowed>(&r);
   ASSERT_TRUE(n);
-  EXPECT_EQ(n->allow, "GET, DELETE");
+  EXPECT_EQ(n->allow, "GET, HEAD, DELETE");
   EXPECT_EQ(std::get<MethodNotAllowed>(Resolve(kRoutes, "DELETE", "/api/v1/api_token")).allow,
-            "GET, POST");
+            "GET, HEAD, POST");
+  EXPECT_EQ(
+      std::get<MethodNotAllowed>(Resolve(kRoutes, "GET", "/api/v1/api_token/x/suspend")).allow,
+      "POST");
+}
+
+TEST(RouterTest, HeadResolvesToTheGetRoute) {
+  auto r = Resolve(kRoutes, "HEAD", "/api/v1/api_token/abc");
+  auto* m = std::get_if<RouteMatch<int>>(&r);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->route->handler, 3);
+  ASSERT_EQ(m->params.size(), 1u);
+  EXPECT_EQ(m->params[0], "abc");
+  m = std::get_if<RouteMatch<int>>(&(r = Resolve(kRoutes, "HEAD", "/api/v1/api_token")));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->route->handler, 1) << "the GET route, not the POST one";
+  // No GET route on the path: HEAD is not allowed there either.
+  auto* n =
+      std::get_if<MethodNotAllowed>(&(r = Resolve(kRoutes, "HEAD", "/api/v1/api_token/x/suspend")));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->allow, "POST");
+  EXPECT_TRUE(std::holds_alternative<NoRoute>(Resolve(kRoutes, "HEAD", "/nowhere")));
 }
 
 TEST(RouterTest, UnknownPathsAreNoRoute) {
