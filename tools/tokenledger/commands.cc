@@ -21,6 +21,7 @@
 #include "events/hash_chain.h"
 #include "src/auth/signing_key.h"
 #include "tools/tokenledger/cli.h"
+#include "tools/tokenledger/export_format.h"
 
 namespace tokenledger::cli {
 namespace json = boost::json;
@@ -280,11 +281,7 @@ int Mint(const Flags& flags) {
 }
 
 // ---------------------------------------------------------------------------------------
-// export / import. One JSON object per line: {"hash":"<64 hex>","event":<stored body>}, the
-// body embedded byte for byte, so export -> import -> export is identical.
-
-constexpr std::string_view kLinePrefix = "{\"hash\":\"";
-constexpr std::string_view kLineMiddle = "\",\"event\":";
+// export / import: the line format is in export_format.h.
 
 int Export(const Flags& flags) {
   Opened opened = OpenReadOnly(flags.Get("data-dir"));
@@ -298,13 +295,7 @@ int Export(const Flags& flags) {
   }
   std::uint64_t count = 0;
   Status s = opened.store->ScanStoredEvents(1, [&](std::uint64_t, std::string_view record) {
-    events::Hash hash{};
-    std::copy_n(reinterpret_cast<const std::uint8_t*>(record.data()), hash.size(), hash.begin());
-    std::string line(kLinePrefix);
-    line += events::HashToHex(hash);
-    line += kLineMiddle;
-    line += events::StoredBody(record);
-    line += "}\n";
+    const std::string line = FormatExportLine(record);
     std::fwrite(line.data(), 1, line.size(), out);
     ++count;
     return true;
@@ -363,20 +354,12 @@ int Import(const Flags& flags) {
     while (error.empty() && std::getline(in, line)) {
       ++line_no;
       if (line.empty()) continue;
-      const std::size_t body_at = kLinePrefix.size() + 64 + kLineMiddle.size();
-      const auto hash =
-          line.size() > body_at + 1 && line.compare(0, kLinePrefix.size(), kLinePrefix) == 0 &&
-                  line.compare(kLinePrefix.size() + 64, kLineMiddle.size(), kLineMiddle) == 0 &&
-                  line.back() == '}'
-              ? events::HashFromHex(std::string_view(line).substr(kLinePrefix.size(), 64))
-              : std::nullopt;
-      if (!hash) {
+      auto record = ParseExportLine(line);
+      if (!record) {
         error = "line " + std::to_string(line_no) + " is not an exported event";
         break;
       }
-      std::string record(reinterpret_cast<const char*>(hash->data()), hash->size());
-      record.append(line, body_at, line.size() - body_at - 1);
-      batch.push_back(std::move(record));
+      batch.push_back(std::move(*record));
       if (batch.size() == 1024) flush();
     }
     if (error.empty() && !batch.empty()) flush();
