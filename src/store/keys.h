@@ -34,10 +34,11 @@ inline constexpr char kMetaCf[] = "meta";
 inline constexpr char kUsageCf[] = "usage";
 
 // meta keys
-inline constexpr char kMetaFormat[] = "format";            // "1"
-inline constexpr char kMetaChainHead[] = "chain_head";     // seq (8 BE) | hash (32)
-inline constexpr char kMetaProjections[] = "projections";  // JSON, see ProjectionMeta
-inline constexpr char kMetaRebuild[] = "rebuild";          // JSON, a rebuild in progress
+inline constexpr char kMetaFormat[] = "format";              // "1"
+inline constexpr char kMetaChainHead[] = "chain_head";       // seq (8 BE) | hash (32)
+inline constexpr char kMetaProjections[] = "projections";    // JSON, see ProjectionMeta
+inline constexpr char kMetaRebuild[] = "rebuild";            // JSON, a rebuild in progress
+inline constexpr char kMetaImport[] = "import_in_progress";  // "1": an unfinished import
 inline constexpr char kLedgerFormat[] = "1";
 
 std::string EncodeU64(std::uint64_t v);
