@@ -39,6 +39,10 @@ inline constexpr char kMetaChainHead[] = "chain_head";       // seq (8 BE) | has
 inline constexpr char kMetaProjections[] = "projections";    // JSON, see ProjectionMeta
 inline constexpr char kMetaRebuild[] = "rebuild";            // JSON, a rebuild in progress
 inline constexpr char kMetaImport[] = "import_in_progress";  // "1": an unfinished import
+// A file in the data directory, created by `tokenledger import` before the ledger itself (so
+// no kill leaves a servable directory, not even during the first open) and removed after
+// FinishImport. Open(kServe) refuses a directory with either marker.
+inline constexpr char kImportMarkerFile[] = "IMPORT_IN_PROGRESS";
 inline constexpr char kLedgerFormat[] = "1";
 
 std::string EncodeU64(std::uint64_t v);

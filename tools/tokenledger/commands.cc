@@ -20,6 +20,7 @@
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
 #include "src/auth/signing_key.h"
+#include "src/store/keys.h"
 #include "tools/tokenledger/cli.h"
 #include "tools/tokenledger/export_format.h"
 #include "tools/tokenledger/progress.h"
@@ -457,9 +458,28 @@ int Import(const Flags& flags) {
   std::string error;
   std::uint64_t count = 0;
   const bool quiet = flags.Has("quiet");
+  // The marker file comes first, so that no moment of the import leaves a servable directory.
+  const std::string marker = data_dir + "/" + store::kImportMarkerFile;
+  {
+    std::filesystem::create_directories(data_dir, ec);
+    const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const bool ok = fd >= 0 && ::fsync(fd) == 0 && dir >= 0 && ::fsync(dir) == 0;
+    if (fd >= 0) ::close(fd);
+    if (dir >= 0) ::close(dir);
+    if (!ok) {
+      std::fprintf(stderr, "tokenledger import: cannot write '%s'\n", marker.c_str());
+      if (!existed) std::filesystem::remove_all(data_dir, ec);
+      return kFinding;
+    }
+  }
   try {
     Opened opened = OpenExclusive(data_dir, "import");
-    if (!opened.store) return opened.exit_code;
+    if (!opened.store) {
+      std::filesystem::remove_all(data_dir, ec);
+      if (existed) std::filesystem::create_directories(data_dir, ec);
+      return opened.exit_code;
+    }
     store::LedgerStore& ledger = *opened.store;
     if (Status s = ledger.BeginImport(); !s) error = s.error().message;
     if (error.empty() && !new_key) {
@@ -518,6 +538,12 @@ int Import(const Flags& flags) {
     if (error.empty()) {
       if (g_stop) throw Interrupted{};
       if (Status s = ledger.FinishImport(); !s) error = s.error().message;
+    }
+    if (error.empty()) {
+      const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (::unlink(marker.c_str()) != 0 || dir < 0 || ::fsync(dir) != 0)
+        error = "cannot remove '" + marker + "'";
+      if (dir >= 0) ::close(dir);
     }
   } catch (const Interrupted&) {
     error = "interrupted by a signal";

@@ -77,7 +77,8 @@ void Progress::Draw(std::chrono::steady_clock::time_point now) {
     if (eta >= 3600) {
       std::snprintf(buf, sizeof buf, "  ETA %.0fh%02.0fm", eta / 3600, std::fmod(eta / 60, 60));
     } else if (eta >= 60) {
-      std::snprintf(buf, sizeof buf, "  ETA %.0fm%02.0fs", std::floor(eta / 60), std::fmod(eta, 60));
+      std::snprintf(buf, sizeof buf, "  ETA %.0fm%02.0fs", std::floor(eta / 60),
+                    std::fmod(eta, 60));
     } else {
       std::snprintf(buf, sizeof buf, "  ETA %.0fs", eta);
     }
