@@ -42,12 +42,13 @@ void Progress::Update(std::uint64_t done, std::string_view phase, std::uint64_t 
   if (!enabled_) return;
   if (phase != phase_) {
     phase_ = std::string(phase);
-    start_ = std::chrono::steady_clock::now();
-    calls_ = 0;
+    start_ = last_draw_ = std::chrono::steady_clock::now();  // first draw 100 ms into a phase
+    checked_ = 0;
   }
   if (total) total_ = total;
   done_ = done;
-  if (++calls_ % 1024 != 1) return;  // the clock is read every 1024 updates
+  if (done_ - checked_ < 1024 && done_ >= checked_) return;  // the clock every 1024 units
+  checked_ = done_;
   const auto now = std::chrono::steady_clock::now();
   if (now - last_draw_ < kRedraw) return;
   Draw(now);
