@@ -157,6 +157,22 @@ std::vector<std::string> ListCountKeys(const TokenRow& row) {
   };
 }
 
+std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value) {
+  if (key.size() < Id::kBytes + 3 || key[Id::kBytes] != kByStatus ||
+      static_cast<SortField>(key[Id::kBytes + 2]) != SortField::kInsertedAt) {
+    return {};
+  }
+  auto v = DecodeListIndexEntry(key, value);
+  if (!v || !v->scope) return {};
+  TokenRow row;
+  row.state.exists = true;
+  row.state.account_id = *Id::FromBytes(key.substr(0, Id::kBytes));
+  row.state.status = static_cast<core::TokenStatus>(key[Id::kBytes + 1]);
+  row.state.scope = *v->scope;
+  row.state.environment_id = v->environment_id;
+  return ListCountKeys(row);
+}
+
 bool IsListCountKey(std::string_view key) {
   return key.size() > Id::kBytes && key[Id::kBytes] == kCounter;
 }

@@ -70,6 +70,11 @@ std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row);
 // The counters a visible row adds one to.
 std::vector<std::string> ListCountKeys(const TokenRow& row);
 bool IsListCountKey(std::string_view key);
+// The counters one stored entry stands for, so that the counters can be recounted from the
+// index alone: for the one entry per token that carries every filter attribute (status
+// partition, inserted_at field), the keys ListCountKeys gives that token; empty for every
+// other entry and for malformed ones.
+std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value);
 std::string EncodeListCount(std::int64_t n);
 // nullopt unless exactly 8 bytes.
 std::optional<std::int64_t> DecodeListCount(std::string_view bytes);

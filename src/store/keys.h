@@ -34,10 +34,15 @@ inline constexpr char kMetaCf[] = "meta";
 inline constexpr char kUsageCf[] = "usage";
 
 // meta keys
-inline constexpr char kMetaFormat[] = "format";            // "1"
-inline constexpr char kMetaChainHead[] = "chain_head";     // seq (8 BE) | hash (32)
-inline constexpr char kMetaProjections[] = "projections";  // JSON, see ProjectionMeta
-inline constexpr char kMetaRebuild[] = "rebuild";          // JSON, a rebuild in progress
+inline constexpr char kMetaFormat[] = "format";              // "1"
+inline constexpr char kMetaChainHead[] = "chain_head";       // seq (8 BE) | hash (32)
+inline constexpr char kMetaProjections[] = "projections";    // JSON, see ProjectionMeta
+inline constexpr char kMetaRebuild[] = "rebuild";            // JSON, a rebuild in progress
+inline constexpr char kMetaImport[] = "import_in_progress";  // "1": an unfinished import
+// A file in the data directory, created by `tokenledger import` before the ledger itself (so
+// no kill leaves a servable directory, not even during the first open) and removed after
+// FinishImport. Open(kServe) refuses a directory with either marker.
+inline constexpr char kImportMarkerFile[] = "IMPORT_IN_PROGRESS";
 inline constexpr char kLedgerFormat[] = "1";
 // The store's own lock file in the data directory (flock, taken before RocksDB opens).
 inline constexpr char kLockFile[] = "tokenledger.lock";

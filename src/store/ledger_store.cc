@@ -404,6 +404,16 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
                 "ledger format '" + value + "' is not supported by this release");
   }
 
+  // An import that never finished (killed, crashed) leaves a partial ledger: never serve it.
+  if (mode == OpenMode::kServe &&
+      (impl->db->Get(ro, impl->meta, kMetaImport, &value).ok() ||
+       std::filesystem::exists(std::filesystem::path(options.data_dir) / kImportMarkerFile, ec))) {
+    return Fail(OpenFailure::kCorrupt,
+                "the ledger in '" + options.data_dir +
+                    "' is an unfinished import (meta import_in_progress): it may hold only part "
+                    "of the export; delete the directory and run `tokenledger import` again");
+  }
+
   s = impl->db->Get(ro, impl->meta, kMetaProjections, &value);
   std::optional<ProjectionMeta> pm;
   if (s.ok()) pm = DecodeProjectionMeta(value);

@@ -162,9 +162,19 @@ struct VerifyReport {
   std::vector<VerifyFinding> findings;
 };
 
+// Progress of a long operation (rebuild, verify), reported between chunks.
 struct RebuildProgress {
   std::uint64_t events_done = 0;
   std::uint64_t events_total = 0;
+  std::string_view phase;  // "sort" (reading the ledger) or "fold" (in token order)
+};
+
+struct VerifyOptions {
+  // Parent directory of the temporary sort database (see TokenSort); empty: the system's
+  // temporary directory. Default: empty.
+  std::string temp_dir;
+  // Called every few thousand events. Default: none.
+  std::function<void(const RebuildProgress&)> progress;
 };
 
 class LedgerStore {
@@ -211,6 +221,14 @@ class LedgerStore {
   // not touched: call RebuildProjections afterwards.
   Status AppendVerbatim(const std::vector<std::string>& records);
 
+  // kMaintenance, on an empty ledger: marks the ledger as being imported (meta
+  // `import_in_progress`, one synced write) and switches AppendVerbatim to bulk mode: WAL off,
+  // no per-stream look-ups (stream versions are checked by the Verify that import runs before
+  // FinishImport). A crash before FinishImport leaves a directory that Open(kServe) refuses.
+  Status BeginImport();
+  // Flushes every column family, then deletes the marker in one synced write.
+  Status FinishImport();
+
   // The stored record (hash + body) of each event from `from_seq`, in order.
   Status ScanStoredEvents(
       std::uint64_t from_seq,
@@ -229,15 +247,21 @@ class LedgerStore {
 
   // Recomputes the hash chain, stream versions, projection rows, list index entries and
   // idempotency record pointers from the ledger alone and reports every difference.
-  Result<VerifyReport> Verify() const;
+  // Streams: the chain in seq order, then everything per token through an external sort
+  // (TokenSort), merge-joined with the stream index, usage records and token rows in token
+  // order; the list index by an order-independent digest, pinpointed by a second pass only
+  // on a mismatch. Memory: bounded by kTokenSortMemoryBytes plus one token's events.
+  Result<VerifyReport> Verify(const VerifyOptions& options = {}) const;
 
   // Rebuilds both projections from the ledger into new column families beside the current
-  // ones, then switches to them in one atomic write and drops the old. Resumes an interrupted
-  // rebuild. REQUIRES: nothing is submitted while it runs (operator tools open the store
-  // exclusively in kMaintenance mode).
-  // `chunk_events` events are folded per checkpointed batch.
+  // ones (bulk writes, WAL off, external sort by token: see TokenSort), flushes them, then
+  // switches to them in one atomic synced write and drops the old. An interrupted rebuild
+  // starts over (its partial families are dropped); the old projections stay in use until
+  // the switch. REQUIRES: nothing is submitted while it runs (operator tools open the store
+  // exclusively in kMaintenance mode). `chunk_events` tokens are written per batch (and
+  // progress reported); `temp_dir` as in VerifyOptions.
   Status RebuildProjections(const std::function<void(const RebuildProgress&)>& progress = {},
-                            std::uint64_t chunk_events = 4096);
+                            std::uint64_t chunk_events = 4096, const std::string& temp_dir = {});
 
   struct Impl;
 

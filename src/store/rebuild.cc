@@ -1,11 +1,18 @@
 // Rebuild: fold the whole ledger into new projection column families beside the current
-// ones, then switch meta to them in one atomic write. Progress is checkpointed in meta with
-// each chunk, so a killed rebuild resumes where it stopped; the old projections stay intact
-// and in use until the switch.
+// ones, then switch meta to them in one atomic synced write. Two streaming passes: the events
+// in seq order into an external sort by token (TokenSort), then the sorted events token by
+// token, each token folded on its own with its usage record (both in token order) and written
+// in large batches with the WAL off; the new families are flushed before the switch. Memory is
+// bounded by the sort's buffers, not by the ledger. A killed rebuild starts over (meta
+// "rebuild" names its families, which the next run drops); the old projections stay intact and
+// in use until the switch.
+#include <rocksdb/sst_file_writer.h>
+
 #include <boost/json.hpp>
 #include <unordered_map>
 
 #include "src/store/store_impl.h"
+#include "src/store/token_sort.h"
 
 namespace tokenledger::store {
 namespace json = boost::json;
@@ -46,7 +53,7 @@ bool IsBaseCf(std::string_view name) {
 }  // namespace
 
 Status LedgerStore::RebuildProjections(const std::function<void(const RebuildProgress&)>& progress,
-                                       std::uint64_t chunk_events) {
+                                       std::uint64_t chunk_events, const std::string& temp_dir) {
   auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
   if (!impl_->db) return Impl::Closed();
   if (chunk_events == 0) chunk_events = 1;
@@ -54,20 +61,17 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   rocksdb::DB* db = m.db.get();
   rocksdb::Status s;
 
-  // Resume a rebuild whose families still exist, else start over with fresh ones.
-  std::optional<RebuildState> state;
+  // An earlier rebuild that did not switch is abandoned: its families were written with the
+  // WAL off, so whatever they hold is not trusted. Its generation is not reused.
+  std::uint64_t generation = m.projection_meta.generation + 1;
   std::string value;
   if (db->Get(rocksdb::ReadOptions(), m.meta, kMetaRebuild, &value).ok()) {
-    state = DecodeRebuildState(value);
-    if (state && (!m.Handle(state->details_cf) || !m.Handle(state->list_cf))) state.reset();
+    if (auto old = DecodeRebuildState(value))
+      generation = std::max(generation, old->generation + 1);
   }
-  // Drop leftovers that are neither in use nor being resumed (an abandoned rebuild).
   for (std::size_t i = 0; i < m.handles.size();) {
     auto* h = m.handles[i];
-    const std::string name = h->GetName();
-    const bool keep = IsBaseCf(name) || h == m.details || h == m.list ||
-                      (state && (name == state->details_cf || name == state->list_cf));
-    if (keep) {
+    if (IsBaseCf(h->GetName()) || h == m.details || h == m.list) {
       ++i;
       continue;
     }
@@ -76,108 +80,142 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     db->DestroyColumnFamilyHandle(h);
     m.handles.erase(m.handles.begin() + static_cast<std::ptrdiff_t>(i));
   }
-  if (!state) {
-    state.emplace();
-    state->generation = m.projection_meta.generation + 1;
-    state->details_cf = ProjectionCfName(projections::kTokenDetails.name,
-                                         projections::kTokenDetails.version, state->generation);
-    state->list_cf = ProjectionCfName(projections::kTokenListIndex.name,
-                                      projections::kTokenListIndex.version, state->generation);
-    for (const std::string& name : {state->details_cf, state->list_cf}) {
-      rocksdb::ColumnFamilyHandle* h = nullptr;
-      s = db->CreateColumnFamily(m.cf_options, name, &h);
-      if (!s.ok()) return StorageError(s, "creating a projection family");
-      m.handles.push_back(h);
-    }
+  RebuildState state;
+  state.generation = generation;
+  state.details_cf = ProjectionCfName(projections::kTokenDetails.name,
+                                      projections::kTokenDetails.version, generation);
+  state.list_cf = ProjectionCfName(projections::kTokenListIndex.name,
+                                   projections::kTokenListIndex.version, generation);
+  {
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    s = db->Put(wo, m.meta, kMetaRebuild, EncodeRebuildState(*state));
+    s = db->Put(wo, m.meta, kMetaRebuild, EncodeRebuildState(state));
     if (!s.ok()) return StorageError(s, "recording the rebuild");
   }
-  rocksdb::ColumnFamilyHandle* new_details = m.Handle(state->details_cf);
-  rocksdb::ColumnFamilyHandle* new_list = m.Handle(state->list_cf);
+  for (const std::string& name : {state.details_cf, state.list_cf}) {
+    rocksdb::ColumnFamilyHandle* h = nullptr;
+    s = db->CreateColumnFamily(m.cf_options, name, &h);
+    if (!s.ok()) return StorageError(s, "creating a projection family");
+    m.handles.push_back(h);
+  }
+  rocksdb::ColumnFamilyHandle* new_details = m.Handle(state.details_cf);
+  rocksdb::ColumnFamilyHandle* new_list = m.Handle(state.list_cf);
 
-  // Fold in chunks: each chunk's rows, index entries and checkpoint are one atomic batch.
-  RebuildProgress p{state->seq, m.committed_seq.load()};
-  struct Touched {
-    std::optional<projections::TokenRow> original;  // as stored in the new families
-    std::optional<projections::TokenRow> current;
-  };
-  std::unordered_map<Id, Touched, IdHash> touched;
-  auto flush = [&]() -> Status {
-    rocksdb::WriteBatch wb;
-    for (auto& [id, t] : touched)
-      WriteProjectionChange(wb, new_details, new_list, t.original, t.current);
-    wb.Put(m.meta, kMetaRebuild, EncodeRebuildState(*state));
-    rocksdb::Status ws = db->Write(rocksdb::WriteOptions(), &wb);
-    if (!ws.ok()) return StorageError(ws, "writing rebuilt projections");
-    touched.clear();
-    if (progress) progress(p);
+  // Pass 1: the ledger in seq order into the sort.
+  auto sorted = TokenSort::Create(temp_dir);
+  if (!sorted) return sorted.error();
+  TokenSort& sort = **sorted;
+  const std::uint64_t total = m.committed_seq.load();
+  RebuildProgress p{0, total, "sort"};
+  {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    ro.readahead_size = 2u << 20;
+    ro.adaptive_readahead = true;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, m.events));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto e = events::DecodeStoredEvent(it->value().ToStringView());
+      if (!e) {
+        return Error{ErrorCode::kUnexpected,
+                     "event " + std::to_string(DecodeU64(it->key().ToStringView())) + ": " +
+                         e.error().message,
+                     {}};
+      }
+      if (Status as = sort.Add(*e); !as) return as;
+      if (++p.events_done % 16384 == 0 && progress) progress(p);
+    }
+    if (!it->status().ok()) return StorageError(it->status(), "reading events");
+  }
+  if (Status fs = sort.Finish(); !fs) return fs;
+  if (progress) progress(p);
+
+  // Pass 2: token by token, with the usage records (beside the ledger, also in token order).
+  // Rows come out in token order and go straight into an SST file; list index entries go
+  // back into the sort and come out in key order into a second one. Both files are then
+  // ingested into the new (empty) families: no memtable, no WAL, no compaction.
+  p = RebuildProgress{0, sort.Count(), "fold"};
+  const rocksdb::Options sst_options(rocksdb::DBOptions(), m.cf_options);
+  rocksdb::SstFileWriter details_sst(rocksdb::EnvOptions(), sst_options, new_details);
+  const std::string details_file = sort.Dir() + "/details.sst";
+  s = details_sst.Open(details_file);
+  if (!s.ok()) return StorageError(s, "creating the rebuilt rows file");
+  std::uint64_t rows_written = 0, list_written = 0;
+  rocksdb::ReadOptions uro;
+  uro.fill_cache = false;
+  uro.readahead_size = 1u << 20;
+  std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(uro, m.usage));
+  uses->SeekToFirst();
+  std::optional<projections::TokenRow> row;
+  auto finish_token = [&](const Id& token) -> Status {
+    const rocksdb::Slice id(token.Bytes().data(), token.Bytes().size());
+    while (uses->Valid() && uses->key().compare(id) < 0) uses->Next();
+    if (uses->Valid() && uses->key() == id && uses->value().size() == 8)
+      projections::ApplyUse(row, static_cast<Micros>(DecodeU64(uses->value().ToStringView())));
+    if (row && row->state.Visible()) {
+      rocksdb::Status ws = details_sst.Put(id, projections::EncodeTokenRow(*row));
+      if (!ws.ok()) return StorageError(ws, "writing rebuilt rows");
+      ++rows_written;
+      for (auto& entry : projections::ListIndexEntries(*row)) {
+        if (Status as = sort.AddRaw('l', entry.key, entry.value); !as) return as;
+        ++list_written;
+      }
+    }
+    row.reset();
     return Status::Ok();
   };
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), m.events));
-  rocksdb::ReadOptions ro;
-  for (it->Seek(EventKey(state->seq + 1)); it->Valid(); it->Next()) {
-    auto e = events::DecodeStoredEvent(it->value().ToStringView());
-    if (!e)
-      return Error{
-          ErrorCode::kUnexpected,
-          "event " + std::to_string(DecodeU64(it->key().ToStringView())) + ": " + e.error().message,
-          {}};
-    auto t = touched.find(e->stream);
-    if (t == touched.end()) {
-      std::string row_bytes;
-      Touched fresh;
-      s = db->Get(ro, new_details, e->stream.Bytes(), &row_bytes);
-      if (s.ok()) {
-        auto row = projections::DecodeTokenRow(row_bytes);
-        if (!row) return row.error();
-        fresh.original = fresh.current = std::move(*row);
-      } else if (!s.IsNotFound()) {
-        return StorageError(s, "reading a rebuilt row");
+  {
+    std::unique_ptr<rocksdb::Iterator> it = sort.NewIterator();
+    events::EventEnvelope e;
+    std::optional<Id> current;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (!TokenSort::Decode(it->key(), it->value(), &e))
+        return Error{ErrorCode::kUnexpected, "malformed entry in the temporary sort", {}};
+      if (current && *current != e.stream) {
+        if (Status fs = finish_token(*current); !fs) return fs;
       }
-      t = touched.emplace(e->stream, std::move(fresh)).first;
+      current = e.stream;
+      projections::ApplyEvent(row, e);
+      if (++p.events_done % chunk_events == 0 && progress) progress(p);
     }
-    projections::ApplyEvent(t->second.current, *e);
-    state->seq = e->seq;
-    p.events_done = e->seq;
-    if (p.events_done > p.events_total) p.events_total = p.events_done;
-    if (state->seq % chunk_events == 0) {
-      if (Status fs = flush(); !fs) return fs;
-    }
-  }
-  if (!it->status().ok()) return StorageError(it->status(), "reading events");
-  it.reset();
-  if (Status fs = flush(); !fs) return fs;
-
-  // Usage records live beside the ledger: fold them into the rebuilt rows. Taking the later
-  // time makes this pass idempotent, so a rebuild killed here simply runs it again.
-  std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(ro, m.usage));
-  std::size_t pending = 0;
-  for (uses->SeekToFirst(); uses->Valid(); uses->Next()) {
-    auto id = Id::FromBytes(uses->key().ToStringView());
-    if (!id || uses->value().size() != 8) continue;  // Verify reports malformed records
-    std::string row_bytes;
-    s = db->Get(ro, new_details, id->Bytes(), &row_bytes);
-    if (s.IsNotFound()) continue;
-    if (!s.ok()) return StorageError(s, "reading a rebuilt row");
-    auto row = projections::DecodeTokenRow(row_bytes);
-    if (!row) return row.error();
-    Touched t{*row, *row};
-    projections::ApplyUse(t.current, static_cast<Micros>(DecodeU64(uses->value().ToStringView())));
-    if (t.current == t.original) continue;
-    touched.emplace(*id, std::move(t));
-    if (++pending % chunk_events == 0) {
-      if (Status fs = flush(); !fs) return fs;
+    if (!it->status().ok()) return StorageError(it->status(), "reading the temporary sort");
+    if (current) {
+      if (Status fs = finish_token(*current); !fs) return fs;
     }
   }
   if (!uses->status().ok()) return StorageError(uses->status(), "reading usage records");
   uses.reset();
-  if (Status fs = flush(); !fs) return fs;
+  if (Status fs = sort.Finish(); !fs) return fs;
+  if (progress) progress(p);
+  rocksdb::SstFileWriter list_sst(rocksdb::EnvOptions(), sst_options, new_list);
+  const std::string list_file = sort.Dir() + "/list.sst";
+  s = list_sst.Open(list_file);
+  if (!s.ok()) return StorageError(s, "creating the rebuilt list index file");
+  {
+    p = RebuildProgress{0, list_written, "index"};
+    std::unique_ptr<rocksdb::Iterator> it = sort.NewIterator('l');
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      s = list_sst.Put(TokenSort::RawKey(it->key()), it->value());
+      if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
+      if (++p.events_done % chunk_events == 0 && progress) progress(p);
+    }
+    if (!it->status().ok()) return StorageError(it->status(), "reading the temporary sort");
+  }
+  rocksdb::IngestExternalFileOptions ingest;
+  ingest.move_files = true;  // falls back to a copy across file systems
+  for (auto [writer, file, family, count] :
+       {std::tuple{&details_sst, &details_file, new_details, rows_written},
+        std::tuple{&list_sst, &list_file, new_list, list_written}}) {
+    if (count == 0) continue;  // an empty SST file cannot be finished
+    s = writer->Finish();
+    if (!s.ok()) return StorageError(s, "finishing a rebuilt projection file");
+    s = db->IngestExternalFile(family, {*file}, ingest);
+    if (!s.ok()) return StorageError(s, "ingesting a rebuilt projection file");
+  }
+  if (progress) progress(p);
 
   // The switch: one synced write makes the new families the projections.
-  ProjectionMeta next{projections::kTokenDetails.version, state->details_cf,
-                      projections::kTokenListIndex.version, state->list_cf, state->generation};
+  ProjectionMeta next{projections::kTokenDetails.version, state.details_cf,
+                      projections::kTokenListIndex.version, state.list_cf, state.generation};
   rocksdb::WriteBatch wb;
   wb.Put(m.meta, kMetaProjections, EncodeProjectionMeta(next));
   wb.Delete(m.meta, kMetaRebuild);

@@ -86,6 +86,7 @@ struct LedgerStore::Impl {
   Micros last_at = 0;
   Micros next_purge_at = 0;
   rocksdb::WriteOptions write_options;
+  bool bulk_import = false;  // between BeginImport and FinishImport (see AppendVerbatim)
 
   std::atomic<std::uint64_t> committed_seq{0};
   StoreMetrics metrics;

@@ -111,7 +111,7 @@ TEST_F(RebuildVerifyTest, RebuildEqualsTheInlineProjections) {
   EXPECT_EQ(Rows(), before);
 }
 
-TEST_F(RebuildVerifyTest, AnInterruptedRebuildLeavesTheOldProjectionsAndResumes) {
+TEST_F(RebuildVerifyTest, AnInterruptedRebuildLeavesTheOldProjectionsAndStartsOver) {
   const auto before = Rows();
   int calls = 0;
   struct Interrupted {};
@@ -128,13 +128,15 @@ TEST_F(RebuildVerifyTest, AnInterruptedRebuildLeavesTheOldProjectionsAndResumes)
   EXPECT_TRUE(Findings().empty());
   Close();
   Open(OpenMode::kMaintenance);
-  std::uint64_t first_progress = 0;
+  // The partial families were written with the WAL off: the next rebuild starts over.
+  std::optional<RebuildProgress> first;
   ASSERT_TRUE(store_->RebuildProjections(
       [&](const RebuildProgress& p) {
-        if (first_progress == 0) first_progress = p.events_done;
+        if (!first) first = p;
       },
       4));
-  EXPECT_GT(first_progress, 8u) << "resumed after the two checkpointed chunks";
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->phase, "sort");
   EXPECT_EQ(Rows(), before);
   EXPECT_TRUE(Findings().empty());
   Close();
@@ -143,6 +145,93 @@ TEST_F(RebuildVerifyTest, AnInterruptedRebuildLeavesTheOldProjectionsAndResumes)
     for (auto& [name, h] : cfs) projection_families += name.rfind("token_", 0) == 0;
   });
   EXPECT_EQ(projection_families, 2u) << "old and partial families are dropped";
+}
+
+TEST_F(RebuildVerifyTest, AStreamEntryPointingElsewhereAndAStrayOneAreNamed) {
+  Close();
+  WithRawDb(options_.data_dir, [&](rocksdb::DB* db, auto& cfs) {
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cfs[kStreamsCf], StreamKey(tokens_[3], 1), EncodeU64(2))
+            .ok());
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cfs[kStreamsCf], StreamKey(tokens_[3], 9), EncodeU64(99))
+            .ok());
+  });
+  Open();
+  const auto findings = Findings();
+  ASSERT_EQ(findings.size(), 2u);
+  EXPECT_EQ(findings[0].kind, "stream");
+  EXPECT_EQ(findings[0].token, tokens_[3]);
+  EXPECT_EQ(findings[0].found, "2");
+  EXPECT_EQ(findings[1].kind, "stream");
+  EXPECT_NE(findings[1].message.find("do not exist"), std::string::npos) << findings[1].message;
+}
+
+TEST_F(RebuildVerifyTest, AChangedListEntryAndAStrayUsageRecordAreNamed) {
+  Close();
+  const Id victim = tokens_[5];
+  WithRawDb(options_.data_dir, [&](rocksdb::DB* db, auto& cfs) {
+    auto* list = Family(cfs, "token_list_index");
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), list));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto v =
+          projections::DecodeListIndexEntry(it->key().ToStringView(), it->value().ToStringView());
+      ASSERT_TRUE(v);
+      if (v->token_id != victim) continue;
+      std::string value(it->value().ToStringView());
+      value.back() ^= 0x01;
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), list, it->key(), value).ok());
+      break;
+    }
+    it.reset();
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cfs[kUsageCf], ids_.Generate().Bytes(), EncodeU64(1))
+            .ok());
+  });
+  Open();
+  const auto findings = Findings();
+  ASSERT_EQ(findings.size(), 2u);
+  std::map<std::string, const VerifyFinding*> by_kind;
+  for (const auto& f : findings) by_kind[f.kind] = &f;
+  ASSERT_TRUE(by_kind.count("usage"));
+  ASSERT_TRUE(by_kind.count("index"));
+  EXPECT_EQ(by_kind["index"]->token, victim);
+}
+
+TEST_F(RebuildVerifyTest, AnUnfinishedImportIsRefusedAndAFinishedOneServes) {
+  std::vector<std::string> records;
+  ASSERT_TRUE(store_->ScanStoredEvents(1, [&](std::uint64_t, std::string_view r) {
+    records.emplace_back(r);
+    return true;
+  }));
+  for (const bool finish : {false, true}) {
+    StoreOptions options = options_;
+    options.data_dir = options_.data_dir + (finish ? "-finished" : "-partial");
+    {
+      auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+      ASSERT_TRUE(opened.store) << opened.message;
+      ASSERT_TRUE(opened.store->BeginImport());
+      ASSERT_TRUE(opened.store->AppendVerbatim(records));
+      if (finish) {
+        ASSERT_TRUE(opened.store->RebuildProjections());
+        ASSERT_TRUE(opened.store->FinishImport());
+      }
+    }
+    auto served = LedgerStore::Open(options, OpenMode::kServe, Hooks());
+    if (!finish) {
+      ASSERT_FALSE(served.store);
+      EXPECT_EQ(served.failure, OpenFailure::kCorrupt);
+      EXPECT_NE(served.message.find("import_in_progress"), std::string::npos) << served.message;
+      EXPECT_NE(served.message.find("tokenledger import"), std::string::npos) << served.message;
+      continue;
+    }
+    ASSERT_TRUE(served.store) << served.message;
+    EXPECT_EQ(served.store->LastSeq(), records.size());
+    auto report = served.store->Verify();
+    ASSERT_TRUE(report);
+    EXPECT_TRUE(report->findings.empty());
+    for (const Id& t : tokens_) EXPECT_EQ(*served.store->GetToken(t), *store_->GetToken(t));
+  }
 }
 
 TEST_F(RebuildVerifyTest, VersionMismatchRefusesToServeUntilRebuilt) {

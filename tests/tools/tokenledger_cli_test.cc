@@ -36,9 +36,10 @@ std::string Slurp(const std::string& path) {
 
 class CliTest : public E2ETest {
  protected:
-  // Runs `tokenledger args...` to completion (or SIGKILLs it after `kill_after`).
+  // Runs `tokenledger args...` to completion (or sends it `signal` after `kill_after`).
   ToolRun Tool(std::vector<std::string> args,
-               std::optional<std::chrono::milliseconds> kill_after = std::nullopt) {
+               std::optional<std::chrono::milliseconds> kill_after = std::nullopt,
+               int signal = SIGKILL) {
     static int n = 0;
     const std::string out = dir_.path() + "/tool" + std::to_string(n) + ".out";
     const std::string err = dir_.path() + "/tool" + std::to_string(n++) + ".err";
@@ -59,7 +60,7 @@ class CliTest : public E2ETest {
     }
     if (kill_after) {
       std::this_thread::sleep_for(*kill_after);
-      ::kill(pid, SIGKILL);
+      ::kill(pid, signal);
     }
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -395,14 +396,20 @@ TEST_F(CliTest, ExportImportExportIsIdenticalAndATamperedImportFails) {
   ToolRun exported = Tool(Args({"export", "--output", first}));  // beside the running server
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   const std::string copy = dir_.path() + "/copy";
-  ToolRun imported = Tool({"import", "--data-dir", copy, "--input", first});
+  ToolRun keyless = Tool({"import", "--data-dir", copy, "--input", first});
+  EXPECT_EQ(keyless.exit_code, 2) << "import without the signing key is refused";
+  EXPECT_NE(keyless.err.find("--signing-key"), std::string::npos) << keyless.err;
+  EXPECT_FALSE(std::filesystem::exists(copy));
+  const std::string key = data_dir_ + "/signing.key";
+  ToolRun imported = Tool({"import", "--data-dir", copy, "--input", first, "--signing-key", key});
   ASSERT_EQ(imported.exit_code, 0) << imported.err;
   const std::string second = dir_.path() + "/export2.jsonl";
   ASSERT_EQ(Tool({"export", "--data-dir", copy, "--output", second}).exit_code, 0);
   EXPECT_EQ(Slurp(second), Slurp(first)) << "export -> import -> export is byte-identical";
   EXPECT_EQ(Tool({"verify", "--data-dir", copy}).exit_code, 0);
   // Import refuses a non-empty directory.
-  EXPECT_EQ(Tool({"import", "--data-dir", copy, "--input", first}).exit_code, 2);
+  EXPECT_EQ(Tool({"import", "--data-dir", copy, "--input", first, "--signing-key", key}).exit_code,
+            2);
 
   // One changed character anywhere in the history fails the import, and nothing stays behind.
   std::string text = Slurp(first);
@@ -410,7 +417,7 @@ TEST_F(CliTest, ExportImportExportIsIdenticalAndATamperedImportFails) {
   const std::string bad = dir_.path() + "/bad.jsonl";
   std::ofstream(bad) << text;
   const std::string target = dir_.path() + "/target";
-  ToolRun refused = Tool({"import", "--data-dir", target, "--input", bad});
+  ToolRun refused = Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("nothing was imported"), std::string::npos) << refused.err;
   EXPECT_FALSE(std::filesystem::exists(target));
@@ -419,7 +426,136 @@ TEST_F(CliTest, ExportImportExportIsIdenticalAndATamperedImportFails) {
   const auto line2 = dropped.find('\n') + 1;
   dropped.erase(line2, dropped.find('\n', line2) + 1 - line2);
   std::ofstream(bad, std::ios::trunc) << dropped;
-  EXPECT_EQ(Tool({"import", "--data-dir", target, "--input", bad}).exit_code, 1);
+  EXPECT_EQ(Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key}).exit_code,
+            1);
+}
+
+TEST_F(CliTest, AnImportCarriesTheSigningKeySoExistingTokensAuthenticate) {
+  StartServer();
+  Activity(3);
+  const auto before = Call("GET", "/api/v1/api_token?sorting=id", main_.jwt);
+  ASSERT_EQ(before.status, 200);
+  const std::string exported = dir_.path() + "/export.jsonl";
+  ASSERT_EQ(Tool(Args({"export", "--output", exported})).exit_code, 0);
+  StopServer();
+  const std::string copy = dir_.path() + "/copy";
+  ToolRun imported = Tool({"import", "--data-dir", copy, "--input", exported, "--signing-key",
+                           data_dir_ + "/signing.key"});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_EQ(
+      std::filesystem::status(copy + "/signing.key").permissions() & std::filesystem::perms::all,
+      std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  data_dir_ = copy;  // the server now runs on the imported directory
+  StartServer();
+  const auto after = Call("GET", "/api/v1/api_token?sorting=id", main_.jwt);
+  EXPECT_EQ(after.status, 200) << after.body << " (a token minted before the export)";
+  EXPECT_EQ(after.body, before.body);
+}
+
+TEST_F(CliTest, AnImportStoppedMidwayIsNeverServedAndASecondImportWorks) {
+  {
+    StoreOptions options;
+    options.data_dir = data_dir_;
+    options.sync = false;
+    auto opened = store::LedgerStore::Open(options);
+    ASSERT_TRUE(opened.store) << opened.message;
+    std::vector<std::future<store::CommandResult>> pending;
+    for (int i = 0; i < 30000; ++i) {
+      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{account_}}));
+      if (pending.size() == 8192) {
+        for (auto& f : pending) ASSERT_EQ(f.get().outcome, store::Outcome::kApplied);
+        pending.clear();
+      }
+    }
+    for (auto& f : pending) ASSERT_EQ(f.get().outcome, store::Outcome::kApplied);
+  }
+  const std::string exported = dir_.path() + "/export.jsonl";
+  ASSERT_EQ(Tool(Args({"export", "--output", exported})).exit_code, 0);
+  const std::string key = data_dir_ + "/signing.key";
+  std::mt19937 rng(7);
+  int midway = 0, partial = 0;
+  for (int round = 0; round < 6; ++round) {
+    const int signal = round % 2 ? SIGTERM : SIGKILL;
+    const std::string target = dir_.path() + "/target" + std::to_string(round);
+    ToolRun stopped =
+        Tool({"import", "--data-dir", target, "--input", exported, "--signing-key", key, "--quiet"},
+             std::chrono::milliseconds(100 + rng() % 400), signal);
+    if (stopped.exit_code == 0) continue;  // finished before the signal
+    ++midway;
+    if (signal == SIGTERM) {
+      EXPECT_EQ(stopped.exit_code, 1) << stopped.err;
+      EXPECT_NE(stopped.err.find("interrupted"), std::string::npos) << stopped.err;
+      EXPECT_FALSE(std::filesystem::exists(target)) << "SIGTERM removes the partial directory";
+      continue;
+    }
+    if (!std::filesystem::exists(target)) continue;
+    StoreOptions options;
+    options.data_dir = target;
+    auto served = store::LedgerStore::Open(options, store::OpenMode::kServe);
+    if (served.store) {
+      // Only if the kill landed after the final synced write: then the import is complete.
+      EXPECT_EQ(served.store->LastSeq(), 30001u) << "a partial import was served";
+      auto report = served.store->Verify();
+      ASSERT_TRUE(report);
+      EXPECT_TRUE(report->findings.empty());
+      continue;
+    }
+    ++partial;
+    EXPECT_EQ(served.failure, store::OpenFailure::kCorrupt) << served.message;
+    EXPECT_NE(served.message.find("unfinished import"), std::string::npos) << served.message;
+    // The server says so too, and does not report ready.
+    ServerProcess server(target, {});
+    EXPECT_FALSE(server.Start(/*expect_success=*/false)) << "the server refused the import";
+    EXPECT_NE(server.Stderr().find("unfinished import"), std::string::npos) << server.Stderr();
+  }
+  EXPECT_GT(midway, 0) << "no signal landed in the middle of an import";
+  EXPECT_GT(partial, 0) << "no SIGKILL left a partial import behind";
+  const std::string fresh = dir_.path() + "/fresh";
+  ToolRun again =
+      Tool({"import", "--data-dir", fresh, "--input", exported, "--signing-key", key, "--quiet"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(Tool({"verify", "--data-dir", fresh}).exit_code, 0);
+}
+
+TEST_F(CliTest, NoProgressBarWhenStderrIsNotATerminalAndQuietIsAcceptedEverywhere) {
+  StartServer();
+  Activity(3);
+  StopServer();
+  const std::string exported = dir_.path() + "/export.jsonl";
+  const std::string copy = dir_.path() + "/copy";
+  const std::vector<std::vector<std::string>> runs = {
+      Args({"verify"}),
+      Args({"rebuild"}),
+      Args({"replay", "--format", "json"}),
+      Args({"stats"}),
+      Args({"export", "--output", exported}),
+      {"import", "--data-dir", copy, "--input", exported, "--signing-key",
+       data_dir_ + "/signing.key"}};
+  for (auto args : runs) {
+    ToolRun run = Tool(args);  // stderr is a file here
+    EXPECT_EQ(run.exit_code, 0) << args[0] << ": " << run.err;
+    EXPECT_EQ(run.err.find('\r'), std::string::npos) << args[0] << " drew a progress bar";
+  }
+  std::filesystem::remove_all(copy);
+  for (auto args : runs) {
+    args.push_back("--quiet");
+    ToolRun run = Tool(args);
+    EXPECT_EQ(run.exit_code, 0) << args[0] << " --quiet: " << run.err;
+  }
+  EXPECT_NE(Tool({"mint", "--quiet", "--help"}).exit_code, 2);
+}
+
+TEST_F(CliTest, ReplayJsonCopiedFromTheStoredBytesEqualsTheDecodedOutput) {
+  StartServer();
+  Activity(4);
+  Call("POST", "/api/v1/api_token", main_.jwt,
+       R"({"details":{"token_scope":"account"},"idempotency_key":"k \"quoted\""})");
+  ToolRun copied = Tool(Args({"replay", "--format", "json"}));
+  // A filter that matches everything takes the decoding path.
+  ToolRun decoded = Tool(Args({"replay", "--format", "json", "--since", "1970-01-01T00:00:00Z"}));
+  ASSERT_EQ(copied.exit_code, 0) << copied.err;
+  EXPECT_FALSE(copied.out.empty());
+  EXPECT_EQ(copied.out, decoded.out);
 }
 
 TEST_F(CliTest, MintedTokenAuthenticatesAndIsAudited) {

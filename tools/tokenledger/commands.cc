@@ -20,14 +20,25 @@
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
 #include "src/auth/signing_key.h"
+#include "src/store/keys.h"
 #include "tools/tokenledger/cli.h"
 #include "tools/tokenledger/export_format.h"
+#include "tools/tokenledger/progress.h"
 
 namespace tokenledger::cli {
 namespace json = boost::json;
 namespace {
 
 const FlagSpec kDataDir{"data-dir", "DIR", "the ledger's data directory", "./data"};
+const FlagSpec kQuiet{"quiet", "", "no progress bar (it is drawn only when stderr is a terminal)",
+                      ""};
+const FlagSpec kTempDir{"temp-dir", "DIR",
+                        "where the temporary sort goes (default: $TMPDIR or /tmp); needs about "
+                        "the ledger's size free",
+                        ""};
+
+// Thrown from a progress callback to stop a long store operation on SIGINT/SIGTERM.
+struct Interrupted {};
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
@@ -42,6 +53,48 @@ struct ReplayFilter {
   std::uint64_t from_seq = 1;
   std::optional<std::uint64_t> to_seq;
 };
+
+// The replay JSON line of a stored record, from its bytes: the canonical body with "stream"
+// shown as "token_id" and "prev_hash" replaced by the event's own "hash" (the order and
+// encoding of every other field are the ones EventToApiJson gives). nullopt when the body is
+// not in the canonical shape or its data is at an older schema version (then it is decoded).
+std::optional<std::string> ApiLineFromStored(std::string_view record) {
+  if (record.size() < sizeof(events::Hash)) return std::nullopt;
+  const std::string_view body = events::StoredBody(record);
+  constexpr std::string_view kSeq = "{\"seq\":", kStream = ",\"stream\":\"", kType = ",\"type\":\"",
+                             kSchema = "\",\"schema_version\":", kPrev = ",\"prev_hash\":\"";
+  if (!body.starts_with(kSeq)) return std::nullopt;
+  std::size_t p = kSeq.size();
+  while (p < body.size() && body[p] >= '0' && body[p] <= '9') ++p;
+  if (body.substr(p, kStream.size()) != kStream) return std::nullopt;
+  const std::size_t type_at = body.find(kType, p);
+  if (type_at == std::string_view::npos) return std::nullopt;
+  const std::size_t type_end = body.find('"', type_at + kType.size());
+  if (type_end == std::string_view::npos || body.substr(type_end, kSchema.size()) != kSchema)
+    return std::nullopt;
+  const std::string_view type =
+      body.substr(type_at + kType.size(), type_end - type_at - kType.size());
+  std::size_t v = type_end + kSchema.size(), v_end = v;
+  while (v_end < body.size() && body[v_end] >= '0' && body[v_end] <= '9') ++v_end;
+  if (v_end == v || v_end - v > 9 ||
+      std::stoul(std::string(body.substr(v, v_end - v))) != events::CurrentSchemaVersion(type))
+    return std::nullopt;
+  constexpr std::size_t kTail = kPrev.size() + 64 + 2;
+  if (body.size() < p + kTail || body.substr(body.size() - kTail, kPrev.size()) != kPrev ||
+      !body.ends_with("\"}"))
+    return std::nullopt;
+  events::Hash hash{};
+  std::copy_n(reinterpret_cast<const std::uint8_t*>(record.data()), hash.size(), hash.begin());
+  std::string line;
+  line.reserve(body.size() + 16);
+  line.append(body.substr(0, p));
+  line.append(",\"token_id\":\"");
+  line.append(body.substr(p + kStream.size(), body.size() - kTail - p - kStream.size()));
+  line.append(",\"hash\":\"");
+  line.append(events::HashToHex(hash));
+  line.append("\"}\n");
+  return line;
+}
 
 std::string Pad(std::string s, std::size_t width) {
   if (s.size() < width) s.resize(width, ' ');
@@ -96,8 +149,10 @@ int Replay(const Flags& flags) {
   }
   std::uint64_t next = f.from_seq;
   bool done = false;
+  Progress progress("replay", ledger.LastSeq(), flags.Has("quiet"));
   auto print = [&](const events::EventEnvelope& e) {
     next = e.seq + 1;
+    progress.Update(e.seq);
     if (f.to_seq && e.seq > *f.to_seq) {
       done = true;
       return false;
@@ -129,11 +184,34 @@ int Replay(const Flags& flags) {
     }
     return true;
   };
-  if (Status s = ledger.ScanEvents(next, print); !s) {
+  // Without filters, JSON lines are the stored bytes with two fields renamed: no decoding.
+  const bool copy_bytes =
+      format == "json" && !f.token && !f.account && !f.type && !f.since && !f.until;
+  auto print_stored = [&](std::uint64_t seq, std::string_view record) {
+    if (f.to_seq && seq > *f.to_seq) {
+      done = true;
+      return false;
+    }
+    next = seq + 1;
+    progress.Update(seq);
+    if (auto line = ApiLineFromStored(record)) {
+      std::fwrite(line->data(), 1, line->size(), stdout);
+      return true;
+    }
+    auto e = events::DecodeStoredEvent(record);
+    if (!e) return true;  // replay shows what it can; verify names broken events
+    return print(*e);
+  };
+  auto scan = [&]() -> Status {
+    return copy_bytes ? ledger.ScanStoredEvents(next, print_stored)
+                      : ledger.ScanEvents(next, print);
+  };
+  if (Status s = scan(); !s) {
     std::fprintf(stderr, "tokenledger replay: %s\n", s.error().message.c_str());
     return kFinding;
   }
   std::fflush(stdout);
+  progress.Done();
   if (!flags.Has("follow")) return kOk;
   ::signal(SIGINT, OnSignal);
   ::signal(SIGTERM, OnSignal);
@@ -143,7 +221,7 @@ int Replay(const Flags& flags) {
       std::fprintf(stderr, "tokenledger replay: %s\n", s.error().message.c_str());
       return kFinding;
     }
-    if (Status s = ledger.ScanEvents(next, print); !s) {
+    if (Status s = scan(); !s) {
       std::fprintf(stderr, "tokenledger replay: %s\n", s.error().message.c_str());
       return kFinding;
     }
@@ -160,24 +238,14 @@ int Rebuild(const Flags& flags) {
   if (!chunk || *chunk == 0) return kUsage;
   Opened opened = OpenExclusive(flags.Get("data-dir"), "rebuild");
   if (!opened.store) return opened.exit_code;
-  const bool tty = ::isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
-  auto last_print = start;
   const std::uint64_t total = opened.store->LastSeq();
+  Progress bar("rebuild", total, flags.Has("quiet"));
   auto progress = [&](const store::RebuildProgress& p) {
-    const auto now = std::chrono::steady_clock::now();
-    if (!tty || now - last_print < std::chrono::milliseconds(200)) return;
-    last_print = now;
-    const double secs = std::chrono::duration<double>(now - start).count();
-    const double rate = secs > 0 ? static_cast<double>(p.events_done) / secs : 0;
-    const double eta =
-        rate > 0 ? static_cast<double>(total - std::min(total, p.events_done)) / rate : 0;
-    std::fprintf(stderr, "\rrebuilding: %llu / %llu events, %.0f events/s, ETA %.0f s   ",
-                 static_cast<unsigned long long>(p.events_done),
-                 static_cast<unsigned long long>(total), rate, eta);
+    bar.Update(p.events_done, p.phase, p.events_total);
   };
-  Status s = opened.store->RebuildProjections(progress, *chunk);
-  if (tty) std::fprintf(stderr, "\n");
+  Status s = opened.store->RebuildProjections(progress, *chunk, flags.Get("temp-dir"));
+  bar.Done();
   if (!s) {
     std::fprintf(stderr, "tokenledger rebuild: %s\n", s.error().message.c_str());
     return kFinding;
@@ -198,7 +266,14 @@ int Rebuild(const Flags& flags) {
 int Verify(const Flags& flags) {
   Opened opened = OpenReadOnly(flags.Get("data-dir"));
   if (!opened.store) return opened.exit_code;
-  auto report = opened.store->Verify();
+  Progress bar("verify", opened.store->LastSeq(), flags.Has("quiet"));
+  store::VerifyOptions options;
+  options.temp_dir = flags.Get("temp-dir");
+  options.progress = [&](const store::RebuildProgress& p) {
+    bar.Update(p.events_done, p.phase, p.events_total);
+  };
+  auto report = opened.store->Verify(options);
+  bar.Done();
   if (!report) {
     std::fprintf(stderr, "tokenledger verify: %s\n", report.error().message.c_str());
     return kFinding;
@@ -294,12 +369,17 @@ int Export(const Flags& flags) {
     return kFinding;
   }
   std::uint64_t count = 0;
-  Status s = opened.store->ScanStoredEvents(1, [&](std::uint64_t, std::string_view record) {
+  static std::vector<char> buffer(1u << 20);  // outlives stdout's last flush
+  std::setvbuf(out, buffer.data(), _IOFBF, buffer.size());
+  Progress bar("export", opened.store->LastSeq(), flags.Has("quiet"));
+  Status s = opened.store->ScanStoredEvents(1, [&](std::uint64_t seq, std::string_view record) {
     const std::string line = FormatExportLine(record);
     std::fwrite(line.data(), 1, line.size(), out);
     ++count;
+    bar.Update(seq);
     return true;
   });
+  bar.Done();
   const bool written = std::fflush(out) == 0 && (out == stdout || ::fsync(::fileno(out)) == 0);
   if (out != stdout) std::fclose(out);
   if (!s || !written) {
@@ -313,6 +393,26 @@ int Export(const Flags& flags) {
   return kOk;
 }
 
+// Copies the signing key into the new data directory (0600, fsynced) after checking it is a
+// usable key, so the tokens minted before the export keep authenticating after the import.
+Status CopySigningKey(const std::string& from, const std::string& data_dir) {
+  auto key = auth::LoadOrCreateSigningKey(from, /*create_if_missing=*/false);
+  if (!key) return key.error();
+  std::string hex;
+  for (auto b : *key) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    hex += kHex[b >> 4];
+    hex += kHex[b & 15];
+  }
+  const std::string to = data_dir + "/signing.key";
+  const int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) &&
+            ::fsync(fd) == 0;
+  if (fd >= 0) ok = ::close(fd) == 0 && ok;
+  if (!ok) return Error{ErrorCode::kUnavailable, "cannot write '" + to + "'", {}};
+  return Status::Ok();
+}
+
 int Import(const Flags& flags) {
   const std::string data_dir = flags.Get("data-dir");
   std::error_code ec;
@@ -323,27 +423,77 @@ int Import(const Flags& flags) {
                  data_dir.c_str());
     return kUsage;
   }
+  const bool new_key = flags.Has("new-signing-key");
+  if (flags.Has("signing-key") == new_key) {
+    std::fprintf(stderr,
+                 "tokenledger import: give --signing-key FILE (the exported server's signing key, "
+                 "usually <its data-dir>/signing.key): the tokens in the ledger are JWTs signed "
+                 "with it, and without it every one of them fails with \"token signature is "
+                 "invalid\". Only if that is intended, give --new-signing-key instead.\n");
+    return kUsage;
+  }
+  if (!new_key) {  // fail before anything is written
+    if (auto key = auth::LoadOrCreateSigningKey(flags.Get("signing-key"), false); !key) {
+      std::fprintf(stderr, "tokenledger import: --signing-key: %s\n", key.error().message.c_str());
+      return kUsage;
+    }
+  }
   const std::string input = flags.Get("input", "-");
   std::ifstream file;
+  std::uint64_t input_bytes = 0;
   if (input != "-") {
     file.open(input, std::ios::binary);
     if (!file) {
       std::fprintf(stderr, "tokenledger import: cannot read '%s'\n", input.c_str());
       return kFinding;
     }
+    input_bytes = std::filesystem::file_size(input, ec);
   }
   std::istream& in = input == "-" ? std::cin : file;
+  // SIGINT/SIGTERM stop the import between batches; the partial directory is then removed.
+  // (SIGKILL or a crash leave it marked import_in_progress: the server refuses to serve it.)
+  ::signal(SIGINT, OnSignal);
+  ::signal(SIGTERM, OnSignal);
   int rc = kOk;
   std::string error;
   std::uint64_t count = 0;
+  const bool quiet = flags.Has("quiet");
+  // The marker file comes first, so that no moment of the import leaves a servable directory.
+  const std::string marker = data_dir + "/" + store::kImportMarkerFile;
   {
+    std::filesystem::create_directories(data_dir, ec);
+    const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const bool ok = fd >= 0 && ::fsync(fd) == 0 && dir >= 0 && ::fsync(dir) == 0;
+    if (fd >= 0) ::close(fd);
+    if (dir >= 0) ::close(dir);
+    if (!ok) {
+      std::fprintf(stderr, "tokenledger import: cannot write '%s'\n", marker.c_str());
+      if (!existed) std::filesystem::remove_all(data_dir, ec);
+      return kFinding;
+    }
+  }
+  try {
     Opened opened = OpenExclusive(data_dir, "import");
-    if (!opened.store) return opened.exit_code;
+    if (!opened.store) {
+      std::filesystem::remove_all(data_dir, ec);
+      if (existed) std::filesystem::create_directories(data_dir, ec);
+      return opened.exit_code;
+    }
+    store::LedgerStore& ledger = *opened.store;
+    if (Status s = ledger.BeginImport(); !s) error = s.error().message;
+    if (error.empty() && !new_key) {
+      if (Status s = CopySigningKey(flags.Get("signing-key"), data_dir); !s)
+        error = s.error().message;
+    }
     std::vector<std::string> batch;
+    batch.reserve(16384);
     std::string line;
-    std::uint64_t line_no = 0;
+    std::uint64_t line_no = 0, bytes = 0;
+    Progress bar("import", input_bytes, quiet, "bytes");
     auto flush = [&]() {
-      if (Status s = opened.store->AppendVerbatim(batch); !s) {
+      if (g_stop) throw Interrupted{};
+      if (Status s = ledger.AppendVerbatim(batch); !s) {
         error = s.error().message;
         return false;
       }
@@ -353,6 +503,8 @@ int Import(const Flags& flags) {
     };
     while (error.empty() && std::getline(in, line)) {
       ++line_no;
+      bytes += line.size() + 1;
+      bar.Update(bytes, "load");
       if (line.empty()) continue;
       auto record = ParseExportLine(line);
       if (!record) {
@@ -360,20 +512,41 @@ int Import(const Flags& flags) {
         break;
       }
       batch.push_back(std::move(*record));
-      if (batch.size() == 1024) flush();
+      if (batch.size() == 16384) flush();
     }
     if (error.empty() && !batch.empty()) flush();
+    auto step = [&](const store::RebuildProgress& p) {
+      if (g_stop) throw Interrupted{};
+      bar.Update(p.events_done, p.phase, p.events_total);
+    };
+    bar.SetUnit("events");
     if (error.empty()) {
-      if (Status s = opened.store->RebuildProjections(); !s) error = s.error().message;
+      if (Status s = ledger.RebuildProjections(step, 4096, flags.Get("temp-dir")); !s)
+        error = s.error().message;
     }
     if (error.empty()) {
-      auto report = opened.store->Verify();
+      store::VerifyOptions options;
+      options.temp_dir = flags.Get("temp-dir");
+      options.progress = step;
+      auto report = ledger.Verify(options);
       if (!report) {
         error = report.error().message;
       } else if (!report->findings.empty()) {
         error = "verify after import: " + report->findings[0].message;
       }
     }
+    if (error.empty()) {
+      if (g_stop) throw Interrupted{};
+      if (Status s = ledger.FinishImport(); !s) error = s.error().message;
+    }
+    if (error.empty()) {
+      const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (::unlink(marker.c_str()) != 0 || dir < 0 || ::fsync(dir) != 0)
+        error = "cannot remove '" + marker + "'";
+      if (dir >= 0) ::close(dir);
+    }
+  } catch (const Interrupted&) {
+    error = "interrupted by a signal";
   }
   if (!error.empty()) {
     // Nothing half-imported stays behind: the directory was empty before.
@@ -382,8 +555,11 @@ int Import(const Flags& flags) {
     std::fprintf(stderr, "tokenledger import: %s; nothing was imported\n", error.c_str());
     rc = kFinding;
   } else {
-    std::fprintf(stderr, "imported %llu events; chain verified, projections rebuilt\n",
-                 static_cast<unsigned long long>(count));
+    std::fprintf(stderr, "imported %llu events; chain verified, projections rebuilt%s\n",
+                 static_cast<unsigned long long>(count),
+                 new_key ? "; NO signing key: tokens minted before the export will not "
+                           "authenticate"
+                         : ", signing key copied");
   }
   return rc;
 }
@@ -429,11 +605,14 @@ int Stats(const Flags& flags) {
   if (!opened.store) return opened.exit_code;
   std::map<std::string, std::uint64_t> by_type, by_status, by_scope;
   std::uint64_t events = 0, tokens = 0;
+  Progress bar("stats", opened.store->LastSeq(), flags.Has("quiet"));
   Status s = opened.store->ScanEvents(1, [&](const events::EventEnvelope& e) {
     ++by_type[std::string(events::TypeName(e.data))];
     ++events;
+    bar.Update(e.seq);
     return true;
   });
+  bar.Done();
   if (s) {
     s = opened.store->ScanTokens([&](const projections::TokenRow& row) {
       ++by_status[std::string(core::StatusName(row.state.status))];
@@ -503,23 +682,29 @@ std::vector<Command> AllCommands() {
         {"from-seq", "N", "start at this sequence number", ""},
         {"to-seq", "N", "stop after this sequence number", ""},
         {"follow", "", "keep printing new events as they are committed (until SIGINT)", ""},
-        {"format", "json|table", "output format (default: table on a terminal, else json)", ""}},
+        {"format", "json|table", "output format (default: table on a terminal, else json)", ""},
+        kQuiet},
        Replay},
       {"rebuild",
        "rebuild the projections from the ledger",
        "Rebuilds the token-details and list-index projections from the ledger alone, beside the\n"
-       "current ones, then switches to them in one atomic step. A killed rebuild resumes when run\n"
-       "again; the old projections stay in use until the switch. Needs exclusive access: stop\n"
-       "the server first (or start it with --rebuild-projections).",
-       {kDataDir, {"chunk-events", "N", "events folded per checkpointed batch", "4096"}},
+       "current ones, then switches to them in one atomic step. Streams: the events are sorted by\n"
+       "token on disk (--temp-dir), so memory does not grow with the ledger. A killed rebuild\n"
+       "starts over when run again; the old projections stay in use until the switch. Needs\n"
+       "exclusive access: stop the server first (or start it with --rebuild-projections).",
+       {kDataDir,
+        {"chunk-events", "N", "events between progress reports", "4096"},
+        kTempDir,
+        kQuiet},
        Rebuild},
       {"verify",
        "check the hash chain, streams, projections and idempotency records",
        "Recomputes the hash chain, checks stream versions have no gaps, compares every projection\n"
        "row and list-index entry with a fresh fold of the ledger, and checks that idempotency\n"
        "records point at their events. Prints each finding; exits 1 if there is any. Works beside\n"
-       "a running server.",
-       {kDataDir},
+       "a running server. Streams: memory does not grow with the ledger (the per-token checks\n"
+       "sort the events by token on disk, in --temp-dir).",
+       {kDataDir, kTempDir, kQuiet},
        Verify},
       {"mint",
        "create a token offline and print its JWT once",
@@ -533,7 +718,8 @@ std::vector<Command> AllCommands() {
         {"admin-user", "ID", "admin user recorded as created_by_admin_user_id and as the actor",
          ""},
         {"signing-key-file", "PATH",
-         "signing key (default <data-dir>/signing.key, created if missing)", ""}},
+         "signing key (default <data-dir>/signing.key, created if missing)", ""},
+        kQuiet},
        Mint},
       {"export",
        "write every event as JSON Lines",
@@ -541,19 +727,36 @@ std::vector<Command> AllCommands() {
        "with\n"
        "the stored event exactly as stored. A backup and a migration format; works beside a\n"
        "running server. Idempotency records are not exported (they expire within a day).",
-       {kDataDir, {"output", "FILE", "output file, written atomically (default stdout)", ""}},
+       {kDataDir,
+        {"output", "FILE", "output file, written atomically (default stdout)", ""},
+        kQuiet},
        Export},
       {"import",
        "load an export into an empty data directory",
        "Reads an export, checks every hash, link, sequence number and stream version, writes the\n"
-       "events, rebuilds the projections and verifies. On any failure nothing stays behind.",
-       {kDataDir, {"input", "FILE", "input file (default stdin)", ""}},
+       "events (bulk, WAL off), rebuilds the projections, verifies, and only then makes the\n"
+       "directory servable (one synced write). On a failure, SIGINT or SIGTERM the directory is\n"
+       "removed; after SIGKILL or a crash it stays marked import_in_progress and the server\n"
+       "refuses it (delete it and import again). The tokens in an export are JWTs signed with the\n"
+       "exporting server's key: --signing-key copies that key into the new directory (0600).",
+       {kDataDir,
+        {"input", "FILE", "input file (default stdin)", ""},
+        {"signing-key", "FILE",
+         "the exported server's signing key (its <data-dir>/signing.key); required unless "
+         "--new-signing-key",
+         ""},
+        {"new-signing-key", "",
+         "import without the key: the server creates a new one and every existing token fails "
+         "authentication",
+         ""},
+        kTempDir,
+        kQuiet},
        Import},
       {"stats",
        "events by type, tokens by status and scope, size on disk",
        "Counts events by type and tokens by status and scope, and shows the last sequence number\n"
        "and the size on disk. Works beside a running server.",
-       {kDataDir, {"format", "table|json", "output format", "table"}},
+       {kDataDir, {"format", "table|json", "output format", "table"}, kQuiet},
        Stats},
   };
 }
