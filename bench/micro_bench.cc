@@ -87,12 +87,7 @@ void BM_ListPage(benchmark::State& state) {
   }
   std::filesystem::remove_all(dir);
 }
-BENCHMARK(BM_ListPage)
-    ->Arg(100)
-    ->Arg(1000)
-    ->Arg(10000)
-    ->Arg(100000)
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ListPage)->Arg(100)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond);
 
 // One request-log line with the fields Api logs per request, as the I/O thread pays for it:
 // format and hand to the background writer (the server's mode). Run with stderr sent to

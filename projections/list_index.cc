@@ -158,18 +158,23 @@ std::vector<std::string> ListCountKeys(const TokenRow& row) {
 }
 
 std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value) {
-  if (key.size() < Id::kBytes + 3 || key[Id::kBytes] != kByStatus ||
-      static_cast<SortField>(key[Id::kBytes + 2]) != SortField::kInsertedAt) {
+  constexpr std::size_t kField = Id::kBytes + 1 + Id::kBytes;
+  if (key.size() <= kField || key[Id::kBytes] != kByEnvironment ||
+      static_cast<SortField>(key[kField]) != SortField::kStatus ||
+      !DecodeListIndexEntry(key, value)) {
     return {};
   }
-  auto v = DecodeListIndexEntry(key, value);
-  if (!v || !v->scope) return {};
+  const std::uint64_t status = ReadU64(key.substr(kField + 1));
+  if (status < 1 || status > 3) return {};
   TokenRow row;
   row.state.exists = true;
   row.state.account_id = *Id::FromBytes(key.substr(0, Id::kBytes));
-  row.state.status = static_cast<core::TokenStatus>(key[Id::kBytes + 1]);
-  row.state.scope = *v->scope;
-  row.state.environment_id = v->environment_id;
+  row.state.status = static_cast<core::TokenStatus>(status);
+  const Id env = *Id::FromBytes(key.substr(Id::kBytes + 1, Id::kBytes));
+  if (!env.IsZero()) {
+    row.state.scope = events::TokenScope::kEnvironment;
+    row.state.environment_id = env;
+  }
   return ListCountKeys(row);
 }
 
@@ -230,7 +235,8 @@ ListPlan PlanList(const Id& account, const ListFilter& filter) {
 
 std::string ListRangePrefix(const ListPlan& plan, SortField field) {
   assert(!plan.empty && plan.partition.size() > Id::kBytes);
-  if (plan.partition[Id::kBytes] == kByStatus && field == SortField::kStatus) field = SortField::kId;
+  if (plan.partition[Id::kBytes] == kByStatus && field == SortField::kStatus)
+    field = SortField::kId;
   std::string prefix = plan.partition;
   prefix.push_back(static_cast<char>(field));
   return prefix;
@@ -246,7 +252,8 @@ std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::st
   ListIndexValue v;
   v.token_id = *Id::FromBytes(key.substr(key.size() - Id::kBytes));
   v.created_seq = ReadU64(value);
-  if (field == SortField::kInsertedAt) v.inserted_at = TimeFromSortable(ReadU64(key.substr(*partition + 1)));
+  if (field == SortField::kInsertedAt)
+    v.inserted_at = TimeFromSortable(ReadU64(key.substr(*partition + 1)));
   if (key[Id::kBytes] == kByStatus) {
     if (value.size() != kSeqBytes + 1 && value.size() != kSeqBytes + 1 + Id::kBytes)
       return std::nullopt;

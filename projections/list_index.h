@@ -71,9 +71,11 @@ std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row);
 std::vector<std::string> ListCountKeys(const TokenRow& row);
 bool IsListCountKey(std::string_view key);
 // The counters one stored entry stands for, so that the counters can be recounted from the
-// index alone: for the one entry per token that carries every filter attribute (status
-// partition, inserted_at field), the keys ListCountKeys gives that token; empty for every
-// other entry and for malformed ones.
+// index alone: for the one entry per token whose key holds every filter attribute (the
+// environment partition's `status` entry: environment, hence scope, and status), the keys
+// ListCountKeys gives that token; empty for every other entry and for malformed ones. These
+// entries sort before the account's counters, so a writer in key order has the counts when
+// it reaches them.
 std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value);
 std::string EncodeListCount(std::int64_t n);
 // nullopt unless exactly 8 bytes.
@@ -104,7 +106,7 @@ std::string ListRangePrefix(const ListPlan& plan, SortField field);
 struct ListIndexValue {
   Id token_id;
   std::uint64_t created_seq = 0;
-  Micros inserted_at = 0;  // only when decoded from an inserted_at entry
+  Micros inserted_at = 0;                   // only when decoded from an inserted_at entry
   std::optional<events::TokenScope> scope;  // 's' entries only
   std::optional<Id> environment_id;         // 's' entries of environment-scoped tokens
 };

@@ -9,6 +9,7 @@
 #include <rocksdb/sst_file_writer.h>
 
 #include <boost/json.hpp>
+#include <map>
 #include <unordered_map>
 
 #include "src/store/store_impl.h"
@@ -192,13 +193,34 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   if (!s.ok()) return StorageError(s, "creating the rebuilt list index file");
   {
     p = RebuildProgress{0, list_written, "index"};
+    // The counters: an account's entries that give its counts (ListCountKeysOfEntry) sort
+    // before its counters, so they are counted on the way and written at their place in key
+    // order. Memory: one account's filter combinations.
+    std::map<std::string, std::int64_t> counts;
+    auto write_counts = [&](std::string_view before) -> rocksdb::Status {
+      while (!counts.empty() && (before.empty() || counts.begin()->first < before)) {
+        rocksdb::Status ws = list_sst.Put(counts.begin()->first,
+                                          projections::EncodeListCount(counts.begin()->second));
+        if (!ws.ok()) return ws;
+        counts.erase(counts.begin());
+        ++list_written;
+      }
+      return rocksdb::Status::OK();
+    };
     std::unique_ptr<rocksdb::Iterator> it = sort.NewIterator('l');
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      s = list_sst.Put(TokenSort::RawKey(it->key()), it->value());
+      const rocksdb::Slice key = TokenSort::RawKey(it->key());
+      s = write_counts(key.ToStringView());
+      if (s.ok()) s = list_sst.Put(key, it->value());
       if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
+      for (auto& k :
+           projections::ListCountKeysOfEntry(key.ToStringView(), it->value().ToStringView()))
+        ++counts[k];
       if (++p.events_done % chunk_events == 0 && progress) progress(p);
     }
     if (!it->status().ok()) return StorageError(it->status(), "reading the temporary sort");
+    s = write_counts({});
+    if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
   }
   rocksdb::IngestExternalFileOptions ingest;
   ingest.move_files = true;  // falls back to a copy across file systems

@@ -11,6 +11,7 @@
 // Memory: the sort's buffers (kTokenSortMemoryBytes) and one token's fold, whatever the size
 // of the ledger.
 #include <functional>
+#include <map>
 
 #include "src/store/store_impl.h"
 #include "src/store/token_sort.h"

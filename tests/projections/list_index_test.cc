@@ -117,8 +117,8 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
   }
   using S = core::TokenStatus;
   using C = events::TokenScope;
-  for (std::optional<S> status : {std::optional<S>(), std::optional<S>(S::kActive),
-                                  std::optional<S>(S::kRevoked)}) {
+  for (std::optional<S> status :
+       {std::optional<S>(), std::optional<S>(S::kActive), std::optional<S>(S::kRevoked)}) {
     for (std::optional<C> scope :
          {std::optional<C>(), std::optional<C>(C::kAccount), std::optional<C>(C::kEnvironment)}) {
       for (std::optional<Id> env : {std::optional<Id>(), std::optional<Id>(kEnv)}) {
@@ -155,8 +155,7 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
 }
 
 TEST(ListIndexTest, CountsRoundTrip) {
-  for (std::int64_t n : {std::int64_t{0}, std::int64_t{1}, std::int64_t{-1},
-                         std::int64_t{1} << 40})
+  for (std::int64_t n : {std::int64_t{0}, std::int64_t{1}, std::int64_t{-1}, std::int64_t{1} << 40})
     EXPECT_EQ(DecodeListCount(EncodeListCount(n)), n);
   EXPECT_FALSE(DecodeListCount("1234567"));
 }

@@ -167,9 +167,8 @@ TEST_F(ListTest, Filters) {
 TEST_F(ListTest, EveryFilterSortAndDirectionMatchesTheBruteForce) {
   using S = core::TokenStatus;
   using C = events::TokenScope;
-  for (std::optional<S> status :
-       {std::optional<S>(), std::optional<S>(S::kActive), std::optional<S>(S::kSuspended),
-        std::optional<S>(S::kRevoked)}) {
+  for (std::optional<S> status : {std::optional<S>(), std::optional<S>(S::kActive),
+                                  std::optional<S>(S::kSuspended), std::optional<S>(S::kRevoked)}) {
     for (std::optional<C> scope :
          {std::optional<C>(), std::optional<C>(C::kAccount), std::optional<C>(C::kEnvironment)}) {
       for (std::optional<Id> env : {std::optional<Id>(), std::optional<Id>(env1_)}) {
