@@ -208,6 +208,7 @@ TEST_F(LedgerStoreTest, UsesEnterTheLedgerOncePerAuditInterval) {
       ListQuery{.account_id = account_, .sort = projections::SortField::kLastUsedAt});
   ASSERT_TRUE(page);
   ASSERT_EQ(page->rows.size(), 2u);
+  EXPECT_EQ(page->item_count, 2u) << "the rebuilt counters";
   EXPECT_EQ(page->rows[0].state.id, token) << "the list index follows the usage records";
 
   // Deleting the token drops its usage record with it.
