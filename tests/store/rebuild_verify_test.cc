@@ -102,6 +102,33 @@ TEST_F(RebuildVerifyTest, AStrayIndexEntryIsNamed) {
   EXPECT_EQ(findings[0].kind, "index");
 }
 
+// item_count comes from counters: one that is off is named, and a rebuild restores it.
+TEST_F(RebuildVerifyTest, AWrongListCounterIsNamedAndRebuilt) {
+  const auto before = store_->ListTokens({.account_id = account_});
+  ASSERT_TRUE(before);
+  Close();
+  WithRawDb(options_.data_dir, [&](rocksdb::DB* db, auto& cfs) {
+    projections::TokenRow any;
+    any.state.exists = true;
+    any.state.account_id = account_;
+    const std::string all = projections::ListCountKeys(any)[0];
+    ASSERT_TRUE(db->Merge(rocksdb::WriteOptions(), Family(cfs, "token_list_index"), all,
+                          projections::EncodeListCount(5))
+                    .ok());
+  });
+  Open();
+  EXPECT_EQ(store_->ListTokens({.account_id = account_})->item_count, before->item_count + 5);
+  const auto findings = Findings();
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, "index");
+  EXPECT_NE(findings[0].message.find("list counter"), std::string::npos) << findings[0].message;
+  Close();
+  Open(OpenMode::kMaintenance);
+  ASSERT_TRUE(store_->RebuildProjections());
+  EXPECT_TRUE(Findings().empty());
+  EXPECT_EQ(store_->ListTokens({.account_id = account_})->item_count, before->item_count);
+}
+
 TEST_F(RebuildVerifyTest, RebuildEqualsTheInlineProjections) {
   const auto before = Rows();
   ASSERT_TRUE(store_->RebuildProjections({}, 5));
