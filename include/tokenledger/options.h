@@ -44,8 +44,15 @@ struct StoreOptions {
   std::size_t idempotency_purge_batch = 1024;
   // How often the committer looks for expired idempotency records. Default: 60 s.
   Micros idempotency_purge_interval = kMicrosPerMinute;
-  // Size of the RocksDB block cache shared by all column families. Default: 64 MiB.
+  // Size of the RocksDB block cache shared by all column families (data, index and filter
+  // blocks). Default: 64 MiB.
   std::size_t block_cache_bytes = 64u << 20;
+  // Memory for RocksDB's memtables, all column families together; each family's memtable
+  // is flushed at half of it. Default: 64 MiB.
+  std::size_t memtable_bytes = 64u << 20;
+  // Write-ahead log kept before the families holding its oldest file are flushed: bounds what
+  // a start replays (~0.5 s per 64 MiB here). Default: 64 MiB.
+  std::size_t max_wal_bytes = 64u << 20;
   // After a failed write the store is degraded: it refuses writes at once and tries to
   // recover (probe the disk, then RocksDB Resume() or a reopen) this long after the failure.
   // Default: 1 s.

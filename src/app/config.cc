@@ -41,6 +41,21 @@ bool ParseSize(const std::string& text, std::size_t* out) {
   return true;
 }
 
+// N bytes, or N with a binary unit: KiB, MiB, GiB.
+bool ParseBytes(const std::string& text, std::size_t* out) {
+  static const std::pair<std::string_view, std::size_t> kUnits[] = {
+      {"KiB", std::size_t{1} << 10}, {"MiB", std::size_t{1} << 20}, {"GiB", std::size_t{1} << 30}};
+  for (const auto& [unit, scale] : kUnits) {
+    if (text.size() > unit.size() && text.ends_with(unit)) {
+      std::size_t n = 0;
+      if (!ParseSize(text.substr(0, text.size() - unit.size()), &n) || n > (1u << 20)) return false;
+      *out = n * scale;
+      return true;
+    }
+  }
+  return ParseSize(text, out);
+}
+
 std::vector<Option> Options() {
   auto size = [](std::size_t ServerOptions::*field) {
     return [field](Config& c, const std::string& v) {
@@ -111,6 +126,22 @@ std::vector<Option> Options() {
        "writes per commit batch, one fsync each (default 512)",
        [](Config& c, const std::string& v) {
          return ParseSize(v, &c.store.max_batch_size) && c.store.max_batch_size > 0;
+       }},
+      {"block-cache", "TOKENLEDGER_BLOCK_CACHE", "BYTES",
+       "RocksDB block cache: data, index and filter blocks (default 64MiB)",
+       [](Config& c, const std::string& v) {
+         return ParseBytes(v, &c.store.block_cache_bytes) &&
+                c.store.block_cache_bytes >= (1u << 20);
+       }},
+      {"memtable-budget", "TOKENLEDGER_MEMTABLE_BUDGET", "BYTES",
+       "RocksDB memtables of all families together (default 64MiB)",
+       [](Config& c, const std::string& v) {
+         return ParseBytes(v, &c.store.memtable_bytes) && c.store.memtable_bytes >= (4u << 20);
+       }},
+      {"max-wal", "TOKENLEDGER_MAX_WAL", "BYTES",
+       "write-ahead log kept before flushing; bounds start-up replay (default 64MiB)",
+       [](Config& c, const std::string& v) {
+         return ParseBytes(v, &c.store.max_wal_bytes) && c.store.max_wal_bytes >= (1u << 20);
        }},
       {"idempotency-ttl", "TOKENLEDGER_IDEMPOTENCY_TTL", "DURATION",
        "how long idempotency keys are kept (default 24h)",

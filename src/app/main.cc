@@ -134,6 +134,7 @@ int Main(int argc, char** argv) {
        {"last_seq", static_cast<long long>(ledger->LastSeq())},
        {"version", TOKENLEDGER_VERSION}});
   server->Run();
+  api->StopSlowReads();  // reads still on the slow-read pool finish before the store closes
   // The ledger first: closing it finishes every queued write and answers it (into the
   // stopped server, which must still exist), then the API and the server.
   ledger.reset();

@@ -170,7 +170,11 @@ struct Api::Call {
 
 Api::Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options,
          HttpMetrics& metrics)
-    : store_(store), signer_(signer), options_(options), metrics_(metrics) {
+    : store_(store),
+      signer_(signer),
+      options_(options),
+      metrics_(metrics),
+      slow_reads_(options.slow_read_threads, options.max_queued_slow_reads) {
   routes_ = {
       {"GET", "/api/v1/ping", &Api::Ping, Auth::kToken},
       {"POST", "/api/v1/api_token", &Api::CreateToken, Auth::kToken},
@@ -639,18 +643,39 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
     }
     lq.environment_id = caller.environment_id;
   }
-  auto result = store_.ListTokens(lq);
-  if (!result) return call->Fail(result.error());
-  json::array summaries;
-  summaries.reserve(result->rows.size());
-  for (const auto& row : result->rows) summaries.push_back(TokenSummaryJson(row.state));
-  json::object pagination =
-      PaginationJson(result->item_count, lq.offset, lq.page_size, result->rows.size());
-  pagination["snapshot"] = result->snapshot_seq;
-  call->Respond(Success({{"status", "success"},
-                         {"summaries", std::move(summaries)},
-                         {"pagination", std::move(pagination)},
-                         {"sorting", json::object{{"field", field}, {"direction", direction}}}}));
+  // O(page) for first pages, O(offset) for deep ones (docs/LEDGER.md): off the I/O threads.
+  OffIoThread(call, [this, call, lq, field, direction] {
+    auto result = store_.ListTokens(lq);
+    if (!result) return call->Fail(result.error());
+    json::array summaries;
+    summaries.reserve(result->rows.size());
+    for (const auto& row : result->rows) summaries.push_back(TokenSummaryJson(row.state));
+    json::object pagination =
+        PaginationJson(result->item_count, lq.offset, lq.page_size, result->rows.size());
+    pagination["snapshot"] = result->snapshot_seq;
+    call->Respond(Success({{"status", "success"},
+                           {"summaries", std::move(summaries)},
+                           {"pagination", std::move(pagination)},
+                           {"sorting", json::object{{"field", field}, {"direction", direction}}}}));
+  });
+}
+
+void Api::OffIoThread(const std::shared_ptr<Call>& call, std::function<void()> read) {
+  const bool queued = slow_reads_.TrySubmit([call, read = std::move(read)] {
+    try {
+      read();
+    } catch (const std::exception& e) {
+      Log(LogLevel::kError, "unexpected exception",
+          {{"request_id", call->request_id}, {"what", e.what()}});
+      call->Fail(Err(ErrorCode::kUnexpected, "internal error; request id " + call->request_id));
+    }
+  });
+  if (!queued) {
+    HttpResponse r = ErrorResponse(
+        Err(ErrorCode::kUnavailable, "too many list requests in progress; retry shortly"));
+    r.headers.emplace_back("Retry-After", "1");
+    call->Respond(std::move(r));
+  }
 }
 
 std::optional<projections::TokenRow> Api::TokenInReach(const std::shared_ptr<Call>& call,
@@ -680,16 +705,19 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
     const auto t = ParseRfc3339(*as_of);
     if (!t)
       return call->Fail(Err(ErrorCode::kInvalidValue, "as_of must be an RFC 3339 time", "as_of"));
-    auto past = store_.GetTokenAsOf(*id, *t);
-    if (!past) return call->Fail(past.error());
-    const Caller& c = call->caller;
-    if (!*past || (*past)->state.account_id != c.account_id ||
-        (c.scope == events::TokenScope::kEnvironment &&
-         (*past)->state.environment_id != c.environment_id)) {
-      return call->Fail(
-          Err(ErrorCode::kNotFound, "api_token " + id->ToString() + " not found at " + *as_of));
-    }
-    row = std::move(*past);
+    // A fold over the token's whole history: off the I/O threads.
+    return OffIoThread(call, [this, call, id = *id, t = *t, as_of = std::string(*as_of)] {
+      auto past = store_.GetTokenAsOf(id, t);
+      if (!past) return call->Fail(past.error());
+      const Caller& c = call->caller;
+      if (!*past || (*past)->state.account_id != c.account_id ||
+          (c.scope == events::TokenScope::kEnvironment &&
+           (*past)->state.environment_id != c.environment_id)) {
+        return call->Fail(
+            Err(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found at " + as_of));
+      }
+      call->Respond(Success({{"status", "success"}, {"details", TokenDetailsJson(**past)}}));
+    });
   } else {
     row = TokenInReach(call, *id);
     if (!row) return;

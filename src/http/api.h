@@ -16,6 +16,7 @@
 #include "src/auth/jwt.h"
 #include "src/http/http_types.h"
 #include "src/http/metrics.h"
+#include "src/http/read_pool.h"
 #include "src/http/router.h"
 #include "src/store/ledger_store.h"
 #include "tokenledger/options.h"
@@ -28,6 +29,11 @@ struct ApiOptions {
   // Page size bounds of SPEC.md. Default: 25, at most 100.
   std::uint32_t default_page_size = 25;
   std::uint32_t max_page_size = 100;
+  // Threads for reads whose cost grows with their input (lists, as_of), off the I/O
+  // threads. Default: 1.
+  unsigned slow_read_threads = 1;
+  // Such reads waiting for a thread; more are answered 503 at once. Default: 64.
+  std::size_t max_queued_slow_reads = 64;
 };
 
 // Who is calling: the token that authenticated the request.
@@ -48,6 +54,10 @@ class Api {
 
   // The JWT of a token: its claims follow from its state, so it can be produced again.
   std::string TokenJwt(const core::TokenState& state) const;
+
+  // Finishes the reads running or queued off the I/O threads and refuses new ones.
+  // REQUIRES: called before the store is closed.
+  void StopSlowReads() { slow_reads_.Stop(); }
 
   struct Call;
   using Handler = void (Api::*)(const std::shared_ptr<Call>&);
@@ -71,6 +81,8 @@ class Api {
   void OpenApi(const std::shared_ptr<Call>& call);
 
   void Action(const std::shared_ptr<Call>& call, core::Command command);
+  // Runs `read` on the slow-read pool (ReadPool); answers 503 if its queue is full.
+  void OffIoThread(const std::shared_ptr<Call>& call, std::function<void()> read);
   // Submits a write and answers from its outcome (recording it when idempotent).
   void SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
                    std::optional<std::string> key, std::string canonical_body);
@@ -83,6 +95,7 @@ class Api {
   ApiOptions options_;
   HttpMetrics& metrics_;
   std::vector<Route<Handler>> routes_;
+  ReadPool slow_reads_;
 
   // Last use submitted per token, so a busy token submits at most one RecordUse per
   // granularity window from this process.

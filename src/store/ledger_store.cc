@@ -159,7 +159,8 @@ rocksdb::Status LedgerStore::Impl::OpenDb() {
     names.emplace_back(kUsageCf);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, cf_options);
+  for (const auto& n : names)
+    descriptors.emplace_back(n, n == kEventsCf ? events_cf_options : cf_options);
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s;
@@ -246,20 +247,47 @@ class NoAutoRecovery : public rocksdb::EventListener {
   }
 };
 
-rocksdb::ColumnFamilyOptions MakeCfOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
+// The options of every family but `events`. REQUIRES: options validated by Open.
+rocksdb::ColumnFamilyOptions MakeCfOptions(const std::shared_ptr<rocksdb::Cache>& cache,
+                                           const StoreOptions& options) {
   rocksdb::ColumnFamilyOptions cf;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
   // Point lookups (rows, stream heads, idempotency records) dominate: a bloom filter saves a
-  // disk read for every miss.
+  // disk read for every miss. Index and filter blocks live in the block cache, so the cache
+  // bounds them too (pinned at L0, which is read on every look-up).
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.format_version = 5;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf.merge_operator = NewListCountMergeOperator();  // list counters only
   // A counter is merged on every create: fold the operands at write time once a few pile up
   // in the memtable, so reading a counter never applies thousands of them.
   cf.max_successive_merges = 8;
-  cf.compression = rocksdb::kNoCompression;
+  cf.write_buffer_size = options.memtable_bytes / 2;
+  // LZ4 where data is still being rewritten, ZSTD where it settles (most of the bytes).
+  cf.compression = rocksdb::kLZ4Compression;
+  cf.bottommost_compression = rocksdb::kZSTD;
+  // Levels sized from the last one: ~10% space overhead for obsolete versions, not ~2x.
+  cf.level_compaction_dynamic_level_bytes = true;
+  return cf;
+}
+
+// `events`: appended in key order, read by range scans and by seq from the stream index
+// (always hits), never overwritten. No filter (it would only cost memory); larger blocks
+// compress JSON better.
+rocksdb::ColumnFamilyOptions MakeEventsCfOptions(const std::shared_ptr<rocksdb::Cache>& cache,
+                                                 const StoreOptions& options) {
+  rocksdb::ColumnFamilyOptions cf = MakeCfOptions(cache, options);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.block_size = 16 * 1024;
+  table.format_version = 5;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.merge_operator.reset();
   return cf;
 }
 
@@ -270,6 +298,7 @@ LedgerStore::LedgerStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode,
                                       StoreHooks hooks) {
   if (options.max_batch_size == 0 || options.max_queue_depth == 0 || options.idempotency_ttl <= 0 ||
+      options.block_cache_bytes == 0 || options.memtable_bytes == 0 || options.max_wal_bytes == 0 ||
       options.recovery_interval <= 0 || options.max_recovery_interval < options.recovery_interval ||
       options.idempotency_purge_batch == 0 || options.idempotency_purge_interval <= 0 ||
       options.policy.default_lifetime <= 0 || options.policy.max_lifetime < 0 ||
@@ -338,8 +367,14 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   if (mode != OpenMode::kReadOnly) {
     db_options.info_log = InfoLog::Open(options.data_dir, db_options.keep_log_file_num);
   }
+  // Memory and start-up bounds: the memtables of all families share one budget, and the
+  // write-ahead log is kept below max_wal_bytes by flushing the families that hold its oldest
+  // file, so a start replays at most that much log.
+  db_options.db_write_buffer_size = options.memtable_bytes;
+  db_options.max_total_wal_size = options.max_wal_bytes;
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
-  impl->cf_options = MakeCfOptions(cache);
+  impl->cf_options = MakeCfOptions(cache, options);
+  impl->events_cf_options = MakeEventsCfOptions(cache, options);
 
   ProjectionMeta initial{
       projections::kTokenDetails.version,

@@ -76,7 +76,8 @@ struct LedgerStore::Impl {
   rocksdb::ColumnFamilyHandle* usage = nullptr;  // null only in kReadOnly over an old ledger
   rocksdb::ColumnFamilyHandle* details = nullptr;
   rocksdb::ColumnFamilyHandle* list = nullptr;
-  rocksdb::ColumnFamilyOptions cf_options;
+  rocksdb::ColumnFamilyOptions cf_options;         // every family but `events`
+  rocksdb::ColumnFamilyOptions events_cf_options;  // `events`
   ProjectionMeta projection_meta;
   std::atomic<bool> projections_match{false};
 

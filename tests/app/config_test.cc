@@ -78,11 +78,29 @@ TEST(ConfigTest, Durations) {
   EXPECT_FALSE(ParseDuration("5w", &m));
 }
 
+TEST(ConfigTest, MemoryBoundsTakeBinaryUnits) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(Parse({"--block-cache", "32MiB", "--memtable-budget=16MiB", "--max-wal", "1GiB",
+                     "--usage-audit-interval", "0"},
+                    {}, &c, &error))
+      << error;
+  EXPECT_EQ(c.store.block_cache_bytes, std::size_t{32} << 20);
+  EXPECT_EQ(c.store.memtable_bytes, std::size_t{16} << 20);
+  EXPECT_EQ(c.store.max_wal_bytes, std::size_t{1} << 30);
+  EXPECT_EQ(c.store.policy.usage_audit_interval, 0);
+  ASSERT_TRUE(Parse({"--block-cache", "8388608"}, {}, &c, &error)) << error;
+  EXPECT_EQ(c.store.block_cache_bytes, std::size_t{8} << 20);
+  for (const char* bad : {"", "MiB", "12MB", "1KiB", "-1MiB", "5 MiB"})
+    EXPECT_FALSE(Parse({"--block-cache", bad}, {}, &c, &error)) << bad;
+}
+
 TEST(ConfigTest, HelpListsEveryOptionWithItsDefault) {
   const std::string help = HelpText();
   for (const char* flag :
        {"--listen", "--data-dir", "--threads", "--signing-key-file", "--max-body-bytes",
-        "--idempotency-ttl", "--last-used-granularity", "--log-level", "--metrics-listen"}) {
+        "--idempotency-ttl", "--last-used-granularity", "--log-level", "--metrics-listen",
+        "--usage-audit-interval", "--block-cache", "--memtable-budget", "--max-wal"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
   EXPECT_NE(help.find("default 127.0.0.1:8080"), std::string::npos);

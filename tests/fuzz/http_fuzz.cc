@@ -114,7 +114,9 @@ void TearDown() {
   if (!h) return;
   h->server->Shutdown();
   if (h->io.joinable()) h->io.join();
-  // As tokenledgerd does: the ledger first (it answers queued writes into the stopped server).
+  // As tokenledgerd does: slow reads finish, then the ledger (it answers queued writes into
+  // the stopped server).
+  h->api->StopSlowReads();
   h->store.reset();
   h->api.reset();
   h->server.reset();
