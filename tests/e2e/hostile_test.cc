@@ -49,8 +49,19 @@ namespace tokenledger::e2e {
 namespace {
 using Clock = std::chrono::steady_clock;
 
-constexpr double kNormalP99Ms = 250;
-constexpr long kRssMarginKiB = 64 * 1024;
+// Under AddressSanitizer (scripts/test --sanitize) the server runs several times slower and
+// keeps freed memory in quarantine (256 MiB by default), so the sanitizer run sends a fifth of
+// the volume, leaves RSS unchecked (LeakSanitizer checks leaks at exit) and allows for the
+// slowdown in p99: it is there to find
+// memory errors on the request path. The full volume and the real bounds hold in the normal
+// build, which CI runs first.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+constexpr double kNormalP99Ms = kSanitized ? 1000 : 250;
+constexpr long kRssMarginKiB = 64 * 1024;  // not checked under ASan: quarantine, not leaks
 constexpr int kSocketMargin = 2;
 constexpr int kFdMargin = 16;
 constexpr int kWorkers = 4;
@@ -66,7 +77,7 @@ std::uint64_t TestSeed() {
 
 std::uint64_t Volume() {
   const char* env = std::getenv("TOKENLEDGER_HOSTILE_REQUESTS");
-  return env ? std::strtoull(env, nullptr, 10) : 100000;
+  return env ? std::strtoull(env, nullptr, 10) : kSanitized ? 20000 : 100000;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1108,8 +1119,8 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
   for (int i = 0; i < 60; ++i) {
     rss_after = RssKiB(pid);
     std::tie(fds_after, sockets_after) = Fds(pid);
-    if (rss_after <= rss_base + kRssMarginKiB && fds_after <= fds_base + kFdMargin &&
-        sockets_after <= sockets_base + kSocketMargin)
+    if ((kSanitized || rss_after <= rss_base + kRssMarginKiB) &&
+        fds_after <= fds_base + kFdMargin && sockets_after <= sockets_base + kSocketMargin)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
@@ -1155,7 +1166,7 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
   EXPECT_LE(pct(0.99), kNormalP99Ms);
   EXPECT_EQ(slow_not_closed.load(), 0u);
   EXPECT_GT(slow_closed.load(), 0u);
-  EXPECT_LE(rss_after, rss_base + kRssMarginKiB);
+  if (!kSanitized) EXPECT_LE(rss_after, rss_base + kRssMarginKiB);
   EXPECT_LE(fds_after, fds_base + kFdMargin);
   EXPECT_LE(sockets_after, sockets_base + kSocketMargin);
   if (!alive_after_attack) return;

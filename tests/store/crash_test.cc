@@ -22,7 +22,9 @@ struct ChildRun {
   int status = 0;
 };
 
-// Runs the writer for `run_for`, then SIGKILLs it and collects everything it printed.
+// Runs the writer for `run_for` counted from its first acknowledged write (so that a slow
+// start, under the sanitizers or on a loaded machine, never leaves a round with nothing to
+// check), then SIGKILLs it and collects everything it printed.
 ChildRun RunAndKill(const std::vector<std::string>& args, std::chrono::milliseconds run_for) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
@@ -40,9 +42,14 @@ ChildRun RunAndKill(const std::vector<std::string>& args, std::chrono::milliseco
   ::close(fds[1]);
   ChildRun run;
   char buf[65536];
-  const auto deadline = std::chrono::steady_clock::now() + run_for;
-  bool killed = false;
+  // Until the first acknowledged write: a generous bound, then the kill comes regardless.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool started = false, killed = false;
   for (;;) {
+    if (!started && !run.output.empty()) {
+      started = true;
+      deadline = std::chrono::steady_clock::now() + run_for;
+    }
     if (!killed && std::chrono::steady_clock::now() >= deadline) {
       ::kill(pid, SIGKILL);
       killed = true;
