@@ -1166,7 +1166,9 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
   EXPECT_LE(pct(0.99), kNormalP99Ms);
   EXPECT_EQ(slow_not_closed.load(), 0u);
   EXPECT_GT(slow_closed.load(), 0u);
-  if (!kSanitized) EXPECT_LE(rss_after, rss_base + kRssMarginKiB);
+  if (!kSanitized) {
+    EXPECT_LE(rss_after, rss_base + kRssMarginKiB);
+  }
   EXPECT_LE(fds_after, fds_base + kFdMargin);
   EXPECT_LE(sockets_after, sockets_base + kSocketMargin);
   if (!alive_after_attack) return;
