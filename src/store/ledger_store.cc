@@ -495,6 +495,18 @@ LedgerStore::~LedgerStore() {
 
 std::uint64_t LedgerStore::LastSeq() const { return impl_->committed_seq.load(); }
 
+std::optional<std::uint64_t> LedgerStore::PendingCompactionBytes() const {
+  auto db_lock = impl_->ReadLock();
+  if (!impl_->db) return std::nullopt;
+  std::uint64_t total = 0;
+  for (auto* h : impl_->handles) {
+    std::uint64_t v = 0;
+    if (impl_->db->GetIntProperty(h, rocksdb::DB::Properties::kEstimatePendingCompactionBytes, &v))
+      total += v;
+  }
+  return total;
+}
+
 std::size_t LedgerStore::QueueDepth() const {
   std::lock_guard lock(impl_->mu);
   return impl_->queue.size();

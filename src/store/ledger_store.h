@@ -235,6 +235,9 @@ class LedgerStore {
       const std::function<bool(std::uint64_t seq, std::string_view record)>& visit) const;
 
   std::uint64_t LastSeq() const;
+  // RocksDB's estimate of the bytes compaction still has to rewrite ("compaction debt"),
+  // summed over the column families; nullopt while the storage is being recovered.
+  std::optional<std::uint64_t> PendingCompactionBytes() const;
   std::size_t QueueDepth() const;
   // True when the stored projection versions equal the code's and they are at the head.
   bool ProjectionsCurrent() const;

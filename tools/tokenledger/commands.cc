@@ -15,8 +15,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include <rocksdb/db.h>
-
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
 #include "src/auth/signing_key.h"
@@ -567,38 +565,6 @@ int Import(const Flags& flags) {
 // ---------------------------------------------------------------------------------------
 // stats
 
-// RocksDB's estimate of the bytes compaction still has to rewrite ("compaction debt"), summed
-// over the column families, read through a secondary instance of its own (the store does not
-// expose RocksDB properties); nullopt if it cannot be read.
-std::optional<std::uint64_t> PendingCompactionBytes(const std::string& data_dir) {
-  std::vector<std::string> names;
-  if (!rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), data_dir, &names).ok())
-    return std::nullopt;
-  std::string secondary =
-      (std::filesystem::temp_directory_path() / "tokenledger-stats-XXXXXX").string();
-  if (!::mkdtemp(secondary.data())) return std::nullopt;
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  rocksdb::Options options;
-  options.max_open_files = -1;  // required for secondaries
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  std::optional<std::uint64_t> total;
-  if (rocksdb::DB::OpenAsSecondary(options, data_dir, secondary, descriptors, &handles, &db).ok()) {
-    total = 0;
-    for (auto* h : handles) {
-      std::uint64_t v = 0;
-      if (db->GetIntProperty(h, rocksdb::DB::Properties::kEstimatePendingCompactionBytes, &v))
-        *total += v;
-      db->DestroyColumnFamilyHandle(h);
-    }
-    delete db;
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(secondary, ec);
-  return total;
-}
-
 int Stats(const Flags& flags) {
   const std::string data_dir = flags.Get("data-dir");
   Opened opened = OpenReadOnly(data_dir);
@@ -630,7 +596,7 @@ int Stats(const Flags& flags) {
   for (const auto& entry : std::filesystem::recursive_directory_iterator(data_dir, ec)) {
     if (entry.is_regular_file(ec)) bytes += entry.file_size(ec);
   }
-  const std::optional<std::uint64_t> pending = PendingCompactionBytes(data_dir);
+  const std::optional<std::uint64_t> pending = opened.store->PendingCompactionBytes();
   if (flags.Get("format", "table") == "json") {
     json::object o{{"last_seq", opened.store->LastSeq()},
                    {"events", events},
