@@ -95,7 +95,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   }
   for (const std::string& name : {state.details_cf, state.list_cf}) {
     rocksdb::ColumnFamilyHandle* h = nullptr;
-    s = db->CreateColumnFamily(m.cf_options, name, &h);
+    s = db->CreateColumnFamily(m.CfOptionsFor(name), name, &h);
     if (!s.ok()) return StorageError(s, "creating a projection family");
     m.handles.push_back(h);
   }
@@ -187,7 +187,8 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   uses.reset();
   if (Status fs = sort.Finish(); !fs) return fs;
   if (progress) progress(p);
-  rocksdb::SstFileWriter list_sst(rocksdb::EnvOptions(), sst_options, new_list);
+  const rocksdb::Options list_sst_options(rocksdb::DBOptions(), m.list_cf_options);
+  rocksdb::SstFileWriter list_sst(rocksdb::EnvOptions(), list_sst_options, new_list);
   const std::string list_file = sort.Dir() + "/list.sst";
   s = list_sst.Open(list_file);
   if (!s.ok()) return StorageError(s, "creating the rebuilt list index file");
