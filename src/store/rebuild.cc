@@ -114,15 +114,15 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     ro.readahead_size = 2u << 20;
     ro.adaptive_readahead = true;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, m.events));
+    events::EventEnvelope e;  // reused: its strings keep their capacity
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      auto e = events::DecodeStoredEvent(it->value().ToStringView());
-      if (!e) {
+      if (Status ds = events::DecodeStoredEventInto(it->value().ToStringView(), &e); !ds) {
         return Error{ErrorCode::kUnexpected,
                      "event " + std::to_string(DecodeU64(it->key().ToStringView())) + ": " +
-                         e.error().message,
+                         ds.error().message,
                      {}};
       }
-      if (Status as = sort.Add(*e); !as) return as;
+      if (Status as = sort.Add(e); !as) return as;
       if (++p.events_done % 16384 == 0 && progress) progress(p);
     }
     if (!it->status().ok()) return StorageError(it->status(), "reading events");
