@@ -43,6 +43,25 @@ struct Interrupted {};
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
+// With TOKENLEDGER_PHASE_TIMES set in the environment, prints to stderr how long each phase of
+// a long store operation took (the phase names of RebuildProgress): for profiling, not a
+// format anything parses.
+void TimePhase(std::string_view phase) {
+  static const bool wanted = std::getenv("TOKENLEDGER_PHASE_TIMES") != nullptr;
+  if (!wanted) return;
+  using Clock = std::chrono::steady_clock;
+  static std::string current;
+  static Clock::time_point since = Clock::now();
+  if (phase == current) return;
+  const auto now = Clock::now();
+  if (!current.empty()) {
+    std::fprintf(stderr, "phase %s: %.2f s\n", current.c_str(),
+                 std::chrono::duration<double>(now - since).count());
+  }
+  current = std::string(phase);
+  since = now;
+}
+
 // ---------------------------------------------------------------------------------------
 // replay
 
@@ -242,9 +261,11 @@ int Rebuild(const Flags& flags) {
   const std::uint64_t total = opened.store->LastSeq();
   Progress bar("rebuild", total, flags.Has("quiet"));
   auto progress = [&](const store::RebuildProgress& p) {
+    TimePhase(p.phase);
     bar.Update(p.events_done, p.phase, p.events_total);
   };
   Status s = opened.store->RebuildProjections(progress, *chunk, flags.Get("temp-dir"));
+  TimePhase("end");
   bar.Done();
   if (!s) {
     std::fprintf(stderr, "tokenledger rebuild: %s\n", s.error().message.c_str());
@@ -270,9 +291,11 @@ int Verify(const Flags& flags) {
   store::VerifyOptions options;
   options.temp_dir = flags.Get("temp-dir");
   options.progress = [&](const store::RebuildProgress& p) {
+    TimePhase(p.phase);
     bar.Update(p.events_done, p.phase, p.events_total);
   };
   auto report = opened.store->Verify(options);
+  TimePhase("end");
   bar.Done();
   if (!report) {
     std::fprintf(stderr, "tokenledger verify: %s\n", report.error().message.c_str());
@@ -501,6 +524,7 @@ int Import(const Flags& flags) {
       batch.clear();
       return true;
     };
+    TimePhase("load");
     while (error.empty() && std::getline(in, line)) {
       ++line_no;
       bytes += line.size() + 1;
@@ -517,6 +541,7 @@ int Import(const Flags& flags) {
     if (error.empty() && !batch.empty()) flush();
     auto step = [&](const store::RebuildProgress& p) {
       if (g_stop) throw Interrupted{};
+      TimePhase(p.phase);
       bar.Update(p.events_done, p.phase, p.events_total);
     };
     bar.SetUnit("events");
@@ -537,7 +562,9 @@ int Import(const Flags& flags) {
     }
     if (error.empty()) {
       if (g_stop) throw Interrupted{};
+      TimePhase("finish");
       if (Status s = ledger.FinishImport(); !s) error = s.error().message;
+      TimePhase("end");
     }
     if (error.empty()) {
       const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
