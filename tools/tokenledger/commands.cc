@@ -549,7 +549,11 @@ int Import(const Flags& flags) {
       if (Status s = ledger.RebuildProjections(step, 4096, flags.Get("temp-dir")); !s)
         error = s.error().message;
     }
-    if (error.empty()) {
+    // No separate verify pass: the load checked every record's hash, sequence number and link
+    // (AppendVerbatim) and decoded it, the rebuild's fold checked every stream's versions, and
+    // the projections and the stream index were just derived from those same events.
+    // `--verify` runs the full verify as well (a third read of the ledger).
+    if (error.empty() && flags.Has("verify")) {
       store::VerifyOptions options;
       options.temp_dir = flags.Get("temp-dir");
       options.progress = step;
@@ -761,7 +765,8 @@ std::vector<Command> AllCommands() {
       {"import",
        "load an export into an empty data directory",
        "Reads an export, checks every hash, link, sequence number and stream version, writes the\n"
-       "events (bulk, WAL off), rebuilds the projections, verifies, and only then makes the\n"
+       "events (bulk, WAL off), rebuilds the projections (checking every stream's versions on\n"
+       "the way), optionally runs a full verify (--verify), and only then makes the\n"
        "directory servable (one synced write). On a failure, SIGINT or SIGTERM the directory is\n"
        "removed; after SIGKILL or a crash it stays marked import_in_progress and the server\n"
        "refuses it (delete it and import again). The tokens in an export are JWTs signed with the\n"
@@ -775,6 +780,10 @@ std::vector<Command> AllCommands() {
         {"new-signing-key", "",
          "import without the key: the server creates a new one and every existing token fails "
          "authentication",
+         ""},
+        {"verify", "",
+         "also run a full verify before finishing (every check is already made on the way; this "
+         "re-reads the whole ledger once more)",
          ""},
         kTempDir,
         kQuiet},
