@@ -72,6 +72,22 @@ class Source {
   virtual bool Next() = 0;
   virtual bool failed() const { return false; }
   std::string_view key, value;
+  // Key bytes [p, p + 8) of the merge's common prefix length p, as in SortRef.
+  std::uint64_t word = 0;
+  std::uint32_t rest = 0;
+  void SetWord(std::size_t p) {
+    const std::size_t n = key.size() > p ? key.size() - p : 0;
+    if (n >= 8) {
+      std::memcpy(&word, key.data() + p, 8);
+      word = __builtin_bswap64(word);
+      rest = n > 8 ? 9 : 8;
+    } else {
+      word = 0;
+      for (std::size_t i = 0; i < 8; ++i)
+        word = word << 8 | (i < n ? static_cast<unsigned char>(key[p + i]) : 0u);
+      rest = static_cast<std::uint32_t>(n);
+    }
+  }
 };
 
 // A run in memory: the chunk's records, in the order of `order` (record offsets).
@@ -146,9 +162,11 @@ class FileSource : public Source {
 // The k-way merge of sources, smallest key first.
 class MergeIterator final : public rocksdb::Iterator {
  public:
-  explicit MergeIterator(std::vector<std::unique_ptr<Source>> sources,
+  // `common`: a length every key of every source shares a prefix of (compared as words
+  // past it first).
+  explicit MergeIterator(std::vector<std::unique_ptr<Source>> sources, std::size_t common = 0,
                          rocksdb::Status status = rocksdb::Status::OK())
-      : sources_(std::move(sources)), status_(std::move(status)) {}
+      : sources_(std::move(sources)), status_(std::move(status)), common_(common) {}
   bool Valid() const override { return valid_; }
   void SeekToFirst() override {
     if (started_) {
@@ -158,17 +176,21 @@ class MergeIterator final : public rocksdb::Iterator {
     }
     started_ = true;
     for (auto& s : sources_) {
-      if (s->Next()) heap_.push_back(s.get());
+      if (s->Next()) {
+        s->SetWord(common_);
+        heap_.push_back(s.get());
+      }
       if (s->failed()) Fail();
     }
-    std::make_heap(heap_.begin(), heap_.end(), Greater);
+    std::make_heap(heap_.begin(), heap_.end(), greater_);
     valid_ = status_.ok() && !heap_.empty();
   }
   void Next() override {
-    std::pop_heap(heap_.begin(), heap_.end(), Greater);
+    std::pop_heap(heap_.begin(), heap_.end(), greater_);
     Source* top = heap_.back();
     if (top->Next()) {
-      std::push_heap(heap_.begin(), heap_.end(), Greater);
+      top->SetWord(common_);
+      std::push_heap(heap_.begin(), heap_.end(), greater_);
     } else {
       heap_.pop_back();
       if (top->failed()) Fail();
@@ -185,7 +207,14 @@ class MergeIterator final : public rocksdb::Iterator {
 
  private:
   static rocksdb::Slice Slice(std::string_view s) { return {s.data(), s.size()}; }
-  static bool Greater(const Source* a, const Source* b) { return a->key > b->key; }
+  struct Greater {
+    std::size_t p;
+    bool operator()(const Source* a, const Source* b) const {
+      if (a->word != b->word) return a->word > b->word;
+      if (a->rest != b->rest || a->rest < 9) return a->rest > b->rest;
+      return a->key.substr(p + 8) > b->key.substr(p + 8);
+    }
+  };
   void Fail() { status_ = rocksdb::Status::IOError("reading a run of the temporary sort"); }
   void Unsupported() {
     status_ = rocksdb::Status::NotSupported("the temporary sort only iterates forwards");
@@ -193,6 +222,8 @@ class MergeIterator final : public rocksdb::Iterator {
   }
   std::vector<std::unique_ptr<Source>> sources_;
   rocksdb::Status status_;
+  std::size_t common_;
+  Greater greater_{common_};
   std::vector<Source*> heap_;  // a min-heap by key (std heap functions with Greater)
   bool valid_ = false, started_ = false;
 };
@@ -242,6 +273,23 @@ class TokenSort::Runs {
   std::vector<std::string> files;
   std::string memory;  // records, as in the chunk
   std::vector<std::uint32_t> order;
+  // A prefix length all keys of all runs share: the least of each chunk's common prefix and of
+  // its first key's common prefix with the first run's first key.
+  std::size_t common = std::string::npos;
+  std::string first;
+
+  void Note(std::size_t chunk_common, std::string_view first_key) {
+    if (common == std::string::npos) {
+      first = std::string(first_key);
+      common = chunk_common;
+      return;
+    }
+    std::size_t i = 0;
+    const std::size_t n = std::min({common, chunk_common, first_key.size(), first.size()});
+    while (i < n && first_key[i] == first[i]) ++i;
+    common = i;
+  }
+  std::size_t Common() const { return common == std::string::npos ? 0 : common; }
 
   std::vector<std::unique_ptr<Source>> Sources() const {
     std::vector<std::unique_ptr<Source>> sources;
@@ -253,16 +301,51 @@ class TokenSort::Runs {
 
 namespace {
 
-// Record offsets of `chunk` (holding `entries` records) in key order. The keys share a prefix
-// (the tag, usually an account or a token): sorting on the 8 bytes after the chunk's common
-// prefix as one integer decides most comparisons without touching the records.
-std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entries) {
-  struct Ref {
-    std::uint64_t head;
-    std::uint32_t offset;
-    std::uint32_t key_size;
-  };
-  std::vector<Ref> refs;
+// Record offsets of `chunk` (holding `entries` records) in key order: a most-significant-word
+// radix sort. The keys share a prefix (the tag, usually an account or a token), and list index
+// keys hold long runs of equal bytes (an environment id, a time's high bytes); so the records
+// are sorted on one big-endian 8-byte word of their key at a time, starting past the chunk's
+// common prefix, and each group of equal words is sorted on the next word. Comparisons are of
+// integers only; the records are read once per level.
+struct SortRef {
+  std::uint64_t word;    // key bytes [depth, depth + 8), zero-padded
+  std::uint32_t offset;  // of the record in the chunk
+  std::uint32_t rest;    // key bytes left at depth, capped at 9 (9: more than the word)
+};
+
+void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth) {
+  for (SortRef* r = begin; r != end; ++r) {
+    const char* rec = base + r->offset;
+    const std::uint32_t k = GetU32(rec);
+    const char* key = rec + 8;
+    std::uint64_t w = 0;
+    if (k >= depth + 8) {
+      std::memcpy(&w, key + depth, 8);
+      w = __builtin_bswap64(w);
+      r->rest = k > depth + 8 ? 9 : 8;
+    } else {
+      const std::size_t n = k > depth ? k - depth : 0;
+      for (std::size_t i = 0; i < 8; ++i)
+        w = w << 8 | (i < n ? static_cast<unsigned char>(key[depth + i]) : 0u);
+      r->rest = static_cast<std::uint32_t>(n);
+    }
+    r->word = w;
+  }
+  // A shorter key sorts before a longer one with the same (zero-padded) word.
+  std::sort(begin, end, [](const SortRef& a, const SortRef& b) {
+    return a.word != b.word ? a.word < b.word : a.rest < b.rest;
+  });
+  for (SortRef* g = begin; g != end;) {
+    SortRef* h = g + 1;
+    while (h != end && h->word == g->word && h->rest == g->rest) ++h;
+    if (h - g > 1 && g->rest == 9) SortLevel(base, g, h, depth + 8);  // else: equal keys
+    g = h;
+  }
+}
+
+std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entries,
+                                     std::size_t* common_out) {
+  std::vector<SortRef> refs;
   refs.reserve(entries);
   const char* base = chunk.data();
   std::size_t common = std::string::npos;
@@ -279,27 +362,15 @@ std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entri
       while (i < n && key[i] == first[i]) ++i;
       common = i;
     }
-    refs.push_back({0, static_cast<std::uint32_t>(at), k});
+    refs.push_back({0, static_cast<std::uint32_t>(at), 0});
     at += 8 + std::size_t{k} + v;
   }
   if (common == std::string::npos) common = 0;
-  for (Ref& r : refs) {
-    const char* k = base + r.offset + 8;
-    std::uint64_t h = 0;
-    for (std::size_t i = 0; i < 8; ++i) {
-      const std::size_t at = common + i;
-      h = h << 8 | (at < r.key_size ? static_cast<unsigned char>(k[at]) : 0u);
-    }
-    r.head = h;
-  }
-  std::sort(refs.begin(), refs.end(), [&](const Ref& a, const Ref& b) {
-    if (a.head != b.head) return a.head < b.head;
-    return std::string_view(base + a.offset + 8 + common, a.key_size - common) <
-           std::string_view(base + b.offset + 8 + common, b.key_size - common);
-  });
+  *common_out = common;
+  SortLevel(base, refs.data(), refs.data() + refs.size(), common);
   std::vector<std::uint32_t> order;
   order.reserve(refs.size());
-  for (const Ref& r : refs) order.push_back(r.offset);
+  for (const SortRef& r : refs) order.push_back(r.offset);
   return order;
 }
 
@@ -396,7 +467,9 @@ Status TokenSort::Spill() {
   if (chunk_entries_ == 0) return Status::Ok();
   auto& runs = runs_[chunk_tag_];
   if (!runs) runs = std::make_unique<Runs>();
-  const std::vector<std::uint32_t> order = SortChunk(chunk_, chunk_entries_);
+  std::size_t common = 0;
+  const std::vector<std::uint32_t> order = SortChunk(chunk_, chunk_entries_, &common);
+  runs->Note(common, std::string_view(chunk_.data() + 8, GetU32(chunk_.data())));
   const std::string path = dir_ + "/run-" + std::to_string(next_file_++);
   RunWriter w(path);
   for (std::uint32_t at : order) {
@@ -411,7 +484,7 @@ Status TokenSort::Spill() {
   chunk_entries_ = 0;
   if (runs->files.size() >= kTokenSortMaxRuns) {  // merge them into one, bounding read buffers
     const std::string merged = dir_ + "/run-" + std::to_string(next_file_++);
-    MergeIterator it(runs->Sources());
+    MergeIterator it(runs->Sources(), runs->Common());
     RunWriter mw(merged);
     for (it.SeekToFirst(); it.Valid(); it.Next()) {
       if (!mw.Add(it.key().ToStringView(), it.value().ToStringView()))
@@ -434,7 +507,9 @@ Status TokenSort::Finish() {
       runs->order.empty()) {
     // A small last chunk is iterated from memory (a copy of its size: the chunk's buffer is
     // reused for the next tag).
-    runs->order = SortChunk(chunk_, chunk_entries_);
+    std::size_t common = 0;
+    runs->order = SortChunk(chunk_, chunk_entries_, &common);
+    runs->Note(common, std::string_view(chunk_.data() + 8, GetU32(chunk_.data())));
     runs->memory.assign(chunk_);
     chunk_.clear();
     chunk_entries_ = 0;
@@ -447,7 +522,7 @@ Status TokenSort::Finish() {
 std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
   if (chunk_entries_ && chunk_tag_ == tag) {
     if (Status s = Finish(); !s) {
-      return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{},
+      return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{}, 0,
                                              rocksdb::Status::IOError(s.error().message));
     }
   }
@@ -457,7 +532,7 @@ std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
   if (!chunk_entries_ && chunk_.capacity() && tag == chunk_tag_) {
     std::string().swap(chunk_);  // iterating what was filled last: give the chunk back
   }
-  return std::make_unique<MergeIterator>(it->second->Sources());
+  return std::make_unique<MergeIterator>(it->second->Sources(), it->second->Common());
 }
 
 bool TokenSort::Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEnvelope* out) {
