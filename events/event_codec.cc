@@ -1,6 +1,8 @@
 #include "events/event_codec.h"
 
+#include <array>
 #include <boost/json.hpp>
+#include <cstring>
 
 #include "events/hash_chain.h"
 
@@ -103,7 +105,315 @@ Result<EventData> DecodeData(std::string_view type, const json::object& d) {
   return Corrupt("unknown event type '" + std::string(type) + "'");
 }
 
+// ---------------------------------------------------------------------------------------
+// The fast path: a cursor over the canonical layout. Every step returns false on anything it
+// does not recognise (the caller then falls back to the general path), never an error.
+class Canonical {
+ public:
+  explicit Canonical(std::string_view body) : p_(body.data()), end_(body.data() + body.size()) {}
+
+  bool AtEnd() const { return p_ == end_; }
+
+  bool Lit(std::string_view lit) {
+    if (static_cast<std::size_t>(end_ - p_) < lit.size() ||
+        std::memcmp(p_, lit.data(), lit.size()) != 0)
+      return false;
+    p_ += lit.size();
+    return true;
+  }
+
+  // A JSON number as json::serialize writes an unsigned integer: no sign, no leading zero, no
+  // fraction or exponent (the next literal fails on those). At most 19 digits, so no overflow.
+  bool Uint(std::uint64_t* v) {
+    const char* start = p_;
+    std::uint64_t n = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9' && p_ - start < 20) n = n * 10 + (*p_++ - '0');
+    const auto digits = p_ - start;
+    if (digits == 0 || digits > 19 || (digits > 1 && *start == '0')) return false;
+    *v = n;
+    return true;
+  }
+
+  // The raw bytes between the quotes of a string that has no escapes and no control
+  // characters (the callers check the text further, and none of their texts may contain '\').
+  bool RawString(std::string_view* out) {
+    if (p_ == end_ || *p_ != '"') return false;
+    const char* start = ++p_;
+    const void* q = std::memchr(p_, '"', static_cast<std::size_t>(end_ - p_));
+    if (!q) return false;
+    p_ = static_cast<const char*>(q);
+    *out = std::string_view(start, static_cast<std::size_t>(p_ - start));
+    ++p_;
+    return true;
+  }
+
+  bool IdValue(Id* out) {
+    if (end_ - p_ < static_cast<std::ptrdiff_t>(Id::kTextLength + 2) || p_[0] != '"' ||
+        p_[Id::kTextLength + 1] != '"')
+      return false;
+    auto id = Id::Parse(std::string_view(p_ + 1, Id::kTextLength));
+    if (!id) return false;
+    *out = *id;
+    p_ += Id::kTextLength + 2;
+    return true;
+  }
+
+  bool OptIdValue(std::optional<Id>* out) {
+    if (Lit("null")) {
+      out->reset();
+      return true;
+    }
+    Id id;
+    if (!IdValue(&id)) return false;
+    *out = id;
+    return true;
+  }
+
+  bool TimeValue(Micros* out) {
+    std::string_view raw;
+    if (!RawString(&raw)) return false;
+    auto t = ParseRfc3339(raw);  // accepts no '\\' or control character: raw is the text
+    if (!t) return false;
+    *out = *t;
+    return true;
+  }
+
+  // Any JSON string, unescaped into `out`, with the checks Boost.JSON makes: no raw control
+  // characters, valid escapes, strict UTF-8. Surrogate escapes (\ud800-\udfff) are left to
+  // the general path.
+  bool StringValue(std::string* out) {
+    if (p_ == end_ || *p_ != '"') return false;
+    ++p_;
+    out->clear();
+    const char* run = p_;  // start of the bytes not yet copied
+    while (p_ < end_) {
+      const auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        out->append(run, p_);
+        ++p_;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c < 0x80) {
+        if (c != '\\') {
+          ++p_;
+          continue;
+        }
+        out->append(run, p_);
+        if (!Escape(out)) return false;
+        run = p_;
+        continue;
+      }
+      if (!Utf8Sequence()) return false;
+    }
+    return false;
+  }
+
+  bool OptStringValue(std::optional<std::string>* out) {
+    if (Lit("null")) {
+      out->reset();
+      return true;
+    }
+    if (!out->has_value()) out->emplace();
+    return StringValue(&**out);
+  }
+
+ private:
+  // After a '\\': one escape, appended to `out`.
+  bool Escape(std::string* out) {
+    if (end_ - p_ < 2) return false;
+    const char e = p_[1];
+    p_ += 2;
+    switch (e) {
+      case '"':
+        out->push_back('"');
+        return true;
+      case '\\':
+        out->push_back('\\');
+        return true;
+      case '/':
+        out->push_back('/');
+        return true;
+      case 'b':
+        out->push_back('\b');
+        return true;
+      case 'f':
+        out->push_back('\f');
+        return true;
+      case 'n':
+        out->push_back('\n');
+        return true;
+      case 'r':
+        out->push_back('\r');
+        return true;
+      case 't':
+        out->push_back('\t');
+        return true;
+      case 'u':
+        break;
+      default:
+        return false;
+    }
+    if (end_ - p_ < 4) return false;
+    unsigned cp = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char h = *p_++;
+      unsigned d;
+      if (h >= '0' && h <= '9')
+        d = static_cast<unsigned>(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        d = static_cast<unsigned>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        d = static_cast<unsigned>(h - 'A' + 10);
+      else
+        return false;
+      cp = cp << 4 | d;
+    }
+    if (cp >= 0xd800 && cp <= 0xdfff) return false;  // surrogates: the general path
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xc0 | cp >> 6));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    } else {
+      out->push_back(static_cast<char>(0xe0 | cp >> 12));
+      out->push_back(static_cast<char>(0x80 | (cp >> 6 & 0x3f)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    }
+    return true;
+  }
+
+  // One multi-byte UTF-8 sequence at p_ (well-formed per Unicode table 3-7: no overlong
+  // forms, no surrogates, nothing above U+10FFFF).
+  bool Utf8Sequence() {
+    const auto b0 = static_cast<unsigned char>(p_[0]);
+    int n;
+    unsigned char lo = 0x80, hi = 0xbf;  // bounds of the second byte
+    if (b0 >= 0xc2 && b0 <= 0xdf) {
+      n = 2;
+    } else if (b0 >= 0xe0 && b0 <= 0xef) {
+      n = 3;
+      if (b0 == 0xe0) lo = 0xa0;
+      if (b0 == 0xed) hi = 0x9f;
+    } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+      n = 4;
+      if (b0 == 0xf0) lo = 0x90;
+      if (b0 == 0xf4) hi = 0x8f;
+    } else {
+      return false;
+    }
+    if (end_ - p_ < n) return false;
+    const auto b1 = static_cast<unsigned char>(p_[1]);
+    if (b1 < lo || b1 > hi) return false;
+    for (int i = 2; i < n; ++i) {
+      const auto b = static_cast<unsigned char>(p_[i]);
+      if (b < 0x80 || b > 0xbf) return false;
+    }
+    p_ += n;
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
+};
+
+// HashFromHex through a table (64 lowercase hex digits; anything else: false).
+bool HexToHash(std::string_view hex, Hash* out) {
+  static constexpr auto kNibble = [] {
+    std::array<std::int8_t, 256> t{};
+    for (auto& v : t) v = -1;
+    for (int c = '0'; c <= '9'; ++c)
+      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c)
+      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
+    return t;
+  }();
+  if (hex.size() != 2 * out->size()) return false;
+  int bad = 0;
+  for (std::size_t i = 0; i < out->size(); ++i) {
+    const int hi = kNibble[static_cast<unsigned char>(hex[2 * i])];
+    const int lo = kNibble[static_cast<unsigned char>(hex[2 * i + 1])];
+    bad |= hi | lo;  // negative if either is not a digit
+    (*out)[i] = static_cast<std::uint8_t>(hi << 4 | (lo & 15));
+  }
+  return bad >= 0;
+}
+
+// The index in EventData of a type name, or -1.
+int TypeIndex(std::string_view type) {
+  static constexpr std::string_view kNames[] = {"TokenCreated", "TokenSuspended", "TokenActivated",
+                                                "TokenRevoked", "TokenDeleted",   "TokenUsed"};
+  for (int i = 0; i < 6; ++i)
+    if (kNames[i] == type) return i;
+  return -1;
+}
+
 }  // namespace
+
+bool DecodeCanonicalEventBody(std::string_view body, EventEnvelope* out) {
+  Canonical c(body);
+  EventEnvelope& e = *out;
+  std::string_view type;
+  std::uint64_t schema = 0;
+  if (!c.Lit("{\"seq\":") || !c.Uint(&e.seq) || !c.Lit(",\"stream\":") || !c.IdValue(&e.stream) ||
+      !c.Lit(",\"stream_version\":") || !c.Uint(&e.stream_version) || !c.Lit(",\"type\":") ||
+      !c.RawString(&type) || !c.Lit(",\"schema_version\":") || !c.Uint(&schema))
+    return false;
+  const int index = TypeIndex(type);
+  if (index < 0 || schema != CurrentSchemaVersion(type)) return false;  // upcast: general path
+  e.schema_version = static_cast<std::uint32_t>(schema);
+  if (!c.Lit(",\"at\":") || !c.TimeValue(&e.at) || !c.Lit(",\"actor\":{\"token_id\":") ||
+      !c.OptIdValue(&e.actor.token_id) || !c.Lit(",\"admin_user_id\":") ||
+      !c.OptIdValue(&e.actor.admin_user_id) || !c.Lit("},\"request_id\":") ||
+      !c.StringValue(&e.request_id) || !c.Lit(",\"idempotency_key\":") ||
+      !c.OptStringValue(&e.idempotency_key) || !c.Lit(",\"data\":"))
+    return false;
+  switch (index) {
+    case 0: {
+      TokenCreated d;
+      std::string_view scope;
+      if (!c.Lit("{\"account_id\":") || !c.IdValue(&d.account_id) ||
+          !c.Lit(",\"environment_id\":") || !c.OptIdValue(&d.environment_id) ||
+          !c.Lit(",\"token_scope\":") || !c.RawString(&scope) || !c.Lit(",\"expires_at\":") ||
+          !c.TimeValue(&d.expires_at) || !c.Lit(",\"created_by_admin_user_id\":") ||
+          !c.OptIdValue(&d.created_by_admin_user_id) || !c.Lit("}"))
+        return false;
+      auto s = ParseScope(scope);
+      if (!s) return false;
+      d.scope = *s;
+      e.data = d;
+      break;
+    }
+    case 5: {
+      TokenUsed d;
+      if (!c.Lit("{\"used_at\":") || !c.TimeValue(&d.used_at) || !c.Lit("}")) return false;
+      e.data = d;
+      break;
+    }
+    default:
+      if (!c.Lit("{}")) return false;
+      switch (index) {
+        case 1:
+          e.data = TokenSuspended{};
+          break;
+        case 2:
+          e.data = TokenActivated{};
+          break;
+        case 3:
+          e.data = TokenRevoked{};
+          break;
+        default:
+          e.data = TokenDeleted{};
+          break;
+      }
+  }
+  std::string_view prev;
+  if (!c.Lit(",\"prev_hash\":") || !c.RawString(&prev) || !c.Lit("}") || !c.AtEnd() ||
+      !HexToHash(prev, &e.prev_hash))
+    return false;
+  e.hash = {};
+  return true;
+}
 
 void UpcasterRegistry::Register(std::string type, std::uint32_t from_version, Upcaster upcaster) {
   steps_[{std::move(type), from_version}] = std::move(upcaster);
@@ -178,7 +488,8 @@ std::string EncodeStoredEvent(EventEnvelope& e) {
   return out;
 }
 
-Result<EventEnvelope> DecodeEventBody(std::string_view body, const UpcasterRegistry& upcasters) {
+Result<EventEnvelope> DecodeEventBodyGeneric(std::string_view body,
+                                             const UpcasterRegistry& upcasters) {
   boost::system::error_code ec;
   json::value root = json::parse(body, ec);
   if (ec || !root.is_object()) return Corrupt("event body is not a JSON object");
@@ -234,6 +545,12 @@ Result<EventEnvelope> DecodeEventBody(std::string_view body, const UpcasterRegis
   return e;
 }
 
+Result<EventEnvelope> DecodeEventBody(std::string_view body, const UpcasterRegistry& upcasters) {
+  EventEnvelope e;
+  if (DecodeCanonicalEventBody(body, &e)) return e;
+  return DecodeEventBodyGeneric(body, upcasters);
+}
+
 std::string_view StoredBody(std::string_view stored) {
   return stored.size() < sizeof(Hash) ? std::string_view() : stored.substr(sizeof(Hash));
 }
@@ -246,11 +563,22 @@ bool StoredHashMatches(std::string_view stored) {
 
 Result<EventEnvelope> DecodeStoredEvent(std::string_view stored,
                                         const UpcasterRegistry& upcasters) {
-  if (stored.size() < sizeof(Hash)) return Corrupt("stored event is shorter than its hash");
-  auto e = DecodeEventBody(StoredBody(stored), upcasters);
-  if (!e) return e.error();
-  std::copy_n(reinterpret_cast<const std::uint8_t*>(stored.data()), sizeof(Hash), e->hash.begin());
+  EventEnvelope e;
+  if (Status s = DecodeStoredEventInto(stored, &e, upcasters); !s) return s.error();
   return e;
+}
+
+Status DecodeStoredEventInto(std::string_view stored, EventEnvelope* out,
+                             const UpcasterRegistry& upcasters) {
+  if (stored.size() < sizeof(Hash)) return Corrupt("stored event is shorter than its hash");
+  if (!DecodeCanonicalEventBody(StoredBody(stored), out)) {
+    auto e = DecodeEventBodyGeneric(StoredBody(stored), upcasters);
+    if (!e) return e.error();
+    *out = std::move(*e);
+  }
+  std::copy_n(reinterpret_cast<const std::uint8_t*>(stored.data()), sizeof(Hash),
+              out->hash.begin());
+  return Status::Ok();
 }
 
 // Deliberately not built from EncodeEventBody: the stored body is a disk format that must never

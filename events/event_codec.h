@@ -57,6 +57,25 @@ Result<EventEnvelope> DecodeEventBody(std::string_view body,
 Result<EventEnvelope> DecodeStoredEvent(std::string_view stored,
                                         const UpcasterRegistry& upcasters = DefaultUpcasters());
 
+// DecodeStoredEvent into `*out`, reusing its strings' capacity: for loops over many events.
+// On failure `*out` is unspecified.
+Status DecodeStoredEventInto(std::string_view stored, EventEnvelope* out,
+                             const UpcasterRegistry& upcasters = DefaultUpcasters());
+
+// The two paths under DecodeEventBody, exposed for tests, the fuzzer and the benchmark.
+//
+// Fast path: a hand-written parser of exactly the layout EncodeEventBody writes (its key order,
+// no whitespace, data at the current schema version, numbers without sign/fraction/exponent,
+// strings with the escapes json::serialize writes or any other BMP escape). No DOM; the only
+// allocations are the strings of the output. Returns false for anything else, leaving `*out`
+// unspecified; it never rejects: DecodeEventBody then decodes the same bytes on the general
+// path, which decides. Guarantee (tested, fuzzed): when it returns true, `*out` equals what the
+// general path returns for the same bytes, with any upcaster registry.
+bool DecodeCanonicalEventBody(std::string_view body, EventEnvelope* out);
+// General path: Boost.JSON DOM, any key order, upcasters for older schema versions.
+Result<EventEnvelope> DecodeEventBodyGeneric(
+    std::string_view body, const UpcasterRegistry& upcasters = DefaultUpcasters());
+
 // The body part of a stored record, and whether its stored hash matches it.
 std::string_view StoredBody(std::string_view stored);
 bool StoredHashMatches(std::string_view stored);

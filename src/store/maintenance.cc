@@ -38,12 +38,14 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
   events::Hash hash = m.head_hash;
   Micros last_at = m.last_at;
   std::unordered_map<Id, std::uint64_t, IdHash> versions;
+  events::EventEnvelope event;  // reused: its strings keep their capacity
+  events::EventEnvelope* const e = &event;
   for (const std::string& record : records) {
     const std::uint64_t expected = seq + 1;
     if (!events::StoredHashMatches(record))
       return ImportError(expected, "its hash does not match its body");
-    auto e = events::DecodeStoredEvent(record);
-    if (!e) return ImportError(expected, e.error().message);
+    if (Status ds = events::DecodeStoredEventInto(record, e); !ds)
+      return ImportError(expected, ds.error().message);
     if (e->seq != expected) {
       return ImportError(expected,
                          "has sequence number " + std::to_string(e->seq) + " (gap or reordering)");

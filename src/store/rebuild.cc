@@ -3,7 +3,9 @@
 // in seq order into an external sort by token (TokenSort), then the sorted events token by
 // token, each token folded on its own with its usage record (both in token order) and written
 // in large batches with the WAL off; the new families are flushed before the switch. Memory is
-// bounded by the sort's buffers, not by the ledger. A killed rebuild starts over (meta
+// bounded by the sort's buffers, not by the ledger. Within an import (between BeginImport and
+// FinishImport) the fold also checks every stream's versions, which the bulk append skips. A
+// killed rebuild starts over (meta
 // "rebuild" names its families, which the next run drops); the old projections stay intact and
 // in use until the switch.
 #include <rocksdb/sst_file_writer.h>
@@ -114,15 +116,15 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     ro.readahead_size = 2u << 20;
     ro.adaptive_readahead = true;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, m.events));
+    events::EventEnvelope e;  // reused: its strings keep their capacity
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      auto e = events::DecodeStoredEvent(it->value().ToStringView());
-      if (!e) {
+      if (Status ds = events::DecodeStoredEventInto(it->value().ToStringView(), &e); !ds) {
         return Error{ErrorCode::kUnexpected,
                      "event " + std::to_string(DecodeU64(it->key().ToStringView())) + ": " +
-                         e.error().message,
+                         ds.error().message,
                      {}};
       }
-      if (Status as = sort.Add(*e); !as) return as;
+      if (Status as = sort.Add(e); !as) return as;
       if (++p.events_done % 16384 == 0 && progress) progress(p);
     }
     if (!it->status().ok()) return StorageError(it->status(), "reading events");
@@ -168,12 +170,25 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     std::unique_ptr<rocksdb::Iterator> it = sort.NewIterator();
     events::EventEnvelope e;
     std::optional<Id> current;
+    std::uint64_t last_version = 0, last_seq = 0;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       if (!TokenSort::Decode(it->key(), it->value(), &e))
         return Error{ErrorCode::kUnexpected, "malformed entry in the temporary sort", {}};
       if (current && *current != e.stream) {
         if (Status fs = finish_token(*current); !fs) return fs;
       }
+      if (current != e.stream) last_version = last_seq = 0;
+      // A bulk import appended without a look-up per stream: its streams are checked here, in
+      // token order, as verify would (versions from 1 without gaps, in sequence order).
+      if (m.bulk_import && (e.stream_version != last_version + 1 || e.seq < last_seq)) {
+        return Error{ErrorCode::kInvalidValue,
+                     "event " + std::to_string(e.seq) + ": stream version " +
+                         std::to_string(e.stream_version) + " of token " + e.stream.ToString() +
+                         " does not follow " + std::to_string(last_version),
+                     {}};
+      }
+      last_version = e.stream_version;
+      last_seq = e.seq;
       current = e.stream;
       projections::ApplyEvent(row, e);
       if (++p.events_done % chunk_events == 0 && progress) progress(p);

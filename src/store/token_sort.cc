@@ -1,7 +1,11 @@
 #include "src/store/token_sort.h"
 
-#include <rocksdb/memtablerep.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include <cstring>
 #include <filesystem>
@@ -11,8 +15,6 @@
 
 namespace tokenledger::store {
 namespace {
-
-constexpr std::size_t kBatchBytes = 4u << 20;
 
 void PutU64(std::string& out, std::uint64_t v) {
   char b[8];
@@ -36,7 +38,346 @@ enum Tag : char { kCreated = 1, kSuspended, kActivated, kRevoked, kDeleted, kUse
 
 }  // namespace
 
-Result<std::unique_ptr<TokenSort>> TokenSort::Create(const std::string& parent) {
+// ---------------------------------------------------------------------------------------
+// Sorted runs and their merge.
+
+namespace {
+
+Error SortError(const std::string& what) {
+  return Error{
+      ErrorCode::kUnavailable, "temporary sort: " + what + ": " + std::strerror(errno), {}};
+}
+
+std::uint32_t GetU32(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+void AppendRecord(std::string& out, std::string_view key, std::string_view value) {
+  const auto k = static_cast<std::uint32_t>(key.size()),
+             v = static_cast<std::uint32_t>(value.size());
+  char header[8];
+  std::memcpy(header, &k, 4);
+  std::memcpy(header + 4, &v, 4);
+  out.append(header, 8);
+  out.append(key);
+  out.append(value);
+}
+
+// One sorted sequence of records; Next() moves to the next one (false at the end or on error).
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual bool Next() = 0;
+  virtual bool failed() const { return false; }
+  std::string_view key, value;
+  // Key bytes [p, p + 8) of the merge's common prefix length p, as in SortRef.
+  std::uint64_t word = 0;
+  std::uint32_t rest = 0;
+  void SetWord(std::size_t p) {
+    const std::size_t n = key.size() > p ? key.size() - p : 0;
+    if (n >= 8) {
+      std::memcpy(&word, key.data() + p, 8);
+      word = __builtin_bswap64(word);
+      rest = n > 8 ? 9 : 8;
+    } else {
+      word = 0;
+      for (std::size_t i = 0; i < 8; ++i)
+        word = word << 8 | (i < n ? static_cast<unsigned char>(key[p + i]) : 0u);
+      rest = static_cast<std::uint32_t>(n);
+    }
+  }
+};
+
+// A run in memory: the chunk's records, in the order of `order` (record offsets).
+class MemorySource : public Source {
+ public:
+  MemorySource(const std::string* data, const std::vector<std::uint32_t>* order)
+      : data_(data), order_(order) {}
+  bool Next() override {
+    if (i_ == order_->size()) return false;
+    const char* r = data_->data() + (*order_)[i_++];
+    const std::uint32_t k = GetU32(r), v = GetU32(r + 4);
+    key = std::string_view(r + 8, k);
+    value = std::string_view(r + 8 + k, v);
+    return true;
+  }
+
+ private:
+  const std::string* data_;
+  const std::vector<std::uint32_t>* order_;
+  std::size_t i_ = 0;
+};
+
+// A run in a file, read through a buffer of kTokenSortReadBytes (more for a larger record).
+class FileSource : public Source {
+ public:
+  explicit FileSource(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    failed_ = fd_ < 0;
+    if (!failed_) ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+  }
+  ~FileSource() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool failed() const override { return failed_; }
+  bool Next() override {
+    if (failed_ || !Have(8)) return false;
+    const std::uint32_t k = GetU32(buf_.data() + pos_), v = GetU32(buf_.data() + pos_ + 4);
+    if (!Have(8 + std::size_t{k} + v)) {
+      failed_ = true;  // a record cut short: the file was truncated
+      return false;
+    }
+    key = std::string_view(buf_.data() + pos_ + 8, k);
+    value = std::string_view(buf_.data() + pos_ + 8 + k, v);
+    pos_ += 8 + std::size_t{k} + v;
+    return true;
+  }
+
+ private:
+  // Whether `n` bytes from pos_ are buffered, reading more if not (false at the end of file).
+  bool Have(std::size_t n) {
+    if (len_ - pos_ >= n) return true;
+    std::memmove(buf_.data(), buf_.data() + pos_, len_ - pos_);
+    len_ -= pos_;
+    pos_ = 0;
+    if (buf_.size() < std::max(n, kTokenSortReadBytes))
+      buf_.resize(std::max(n, kTokenSortReadBytes));
+    while (len_ < n) {
+      const ssize_t r = ::read(fd_, buf_.data() + len_, buf_.size() - len_);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) failed_ = true;
+      if (r <= 0) return false;
+      len_ += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+
+  int fd_;
+  bool failed_ = false;
+  std::string buf_;
+  std::size_t pos_ = 0, len_ = 0;
+};
+
+// The k-way merge of sources, smallest key first.
+class MergeIterator final : public rocksdb::Iterator {
+ public:
+  // `common`: a length every key of every source shares a prefix of (compared as words
+  // past it first).
+  explicit MergeIterator(std::vector<std::unique_ptr<Source>> sources, std::size_t common = 0,
+                         rocksdb::Status status = rocksdb::Status::OK())
+      : sources_(std::move(sources)), status_(std::move(status)), common_(common) {}
+  bool Valid() const override { return valid_; }
+  void SeekToFirst() override {
+    if (started_) {
+      status_ = rocksdb::Status::NotSupported("the temporary sort is read once");
+      valid_ = false;
+      return;
+    }
+    started_ = true;
+    for (auto& s : sources_) {
+      if (s->Next()) {
+        s->SetWord(common_);
+        heap_.push_back(s.get());
+      }
+      if (s->failed()) Fail();
+    }
+    std::make_heap(heap_.begin(), heap_.end(), greater_);
+    valid_ = status_.ok() && !heap_.empty();
+  }
+  void Next() override {
+    std::pop_heap(heap_.begin(), heap_.end(), greater_);
+    Source* top = heap_.back();
+    if (top->Next()) {
+      top->SetWord(common_);
+      std::push_heap(heap_.begin(), heap_.end(), greater_);
+    } else {
+      heap_.pop_back();
+      if (top->failed()) Fail();
+    }
+    valid_ = status_.ok() && !heap_.empty();
+  }
+  rocksdb::Slice key() const override { return Slice(heap_.front()->key); }
+  rocksdb::Slice value() const override { return Slice(heap_.front()->value); }
+  rocksdb::Status status() const override { return status_; }
+  void SeekToLast() override { Unsupported(); }
+  void Seek(const rocksdb::Slice&) override { Unsupported(); }
+  void SeekForPrev(const rocksdb::Slice&) override { Unsupported(); }
+  void Prev() override { Unsupported(); }
+
+ private:
+  static rocksdb::Slice Slice(std::string_view s) { return {s.data(), s.size()}; }
+  struct Greater {
+    std::size_t p;
+    bool operator()(const Source* a, const Source* b) const {
+      if (a->word != b->word) return a->word > b->word;
+      if (a->rest != b->rest || a->rest < 9) return a->rest > b->rest;
+      return a->key.substr(p + 8) > b->key.substr(p + 8);
+    }
+  };
+  void Fail() { status_ = rocksdb::Status::IOError("reading a run of the temporary sort"); }
+  void Unsupported() {
+    status_ = rocksdb::Status::NotSupported("the temporary sort only iterates forwards");
+    valid_ = false;
+  }
+  std::vector<std::unique_ptr<Source>> sources_;
+  rocksdb::Status status_;
+  std::size_t common_;
+  Greater greater_{common_};
+  std::vector<Source*> heap_;  // a min-heap by key (std heap functions with Greater)
+  bool valid_ = false, started_ = false;
+};
+
+// Writes records to a new file through a 1 MiB buffer.
+class RunWriter {
+ public:
+  explicit RunWriter(const std::string& path)
+      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) {
+    buf_.reserve(1u << 20);
+  }
+  ~RunWriter() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool Add(std::string_view key, std::string_view value) {
+    AppendRecord(buf_, key, value);
+    return buf_.size() < (1u << 20) || Flush();
+  }
+  bool Close() {
+    const bool ok = fd_ >= 0 && Flush() && ::close(fd_) == 0;
+    fd_ = -1;
+    return ok;
+  }
+
+ private:
+  bool Flush() {
+    if (fd_ < 0) return false;
+    std::size_t done = 0;
+    while (done < buf_.size()) {
+      const ssize_t w = ::write(fd_, buf_.data() + done, buf_.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      done += static_cast<std::size_t>(w);
+    }
+    buf_.clear();
+    return true;
+  }
+  int fd_;
+  std::string buf_;
+};
+
+}  // namespace
+
+// One tag's runs: files, and at most one small chunk kept in memory.
+class TokenSort::Runs {
+ public:
+  std::vector<std::string> files;
+  std::string memory;  // records, as in the chunk
+  std::vector<std::uint32_t> order;
+  // A prefix length all keys of all runs share: the least of each chunk's common prefix and of
+  // its first key's common prefix with the first run's first key.
+  std::size_t common = std::string::npos;
+  std::string first;
+
+  void Note(std::size_t chunk_common, std::string_view first_key) {
+    if (common == std::string::npos) {
+      first = std::string(first_key);
+      common = chunk_common;
+      return;
+    }
+    std::size_t i = 0;
+    const std::size_t n = std::min({common, chunk_common, first_key.size(), first.size()});
+    while (i < n && first_key[i] == first[i]) ++i;
+    common = i;
+  }
+  std::size_t Common() const { return common == std::string::npos ? 0 : common; }
+
+  std::vector<std::unique_ptr<Source>> Sources() const {
+    std::vector<std::unique_ptr<Source>> sources;
+    for (const auto& f : files) sources.push_back(std::make_unique<FileSource>(f));
+    if (!order.empty()) sources.push_back(std::make_unique<MemorySource>(&memory, &order));
+    return sources;
+  }
+};
+
+namespace {
+
+// Record offsets of `chunk` (holding `entries` records) in key order: a most-significant-word
+// radix sort. The keys share a prefix (the tag, usually an account or a token), and list index
+// keys hold long runs of equal bytes (an environment id, a time's high bytes); so the records
+// are sorted on one big-endian 8-byte word of their key at a time, starting past the chunk's
+// common prefix, and each group of equal words is sorted on the next word. Comparisons are of
+// integers only; the records are read once per level.
+struct SortRef {
+  std::uint64_t word;    // key bytes [depth, depth + 8), zero-padded
+  std::uint32_t offset;  // of the record in the chunk
+  std::uint32_t rest;    // key bytes left at depth, capped at 9 (9: more than the word)
+};
+
+void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth) {
+  for (SortRef* r = begin; r != end; ++r) {
+    const char* rec = base + r->offset;
+    const std::uint32_t k = GetU32(rec);
+    const char* key = rec + 8;
+    std::uint64_t w = 0;
+    if (k >= depth + 8) {
+      std::memcpy(&w, key + depth, 8);
+      w = __builtin_bswap64(w);
+      r->rest = k > depth + 8 ? 9 : 8;
+    } else {
+      const std::size_t n = k > depth ? k - depth : 0;
+      for (std::size_t i = 0; i < 8; ++i)
+        w = w << 8 | (i < n ? static_cast<unsigned char>(key[depth + i]) : 0u);
+      r->rest = static_cast<std::uint32_t>(n);
+    }
+    r->word = w;
+  }
+  // A shorter key sorts before a longer one with the same (zero-padded) word.
+  std::sort(begin, end, [](const SortRef& a, const SortRef& b) {
+    return a.word != b.word ? a.word < b.word : a.rest < b.rest;
+  });
+  for (SortRef* g = begin; g != end;) {
+    SortRef* h = g + 1;
+    while (h != end && h->word == g->word && h->rest == g->rest) ++h;
+    if (h - g > 1 && g->rest == 9) SortLevel(base, g, h, depth + 8);  // else: equal keys
+    g = h;
+  }
+}
+
+std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entries,
+                                     std::size_t* common_out) {
+  std::vector<SortRef> refs;
+  refs.reserve(entries);
+  const char* base = chunk.data();
+  std::size_t common = std::string::npos;
+  std::string_view first;
+  for (std::size_t at = 0; at < chunk.size();) {
+    const std::uint32_t k = GetU32(base + at), v = GetU32(base + at + 4);
+    const std::string_view key(base + at + 8, k);
+    if (common == std::string::npos) {
+      first = key;
+      common = key.size();
+    } else {
+      std::size_t i = 0;
+      const std::size_t n = std::min(common, key.size());
+      while (i < n && key[i] == first[i]) ++i;
+      common = i;
+    }
+    refs.push_back({0, static_cast<std::uint32_t>(at), 0});
+    at += 8 + std::size_t{k} + v;
+  }
+  if (common == std::string::npos) common = 0;
+  *common_out = common;
+  SortLevel(base, refs.data(), refs.data() + refs.size(), common);
+  std::vector<std::uint32_t> order;
+  order.reserve(refs.size());
+  for (const SortRef& r : refs) order.push_back(r.offset);
+  return order;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TokenSort>> TokenSort::Create(const std::string& parent,
+                                                     std::size_t chunk_bytes) {
   std::error_code ec;
   const std::filesystem::path base =
       parent.empty() ? std::filesystem::temp_directory_path(ec) : std::filesystem::path(parent);
@@ -49,44 +390,23 @@ Result<std::unique_ptr<TokenSort>> TokenSort::Create(const std::string& parent) 
   }
   std::unique_ptr<TokenSort> sort(new TokenSort());
   sort->dir_ = tmpl;
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  o.disable_auto_compactions = true;  // sorted runs are merged by the iterator
-  o.write_buffer_size = kTokenSortWriteBufferBytes;
-  o.max_write_buffer_number = 2;
-  o.level0_slowdown_writes_trigger = 1 << 20;
-  o.level0_stop_writes_trigger = 1 << 20;
-  o.max_background_jobs = 1;
-  o.compression = rocksdb::kNoCompression;
-  o.max_open_files = 256;
-  o.keep_log_file_num = 1;
-  // Appends, sorted once when a buffer is flushed: far cheaper than skip-list inserts.
-  o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
-  o.allow_concurrent_memtable_write = false;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(o, sort->dir_, &db);
-  if (!s.ok()) return StorageError(s, "creating the temporary sort database");
-  sort->db_.reset(db);
+  sort->chunk_bytes_ = chunk_bytes;
   return sort;
 }
 
 TokenSort::~TokenSort() {
-  if (db_) {
-    db_->Close().PermitUncheckedError();
-    db_.reset();
-  }
+  runs_.clear();
   std::error_code ec;
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
 }
 
 Status TokenSort::Add(const events::EventEnvelope& e) {
-  char key[1 + Id::kBytes + 16];
-  key[0] = kEventsTag;
-  std::memcpy(key + 1, e.stream.Bytes().data(), Id::kBytes);
+  char key[Id::kBytes + 16];
+  std::memcpy(key, e.stream.Bytes().data(), Id::kBytes);
   std::string tail;
   PutU64(tail, e.stream_version);
   PutU64(tail, e.seq);
-  std::memcpy(key + 1 + Id::kBytes, tail.data(), 16);
+  std::memcpy(key + Id::kBytes, tail.data(), 16);
   std::string v;
   v.reserve(96);
   PutU64(v, static_cast<std::uint64_t>(e.at));
@@ -114,56 +434,105 @@ Status TokenSort::Add(const events::EventEnvelope& e) {
         }
       },
       e.data);
-  batch_.Put(rocksdb::Slice(key, sizeof(key)), v);
   ++count_;
-  if (batch_.GetDataSize() >= kBatchBytes) return Finish();
-  return Status::Ok();
+  return Put(kEventsTag, std::string_view(key, sizeof(key)), v);
 }
 
 Status TokenSort::AddRaw(char tag, std::string_view key, std::string_view value) {
-  std::string k;
-  k.reserve(1 + key.size());
-  k.push_back(tag);
-  k.append(key);
-  batch_.Put(k, rocksdb::Slice(value.data(), value.size()));
-  if (batch_.GetDataSize() >= kBatchBytes) return Finish();
+  return Put(tag, key, value);
+}
+
+Status TokenSort::Put(char tag, std::string_view key_tail, std::string_view value) {
+  if (chunk_entries_ && tag != chunk_tag_) {
+    if (Status s = Spill(); !s) return s;
+  }
+  if (chunk_.capacity() < chunk_bytes_) chunk_.reserve(chunk_bytes_);
+  chunk_tag_ = tag;
+  const auto k = static_cast<std::uint32_t>(key_tail.size() + 1);
+  const auto v = static_cast<std::uint32_t>(value.size());
+  char header[9];
+  std::memcpy(header, &k, 4);
+  std::memcpy(header + 4, &v, 4);
+  header[8] = tag;  // the key starts with its tag, as RawKey expects
+  chunk_.append(header, 9);
+  chunk_.append(key_tail);
+  chunk_.append(value);
+  ++chunk_entries_;
+  // The chunk and the offsets its sort needs (16 bytes per entry) within the budget.
+  if (chunk_.size() + 16 * chunk_entries_ + 256 >= chunk_bytes_) return Spill();
+  return Status::Ok();
+}
+
+Status TokenSort::Spill() {
+  if (chunk_entries_ == 0) return Status::Ok();
+  auto& runs = runs_[chunk_tag_];
+  if (!runs) runs = std::make_unique<Runs>();
+  std::size_t common = 0;
+  const std::vector<std::uint32_t> order = SortChunk(chunk_, chunk_entries_, &common);
+  runs->Note(common, std::string_view(chunk_.data() + 8, GetU32(chunk_.data())));
+  const std::string path = dir_ + "/run-" + std::to_string(next_file_++);
+  RunWriter w(path);
+  for (std::uint32_t at : order) {
+    const char* r = chunk_.data() + at;
+    const std::uint32_t k = GetU32(r), v = GetU32(r + 4);
+    if (!w.Add(std::string_view(r + 8, k), std::string_view(r + 8 + k, v)))
+      return SortError("writing '" + path + "'");
+  }
+  if (!w.Close()) return SortError("writing '" + path + "'");
+  runs->files.push_back(path);
+  chunk_.clear();
+  chunk_entries_ = 0;
+  if (runs->files.size() >= kTokenSortMaxRuns) {  // merge them into one, bounding read buffers
+    const std::string merged = dir_ + "/run-" + std::to_string(next_file_++);
+    MergeIterator it(runs->Sources(), runs->Common());
+    RunWriter mw(merged);
+    for (it.SeekToFirst(); it.Valid(); it.Next()) {
+      if (!mw.Add(it.key().ToStringView(), it.value().ToStringView()))
+        return SortError("writing '" + merged + "'");
+    }
+    if (!it.status().ok()) return SortError("merging runs");
+    if (!mw.Close()) return SortError("writing '" + merged + "'");
+    for (const auto& f : runs->files) ::unlink(f.c_str());
+    runs->files = {merged};
+  }
   return Status::Ok();
 }
 
 Status TokenSort::Finish() {
-  if (batch_.Count() == 0) return Status::Ok();
-  rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
-  rocksdb::Status s = db_->Write(wo, &batch_);
-  batch_.Clear();
-  unflushed_ = true;
-  if (!s.ok()) return StorageError(s, "writing the temporary sort database");
+  if (chunk_entries_ == 0) return Status::Ok();
+  auto& runs = runs_[chunk_tag_];
+  if (!runs) runs = std::make_unique<Runs>();
+  if (chunk_.size() + 16 * chunk_entries_ <=
+          std::min(kTokenSortSmallChunkBytes, chunk_bytes_ / 2) &&
+      runs->order.empty()) {
+    // A small last chunk is iterated from memory (a copy of its size: the chunk's buffer is
+    // reused for the next tag).
+    std::size_t common = 0;
+    runs->order = SortChunk(chunk_, chunk_entries_, &common);
+    runs->Note(common, std::string_view(chunk_.data() + 8, GetU32(chunk_.data())));
+    runs->memory.assign(chunk_);
+    chunk_.clear();
+    chunk_entries_ = 0;
+  } else if (Status s = Spill(); !s) {
+    return s;
+  }
   return Status::Ok();
 }
 
 std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
-  if (unflushed_) {  // sorted runs on disk iterate faster than a vector memtable
-    rocksdb::FlushOptions fo;
-    fo.wait = true;
-    db_->Flush(fo).PermitUncheckedError();  // on failure the memtable is iterated instead
-    unflushed_ = false;
-  }
-  // One-byte bounds per tag, pointing into a static table (they must outlive the iterator).
-  static const struct Table {
-    char bytes[257];
-    rocksdb::Slice slices[256];
-    Table() {
-      for (int i = 0; i < 256; ++i) bytes[i] = static_cast<char>(i);
-      for (int i = 0; i < 256; ++i) slices[i] = rocksdb::Slice(bytes + i, 1);
+  if (chunk_entries_ && chunk_tag_ == tag) {
+    if (Status s = Finish(); !s) {
+      return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{}, 0,
+                                             rocksdb::Status::IOError(s.error().message));
     }
-  } table;
-  const auto t = static_cast<unsigned char>(tag);
-  rocksdb::ReadOptions ro;
-  ro.iterate_lower_bound = &table.slices[t];
-  ro.iterate_upper_bound = t < 255 ? &table.slices[t + 1] : nullptr;
-  ro.fill_cache = false;
-  ro.readahead_size = 2u << 20;
-  return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(ro));
+  }
+  auto it = runs_.find(tag);
+  if (it == runs_.end())
+    return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{});
+  if (!chunk_entries_ && chunk_.capacity() && tag == chunk_tag_) {
+    std::string().swap(chunk_);  // iterating what was filled last: give the chunk back
+  }
+  return std::make_unique<MergeIterator>(it->second->Sources(), it->second->Common());
 }
 
 bool TokenSort::Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEnvelope* out) {

@@ -1,48 +1,72 @@
 // TokenSort: the external sort under verify and rebuild. Events are read once in sequence
-// order and written into a private, temporary RocksDB (WAL off, no compaction) keyed by
-// (token id, stream version, seq); iterating it then yields every token's events together and
-// in stream order, so each token can be folded on its own. Memory is bounded by the temporary
-// database's write buffers (kTokenSortMemoryBytes), not by the ledger's size: RocksDB spills
-// sorted runs to disk and merges them on iteration.
+// order and added keyed by (token id, stream version, seq); iterating the sort then yields
+// every token's events together and in stream order, so each token can be folded on its own.
+// Other entries (idempotency pointers, list index entries) are sorted the same way, each tag in
+// its own key space.
+//
+// How: entries are appended to one in-memory chunk (kTokenSortChunkBytes); a full chunk is
+// sorted (an 8-byte integer prefix of each key past the chunk's common prefix, then memcmp on
+// ties) and written as a sorted run to a flat file in the sort's directory; iteration is a
+// k-way merge of the runs through a binary heap. No RocksDB, no WAL, no memtable: the earlier
+// temporary RocksDB spent most of its time in the memtable flush's key comparisons (internal
+// keys, varint lengths, virtual comparator). If a tag has more than kTokenSortMaxRuns runs,
+// they are first merged into one, so the merge's read buffers stay bounded too.
+//
+// Memory, whatever the ledger's size (kTokenSortMemoryBytes): the chunk being filled, the read
+// buffers of the runs of one tag being iterated (kTokenSortMaxRuns x kTokenSortReadBytes), and
+// a small last chunk iterated in memory instead of written (at most kTokenSortSmallChunkBytes).
+// At most one tag is filled while another is iterated (verify: idempotency pointers while
+// adding events; rebuild and verify: events while adding list entries).
 //
 // Only the fields the projections fold are kept (not actor, request id or idempotency key).
-// Thread-safety: one thread at a time. Internal to src/store.
+// Equal keys are all kept (in no particular order). Thread-safety: one thread at a time.
+// Internal to src/store.
 #pragma once
 
-#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "events/events.h"
 #include "tokenledger/error.h"
 
 namespace tokenledger::store {
 
-// Write buffers (2 x 64 MiB) + the write batch under construction (4 MiB) + iterator
-// read-ahead: the most a sort holds in memory, whatever the ledger's size.
-inline constexpr std::size_t kTokenSortWriteBufferBytes = 64u << 20;
-inline constexpr std::size_t kTokenSortMemoryBytes = 2 * kTokenSortWriteBufferBytes + (8u << 20);
+inline constexpr std::size_t kTokenSortChunkBytes = 96u << 20;
+inline constexpr std::size_t kTokenSortMaxRuns = 32;
+inline constexpr std::size_t kTokenSortReadBytes = 512u << 10;
+inline constexpr std::size_t kTokenSortSmallChunkBytes = 8u << 20;
+// Chunk + one tag's run read buffers + a small in-memory chunk + the run writer's buffer.
+inline constexpr std::size_t kTokenSortMemoryBytes =
+    kTokenSortChunkBytes + kTokenSortMaxRuns * kTokenSortReadBytes + kTokenSortSmallChunkBytes +
+    (1u << 20);  // 121 MiB
 
 class TokenSort {
  public:
-  // Creates the temporary database in a fresh directory under `parent` (empty: the system's
-  // temporary directory). Fails (kUnavailable) if it cannot be created.
-  static Result<std::unique_ptr<TokenSort>> Create(const std::string& parent);
-  ~TokenSort();  // closes the database and removes its directory
+  // Creates a fresh private directory under `parent` (empty: the system's temporary
+  // directory). Fails (kUnavailable) if it cannot be created.
+  // `chunk_bytes`: the chunk's size (tests make it small to exercise runs and merges).
+  static Result<std::unique_ptr<TokenSort>> Create(const std::string& parent,
+                                                   std::size_t chunk_bytes = kTokenSortChunkBytes);
+  ~TokenSort();  // removes its directory
 
-  // Adds one event. May write (and so fail).
+  // Adds one event. May write a run (and so fail).
   Status Add(const events::EventEnvelope& event);
   // Adds any other entry to sort, in its own key space `tag` (not 'e': the events).
   Status AddRaw(char tag, std::string_view key, std::string_view value);
-  // Writes what is buffered; call before NewIterator.
+  // Sorts what is buffered (writing a run, or keeping a small last chunk in memory); call
+  // before NewIterator, which does it too for its own tag. May write (and so fail).
   Status Finish();
   std::uint64_t Count() const { return count_; }
   // The sort's private directory (removed with it): room for other temporary files.
   const std::string& Dir() const { return dir_; }
 
   // Iterates the events in (token, stream version, seq) order (see Decode), or the entries
-  // added with AddRaw(tag) in key order (keys without the tag byte: use RawKey).
+  // added with AddRaw(tag) in key order (keys keep the tag byte: use RawKey). Supports
+  // SeekToFirst and Next only; key() and value() stay valid until the next Next().
   std::unique_ptr<rocksdb::Iterator> NewIterator(char tag = kEventsTag);
   static rocksdb::Slice RawKey(rocksdb::Slice key) { return {key.data() + 1, key.size() - 1}; }
   static constexpr char kEventsTag = 'e';
@@ -50,13 +74,22 @@ class TokenSort {
   // stream_version, at, data). False if malformed (cannot happen unless the disk lies).
   static bool Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEnvelope* out);
 
+  class Runs;  // one tag's sorted runs (token_sort.cc)
+
  private:
   TokenSort() = default;
+  Status Put(char tag, std::string_view key_tail, std::string_view value);
+  Status Spill();  // sorts the chunk and writes it as a run of its tag
+
   std::string dir_;
-  std::unique_ptr<rocksdb::DB> db_;
-  rocksdb::WriteBatch batch_;
+  std::map<char, std::unique_ptr<Runs>> runs_;
+  // The chunk: records [u32 key size][u32 value size][key][value], all of tag `chunk_tag_`.
+  std::string chunk_;
+  std::size_t chunk_entries_ = 0;
+  std::size_t chunk_bytes_ = kTokenSortChunkBytes;
+  char chunk_tag_ = 0;
   std::uint64_t count_ = 0;
-  bool unflushed_ = false;
+  std::uint64_t next_file_ = 0;
 };
 
 }  // namespace tokenledger::store

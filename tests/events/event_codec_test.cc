@@ -154,5 +154,138 @@ TEST(EventCodecTest, UpcasterTurnsTheOldFixtureIntoTheCurrentVersion) {
   EXPECT_EQ(current->data, decoded->data);
 }
 
+// ---------------------------------------------------------------------------------------
+// The fast path (DecodeCanonicalEventBody) against the general path (Boost.JSON).
+
+// Decodes `body` on both paths: when the fast one accepts, it must give what the general one
+// gives; `expect_fast` says whether it must accept (canonical) or must leave it to the other.
+void ExpectSameOnBothPaths(const std::string& body, bool expect_fast) {
+  SCOPED_TRACE(body);
+  EventEnvelope fast;
+  fast.request_id = "left over from an earlier event, longer than any small-string buffer";
+  fast.idempotency_key = "stale";
+  fast.hash = Sha256("stale");
+  const bool accepted = DecodeCanonicalEventBody(body, &fast);
+  EXPECT_EQ(accepted, expect_fast);
+  auto general = DecodeEventBodyGeneric(body);
+  if (accepted) {
+    ASSERT_TRUE(general) << general.error().message;
+    EXPECT_EQ(fast, *general);
+  }
+  // The public entry point agrees with the general path whichever path it takes.
+  auto decoded = DecodeEventBody(body);
+  ASSERT_EQ(static_cast<bool>(decoded), static_cast<bool>(general));
+  if (decoded) {
+    EXPECT_EQ(*decoded, *general);
+  } else {
+    EXPECT_EQ(decoded.error().message, general.error().message);
+  }
+}
+
+TEST(EventCodecFastPathTest, EveryTypeAndEdgeCaseDecodesAsTheGeneralPath) {
+  std::vector<EventEnvelope> events;
+  for (const EventData& data : EveryType()) {
+    events.push_back(Envelope(data));
+    EventEnvelope nulls = Envelope(data);
+    nulls.actor = {};
+    nulls.idempotency_key.reset();
+    nulls.request_id.clear();
+    nulls.seq = 1;
+    nulls.stream_version = 1;
+    nulls.prev_hash = kGenesisHash;
+    events.push_back(nulls);
+    EventEnvelope odd = Envelope(data);
+    odd.seq = 9'999'999'999'999'999'999u;  // 19 digits: the longest the fast path reads
+    odd.stream_version = 0;
+    odd.at = *ParseRfc3339("0001-01-01T00:00:00Z");
+    odd.actor = {std::nullopt, kAdmin};
+    // Every escape json::serialize writes, non-ASCII UTF-8 of 2, 3 and 4 bytes, DEL.
+    odd.request_id = "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    odd.idempotency_key = std::string("nul\0inside", 10);
+    events.push_back(odd);
+  }
+  for (EventEnvelope& e : events) {
+    const std::string body = EncodeEventBody(e);
+    ExpectSameOnBothPaths(body, true);
+    EventEnvelope fast;
+    ASSERT_TRUE(DecodeCanonicalEventBody(body, &fast));
+    EXPECT_EQ(fast, e);
+    // Through the stored record: the stored hash comes along.
+    EventEnvelope stored_event = e;
+    const std::string stored = EncodeStoredEvent(stored_event);
+    EventEnvelope into;
+    ASSERT_TRUE(DecodeStoredEventInto(stored, &into));
+    EXPECT_EQ(into, stored_event);
+  }
+}
+
+TEST(EventCodecFastPathTest, NonCanonicalBytesGoToTheGeneralPath) {
+  EventEnvelope e = Envelope(
+      TokenCreated{kAccount, kEnv, TokenScope::kEnvironment, 1'735'689'600'000'000, kAdmin});
+  const std::string body = EncodeEventBody(e);
+  auto replace = [&](const std::string& from, const std::string& to) {
+    std::string b = body;
+    const auto at = b.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) b.replace(at, from.size(), to);
+    return b;
+  };
+  const std::string v0 = ReadFixture("token_created_v0.json");
+  for (const std::string& other : {
+           // Valid JSON, same event, not the canonical bytes: decoded by the general path.
+           body + " ",
+           " " + body,
+           replace("{\"seq\":42,", "{ \"seq\":42,"),
+           replace("\"seq\":42,\"stream\":\"" + kToken.ToString() + "\"",
+                   "\"stream\":\"" + kToken.ToString() + "\",\"seq\":42"),
+           replace("\"seq\":42", "\"seq\":4.2e1"),
+           replace("\"seq\":42", "\"seq\":-0"),
+           replace("\"seq\":42", "\"seq\":18446744073709551615"),
+           replace("\"request_id\":\"req-1\"", "\"request_id\":\"\\ud83d\\ude00\""),
+           replace("\"type\":\"TokenCreated\"", "\"type\":\"Token\\u0043reated\""),
+           replace("\"token_scope\":\"environment\"", "\"token_scope\":\"environ\\u006dent\""),
+           replace("},\"request_id\"", ",\"extra\":1},\"request_id\""),
+           replace(",\"prev_hash\"", ",\"extra\":null,\"prev_hash\""),
+           replace("\"created_by_admin_user_id\":\"" + kAdmin.ToString() + "\"}",
+                   "\"created_by_admin_user_id\":\"" + kAdmin.ToString() + "\",\"x\":[]}"),
+           // Invalid: the general path names what is wrong.
+           replace("\"seq\":42", "\"seq\":042"),
+           replace("\"req-1\"", "\"req\x01\""),
+           replace("\"req-1\"", "\"req\xc3\""),
+           replace("\"req-1\"", "\"req\xed\xa0\x80\""),      // a UTF-8-encoded surrogate
+           replace("\"req-1\"", "\"req\xc0\xaf\""),          // overlong
+           replace("\"req-1\"", "\"req\xf4\x90\x80\x80\""),  // above U+10FFFF
+           replace("\"req-1\"", "\"req\\x\""),
+           replace("\"req-1\"", "\"req\\ud800\""),
+           replace("\"schema_version\":1", "\"schema_version\":0"),
+           replace("\"schema_version\":1", "\"schema_version\":2"),
+           replace("\"TokenCreated\"", "\"TokenExploded\""),
+           replace("\"environment\"", "\"galaxy\""),
+           replace(kAccount.ToString(), kAccount.ToString().substr(1) + "Z"),
+           replace("\"at\":\"2024", "\"at\":\"2024 "),
+           body.substr(0, body.size() - 1),
+           body + "}",
+           v0,
+       }) {
+    ExpectSameOnBothPaths(other, false);
+  }
+  // Not the bytes EncodeEventBody writes, yet within what the fast path reads: BMP escapes and
+  // time offsets (ParseRfc3339 is the same function on both paths).
+  for (const std::string& also : {
+           replace("\"request_id\":\"req-1\"", "\"request_id\":\"\\u0072eq-\\u00e9\\u20AC\""),
+           replace("\"at\":\"2024-01-01T00:00:00.123456Z\"",
+                   "\"at\":\"2024-01-01T01:00:00.123456+01:00\""),
+       }) {
+    ExpectSameOnBothPaths(also, true);
+  }
+  // A canonical TokenSuspended with something in its data: the general path ignores it.
+  EventEnvelope s = Envelope(TokenSuspended{});
+  const std::string suspended = EncodeEventBody(s);
+  std::string with_data = suspended;
+  with_data.replace(with_data.find("\"data\":{}"), 9, "\"data\":{\"why\":\"x\"}");
+  ExpectSameOnBothPaths(with_data, false);
+  ExpectSameOnBothPaths(suspended, true);
+}
+
 }  // namespace
 }  // namespace tokenledger::events

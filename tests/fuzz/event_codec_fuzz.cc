@@ -6,6 +6,10 @@
 // Every accepted event must re-encode to a current-version body that decodes, without any
 // upcaster, to the same event; that encoding must be canonical (re-encoding gives the same
 // bytes) and its stored record must carry a matching hash.
+//
+// The fast path (DecodeCanonicalEventBody) must never disagree with the general one
+// (DecodeEventBodyGeneric): whatever it accepts decodes on the general path, with or without
+// the v0 upcaster, to the same event.
 #include <boost/json.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -85,6 +89,16 @@ void CheckAccepted(const EventEnvelope& decoded, std::string_view input) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
+  // Fast path == general path for every input the fast path accepts.
+  EventEnvelope fast;
+  if (DecodeCanonicalEventBody(input, &fast)) {
+    auto general = DecodeEventBodyGeneric(input);
+    if (!general) Fail("the fast path accepts what the general path rejects", input);
+    if (!(*general == fast)) Fail("the fast and general paths decode differently", input);
+    auto general_v0 = DecodeEventBodyGeneric(input, WithV0());
+    if (!general_v0 || !(*general_v0 == fast))
+      Fail("the fast path differs from the general path with an upcaster", input);
+  }
   // The whole input as a body, through the production upcasters and through v0 -> v1.
   auto plain = DecodeEventBody(input);
   if (plain) CheckAccepted(*plain, input);

@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "events/event_codec.h"
+#include "events/hash_chain.h"
 #include "src/store/keys.h"
 #include "tests/store/store_test_util.h"
 
@@ -258,6 +260,43 @@ TEST_F(RebuildVerifyTest, AnUnfinishedImportIsRefusedAndAFinishedOneServes) {
     ASSERT_TRUE(report);
     EXPECT_TRUE(report->findings.empty());
     for (const Id& t : tokens_) EXPECT_EQ(*served.store->GetToken(t), *store_->GetToken(t));
+  }
+}
+
+// The bulk append of an import looks up no stream; its rebuild checks the versions instead.
+// Here a forged history whose chain is intact (hashes recomputed) but whose stream skips a
+// version is refused before the import could finish.
+TEST_F(RebuildVerifyTest, AnImportWithAStreamVersionGapFailsItsRebuild) {
+  std::vector<events::EventEnvelope> history;
+  ASSERT_TRUE(store_->ScanStoredEvents(1, [&](std::uint64_t, std::string_view r) {
+    history.push_back(*events::DecodeStoredEvent(r));
+    return true;
+  }));
+  ASSERT_GE(history.size(), 3u);
+  for (const bool forge : {false, true}) {
+    std::vector<std::string> records;
+    events::Hash prev = events::kGenesisHash;
+    for (events::EventEnvelope e : history) {
+      if (forge && e.stream == history.back().stream && e.seq == history.back().seq)
+        e.stream_version += 1;  // the token's last event skips a version
+      e.prev_hash = prev;
+      records.push_back(events::EncodeStoredEvent(e));
+      prev = e.hash;
+    }
+    StoreOptions options = options_;
+    options.data_dir = options_.data_dir + (forge ? "-forged" : "-clean");
+    auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+    ASSERT_TRUE(opened.store) << opened.message;
+    ASSERT_TRUE(opened.store->BeginImport());
+    ASSERT_TRUE(opened.store->AppendVerbatim(records));
+    Status rebuilt = opened.store->RebuildProjections();
+    if (!forge) {
+      ASSERT_TRUE(rebuilt) << rebuilt.error().message;
+      continue;
+    }
+    ASSERT_FALSE(rebuilt);
+    EXPECT_NE(rebuilt.error().message.find("stream version"), std::string::npos)
+        << rebuilt.error().message;
   }
 }
 

@@ -1,0 +1,145 @@
+// TokenSort: entries come back in key order per tag, through in-memory chunks, many runs and
+// the merge of runs past kTokenSortMaxRuns; events round-trip through Add and Decode.
+#include "src/store/token_sort.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+namespace tokenledger::store {
+namespace {
+
+std::vector<std::pair<std::string, std::string>> ReadAll(TokenSort& sort, char tag) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto it = sort.NewIterator(tag);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    EXPECT_EQ(it->key()[0], tag);
+    out.emplace_back(TokenSort::RawKey(it->key()).ToString(), it->value().ToString());
+  }
+  EXPECT_TRUE(it->status().ok()) << it->status().ToString();
+  return out;
+}
+
+// Keys with a long shared prefix (as list index keys share their account), varied lengths,
+// bytes above 0x7f, and keys that are prefixes of others.
+std::vector<std::pair<std::string, std::string>> RandomEntries(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::pair<std::string, std::string>> entries;
+  const std::string shared(20, '\x9c');
+  for (std::size_t i = 0; i < n; ++i) {
+    std::string key = shared;
+    const std::size_t len = rng() % 40;
+    for (std::size_t j = 0; j < len; ++j)
+      key.push_back(static_cast<char>(rng() % 4 == 0 ? 0xff - rng() % 3 : rng() % 3));
+    key += std::to_string(i);  // unique
+    entries.emplace_back(key, std::string(rng() % 30, static_cast<char>('a' + i % 26)));
+  }
+  return entries;
+}
+
+void ExpectSorted(std::size_t chunk_bytes, std::size_t n) {
+  SCOPED_TRACE("chunk " + std::to_string(chunk_bytes) + ", " + std::to_string(n) + " entries");
+  auto sort = TokenSort::Create("", chunk_bytes);
+  ASSERT_TRUE(sort);
+  auto entries = RandomEntries(n, static_cast<unsigned>(n));
+  for (const auto& [k, v] : entries) ASSERT_TRUE((*sort)->AddRaw('l', k, v));
+  ASSERT_TRUE((*sort)->Finish());
+  std::sort(entries.begin(), entries.end());
+  EXPECT_EQ(ReadAll(**sort, 'l'), entries);
+  EXPECT_TRUE(ReadAll(**sort, 'x').empty());
+}
+
+TEST(TokenSortTest, EntriesComeBackInKeyOrder) {
+  ExpectSorted(kTokenSortChunkBytes, 0);
+  ExpectSorted(kTokenSortChunkBytes, 1);
+  ExpectSorted(kTokenSortChunkBytes, 5000);  // one chunk, iterated in memory
+  ExpectSorted(64u << 10, 5000);             // a few runs on disk
+  ExpectSorted(4u << 10, 20000);             // past kTokenSortMaxRuns: runs merged first
+}
+
+TEST(TokenSortTest, PrefixesAndZeroBytesSortFirst) {
+  for (std::size_t chunk : {std::size_t{1} << 20, std::size_t{512}}) {
+    auto sort = TokenSort::Create("", chunk);
+    ASSERT_TRUE(sort);
+    std::vector<std::pair<std::string, std::string>> entries;
+    const std::string base(21, 'p');
+    for (const std::string& tail :
+         {std::string(""), std::string(1, '\0'), std::string(2, '\0'), std::string(8, '\0'),
+          std::string(9, '\0'), std::string(7, '\0') + "a", std::string(8, '\0') + "a",
+          std::string("a"), std::string(16, 'a'), std::string(17, 'a'), std::string(15, 'a'),
+          std::string(1, '\xff'), std::string(24, '\xff')}) {
+      for (int copy = 0; copy < 20; ++copy) entries.emplace_back(base + tail, std::to_string(copy));
+    }
+    std::shuffle(entries.begin(), entries.end(), std::mt19937(7));
+    for (const auto& [k, v] : entries) ASSERT_TRUE((*sort)->AddRaw('l', k, v));
+    auto got = ReadAll(**sort, 'l');
+    std::vector<std::string> keys, want;
+    for (const auto& [k, v] : got) keys.push_back(k);
+    for (const auto& [k, v] : entries) want.push_back(k);
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(keys, want);  // equal keys all kept
+  }
+}
+
+TEST(TokenSortTest, TagsAreSeparateAndEventsRoundTrip) {
+  auto sort = TokenSort::Create("", 8u << 10);
+  ASSERT_TRUE(sort);
+  TokenSort& s = **sort;
+  const Id a = *Id::Parse("013xrzp12g3nqk8n7f8f9jbg8d18q7tm");
+  const Id b = *Id::Parse("013xrzp12g3nqk8ngskn1wtxgka5b0nf");
+  const Id env = *Id::Parse("013xrzp12g3nqk8nzxvq7jm2arsfg5h1");
+  ASSERT_TRUE(s.AddRaw('i', "k2", "two"));
+  ASSERT_TRUE(s.AddRaw('i', "k1", "one"));
+  ASSERT_TRUE(s.Finish());
+  std::vector<events::EventEnvelope> added;
+  // Iterating 'i' while adding events, as verify does.
+  auto idem = s.NewIterator('i');
+  idem->SeekToFirst();
+  for (std::uint64_t seq = 1; seq <= 3000; ++seq) {
+    events::EventEnvelope e;
+    e.seq = seq;
+    e.stream = seq % 2 ? a : b;
+    e.stream_version = (seq + 1) / 2;
+    e.at = static_cast<Micros>(seq * 1000);
+    if (e.stream_version == 1) {
+      e.data = events::TokenCreated{b, seq % 2 ? std::optional<Id>(env) : std::nullopt,
+                                    events::TokenScope::kEnvironment, 77, a};
+    } else if (seq % 5 == 0) {
+      e.data = events::TokenUsed{static_cast<Micros>(seq)};
+    } else {
+      e.data = events::TokenSuspended{};
+    }
+    added.push_back(e);
+    ASSERT_TRUE(s.Add(e));
+  }
+  ASSERT_TRUE(idem->Valid());
+  EXPECT_EQ(TokenSort::RawKey(idem->key()).ToString(), "k1");
+  idem->Next();
+  EXPECT_EQ(idem->value().ToString(), "two");
+  idem->Next();
+  EXPECT_FALSE(idem->Valid());
+  ASSERT_TRUE(s.Finish());
+  EXPECT_EQ(s.Count(), 3000u);
+  std::sort(added.begin(), added.end(), [](const auto& x, const auto& y) {
+    return std::tie(x.stream, x.stream_version) < std::tie(y.stream, y.stream_version);
+  });
+  auto it = s.NewIterator();
+  std::size_t i = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next(), ++i) {
+    events::EventEnvelope e;
+    ASSERT_TRUE(TokenSort::Decode(it->key(), it->value(), &e));
+    ASSERT_LT(i, added.size());
+    EXPECT_EQ(e.seq, added[i].seq);
+    EXPECT_EQ(e.stream, added[i].stream);
+    EXPECT_EQ(e.stream_version, added[i].stream_version);
+    EXPECT_EQ(e.at, added[i].at);
+    EXPECT_EQ(e.data, added[i].data);
+  }
+  EXPECT_TRUE(it->status().ok());
+  EXPECT_EQ(i, added.size());
+}
+
+}  // namespace
+}  // namespace tokenledger::store
