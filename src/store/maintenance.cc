@@ -139,11 +139,8 @@ Status LedgerStore::ScanStoredEvents(
     const std::function<bool(std::uint64_t, std::string_view)>& visit) const {
   auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
   if (!impl_->db) return Impl::Closed();
-  rocksdb::ReadOptions ro;  // a full scan: read ahead, keep the block cache for the server
-  ro.fill_cache = false;
-  ro.readahead_size = 2u << 20;
-  ro.adaptive_readahead = true;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->events));
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(FullScanReadOptions(), impl_->events));
   for (it->Seek(EventKey(from_seq)); it->Valid(); it->Next()) {
     if (!visit(DecodeU64(it->key().ToStringView()), it->value().ToStringView())) break;
   }

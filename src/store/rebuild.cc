@@ -111,11 +111,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   const std::uint64_t total = m.committed_seq.load();
   RebuildProgress p{0, total, "sort"};
   {
-    rocksdb::ReadOptions ro;
-    ro.fill_cache = false;
-    ro.readahead_size = 2u << 20;
-    ro.adaptive_readahead = true;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, m.events));
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(FullScanReadOptions(), m.events));
     events::EventEnvelope e;  // reused: its strings keep their capacity
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       if (Status ds = events::DecodeStoredEventInto(it->value().ToStringView(), &e); !ds) {
@@ -143,10 +139,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   s = details_sst.Open(details_file);
   if (!s.ok()) return StorageError(s, "creating the rebuilt rows file");
   std::uint64_t rows_written = 0, list_written = 0;
-  rocksdb::ReadOptions uro;
-  uro.fill_cache = false;
-  uro.readahead_size = 1u << 20;
-  std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(uro, m.usage));
+  std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(FullScanReadOptions(), m.usage));
   uses->SeekToFirst();
   std::optional<projections::TokenRow> row;
   auto finish_token = [&](const Id& token) -> Status {

@@ -44,6 +44,15 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
 // malformed counters). Every opener of the ledger's families must set it.
 std::shared_ptr<rocksdb::MergeOperator> NewListCountMergeOperator();
 
+// Read options of a full scan by a tool: read ahead, and keep the block cache for the server.
+inline rocksdb::ReadOptions FullScanReadOptions() {
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  ro.readahead_size = 2u << 20;
+  ro.adaptive_readahead = true;
+  return ro;
+}
+
 struct ReleaseSnapshot {
   rocksdb::DB* db;
   void operator()(const rocksdb::Snapshot* s) const {

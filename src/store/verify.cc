@@ -63,11 +63,8 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
   const Impl& m = *impl_;
   rocksdb::DB* db = m.db.get();
   SnapshotPtr snapshot = impl_->Snapshot();
-  rocksdb::ReadOptions ro;  // full scans: read ahead, keep the block cache for the server
+  rocksdb::ReadOptions ro = FullScanReadOptions();
   ro.snapshot = snapshot.get();
-  ro.fill_cache = false;
-  ro.readahead_size = 2u << 20;
-  ro.adaptive_readahead = true;
   VerifyReport report;
   auto add = [&](std::string kind, std::uint64_t seq, std::optional<Id> token, std::string expected,
                  std::string found, std::string message) {

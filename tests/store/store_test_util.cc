@@ -58,6 +58,22 @@ rocksdb::ColumnFamilyHandle* Family(RawFamilies& families, std::string_view pref
   return nullptr;
 }
 
+void AppendCreates(const std::string& data_dir, const Id& account, int n) {
+  StoreOptions options;
+  options.data_dir = data_dir;
+  options.sync = false;
+  auto opened = LedgerStore::Open(options);
+  ASSERT_TRUE(opened.store) << opened.message;
+  std::vector<std::future<CommandResult>> pending;
+  for (int i = 0; i < n; ++i) {
+    pending.push_back(opened.store->Submit(CommandRequest{core::CreateToken{account}}));
+    if (pending.size() == 4096 || i + 1 == n) {
+      for (auto& f : pending) ASSERT_EQ(f.get().outcome, Outcome::kApplied);
+      pending.clear();
+    }
+  }
+}
+
 std::string RenderForTest(const CommandResult& r) {
   std::string out = r.outcome == Outcome::kApplied ? "applied" : "rejected:" + r.rejection.message;
   if (r.after) out += " " + projections::EncodeTokenRow(*r.after);

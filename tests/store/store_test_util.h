@@ -61,6 +61,11 @@ void WithRawDb(const std::string& path, const std::function<void(rocksdb::DB*, R
 // The first family whose name starts with `prefix`.
 rocksdb::ColumnFamilyHandle* Family(RawFamilies& families, std::string_view prefix);
 
+// Creates `n` account-scoped tokens of `account` in the ledger at `data_dir` through the
+// committer (sync off, in large batches): a large account in seconds, with the same rows,
+// index and counters as the API would write. REQUIRES: the ledger is not open elsewhere.
+void AppendCreates(const std::string& data_dir, const Id& account, int n);
+
 // Renders an outcome as the HTTP layer would record it: deterministic bytes.
 std::string RenderForTest(const CommandResult& r);
 

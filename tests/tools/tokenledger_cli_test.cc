@@ -453,22 +453,7 @@ TEST_F(CliTest, AnImportCarriesTheSigningKeySoExistingTokensAuthenticate) {
 }
 
 TEST_F(CliTest, AnImportStoppedMidwayIsNeverServedAndASecondImportWorks) {
-  {
-    StoreOptions options;
-    options.data_dir = data_dir_;
-    options.sync = false;
-    auto opened = store::LedgerStore::Open(options);
-    ASSERT_TRUE(opened.store) << opened.message;
-    std::vector<std::future<store::CommandResult>> pending;
-    for (int i = 0; i < 10000; ++i) {
-      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{account_}}));
-      if (pending.size() == 8192) {
-        for (auto& f : pending) ASSERT_EQ(f.get().outcome, store::Outcome::kApplied);
-        pending.clear();
-      }
-    }
-    for (auto& f : pending) ASSERT_EQ(f.get().outcome, store::Outcome::kApplied);
-  }
+  store::testing::AppendCreates(data_dir_, account_, 10000);
   const std::string exported = dir_.path() + "/export.jsonl";
   ASSERT_EQ(Tool(Args({"export", "--output", exported})).exit_code, 0);
   const std::string key = data_dir_ + "/signing.key";
