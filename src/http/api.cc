@@ -678,6 +678,17 @@ void Api::OffIoThread(const std::shared_ptr<Call>& call, std::function<void()> r
   }
 }
 
+namespace {
+
+// Whether a token of `account` (and `environment`) is in the caller's reach: its own account,
+// and for an environment token its own environment. Outside it a token is "not found".
+bool InReach(const Caller& c, const Id& account, const std::optional<Id>& environment) {
+  return account == c.account_id &&
+         (c.scope != events::TokenScope::kEnvironment || environment == c.environment_id);
+}
+
+}  // namespace
+
 std::optional<projections::TokenRow> Api::TokenInReach(const std::shared_ptr<Call>& call,
                                                        const Id& id) {
   auto row = store_.GetToken(id);
@@ -685,10 +696,7 @@ std::optional<projections::TokenRow> Api::TokenInReach(const std::shared_ptr<Cal
     call->Fail(row.error());
     return std::nullopt;
   }
-  const Caller& c = call->caller;
-  if (!*row || (*row)->state.account_id != c.account_id ||
-      (c.scope == events::TokenScope::kEnvironment &&
-       (*row)->state.environment_id != c.environment_id)) {
+  if (!*row || !InReach(call->caller, (*row)->state.account_id, (*row)->state.environment_id)) {
     call->Fail(Err(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found"));
     return std::nullopt;
   }
@@ -700,7 +708,6 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
   if (!id) return call->Fail(id.error());
   auto q = ParseAllowedQuery(call->query, {"as_of", "idempotency_key"});
   if (!q) return call->Fail(q.error());
-  std::optional<projections::TokenRow> row;
   if (const auto* as_of = Get(*q, "as_of")) {
     const auto t = ParseRfc3339(*as_of);
     if (!t)
@@ -709,19 +716,16 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
     return OffIoThread(call, [this, call, id = *id, t = *t, as_of = std::string(*as_of)] {
       auto past = store_.GetTokenAsOf(id, t);
       if (!past) return call->Fail(past.error());
-      const Caller& c = call->caller;
-      if (!*past || (*past)->state.account_id != c.account_id ||
-          (c.scope == events::TokenScope::kEnvironment &&
-           (*past)->state.environment_id != c.environment_id)) {
+      if (!*past ||
+          !InReach(call->caller, (*past)->state.account_id, (*past)->state.environment_id)) {
         return call->Fail(
             Err(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found at " + as_of));
       }
       call->Respond(Success({{"status", "success"}, {"details", TokenDetailsJson(**past)}}));
     });
-  } else {
-    row = TokenInReach(call, *id);
-    if (!row) return;
   }
+  auto row = TokenInReach(call, *id);
+  if (!row) return;
   call->Respond(Success({{"status", "success"}, {"details", TokenDetailsJson(*row)}}));
 }
 
@@ -747,10 +751,7 @@ void Api::TokenEvents(const std::shared_ptr<Call>& call) {
   const auto* created = owner_page.events.empty()
                             ? nullptr
                             : std::get_if<events::TokenCreated>(&owner_page.events[0].data);
-  const Caller& c = call->caller;
-  if (!created || created->account_id != c.account_id ||
-      (c.scope == events::TokenScope::kEnvironment &&
-       created->environment_id != c.environment_id)) {
+  if (!created || !InReach(call->caller, created->account_id, created->environment_id)) {
     return call->Fail(Err(ErrorCode::kNotFound, "api_token " + id->ToString() + " not found"));
   }
   json::array list;

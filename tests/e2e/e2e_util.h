@@ -154,4 +154,8 @@ class E2ETest : public ::testing::Test {
 
 std::string JsonString(const boost::json::value& v);
 
+// A blocking TCP connection to 127.0.0.1:port with TCP_NODELAY and `timeout_s` on receives
+// and sends; -1 if it cannot connect.
+int ConnectLoopback(unsigned short port, int timeout_s);
+
 }  // namespace tokenledger::e2e

@@ -83,24 +83,6 @@ std::uint64_t Volume() {
 // ------------------------------------------------------------------------------------------
 // Raw sockets
 
-int Connect(unsigned short port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Closes with a reset: no TIME_WAIT, so tens of thousands of short connections do not run out
 // of ephemeral ports.
 void Abort(int fd) {
@@ -157,7 +139,7 @@ struct Exchange {
 // A fresh connection: sends, half-closes, reads everything until the server closes.
 Exchange SendFresh(unsigned short port, const std::string& bytes, bool head) {
   Exchange x;
-  const int fd = Connect(port);
+  const int fd = ConnectLoopback(port, 5);
   if (fd < 0) {
     x.connect_failed = true;
     return x;
@@ -194,14 +176,14 @@ class KeepAlive {
   }
   Exchange Send(const std::string& bytes, int responses) {
     Exchange x;
-    if (fd_ < 0 && (fd_ = Connect(port_)) < 0) {
+    if (fd_ < 0 && (fd_ = ConnectLoopback(port_, 5)) < 0) {
       x.connect_failed = true;
       return x;
     }
     if (!SendAll(fd_, bytes)) {
       // Closed by the server while idle (read timeout): one retry on a new connection.
       Close();
-      if ((fd_ = Connect(port_)) < 0 || !SendAll(fd_, bytes)) {
+      if ((fd_ = ConnectLoopback(port_, 5)) < 0 || !SendAll(fd_, bytes)) {
         x.connect_failed = true;
         Close();
         return x;
@@ -1012,7 +994,7 @@ TEST_F(HostileTest, VolumeKeepsServerHealthy) {
       };
       std::vector<Slow> conns;
       for (int i = 0; i < kSlowWave + kSlowloris; ++i) {
-        const int fd = Connect(port);
+        const int fd = ConnectLoopback(port, 5);
         if (fd < 0) continue;
         const bool is_loris = i >= kSlowWave;
         if (!is_loris) SendAll(fd, partial);
