@@ -21,6 +21,7 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 
 std::chrono::microseconds Us(Micros m) { return std::chrono::microseconds(m); }
 
@@ -122,6 +123,10 @@ struct Server::Impl {
       if (ec) {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
         Log(LogLevel::kWarn, "accept failed", {{"error", ec.message()}});
+        // Out of descriptors (EMFILE/ENFILE) fails again at once: pause rather than spin, and
+        // let the kernel's backlog hold the connections meanwhile (nginx does the same).
+        net::steady_timer pause(acceptor.get_executor(), kAcceptRetryDelay);
+        co_await pause.async_wait(kNoThrow);
         continue;
       }
       auto conn = std::make_shared<Connection>(std::move(socket));

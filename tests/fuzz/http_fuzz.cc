@@ -24,6 +24,7 @@
 // HTTP_FUZZ_PRINT=1 prints every exchange (useful when running single inputs).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -223,8 +225,19 @@ std::pair<std::string, bool> Exchange(unsigned short port, std::string_view requ
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    Die("cannot connect to the server");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    // libFuzzer's -timeout alarm (SIGALRM, installed without SA_RESTART) can interrupt the
+    // handshake; the connection then completes in the background, so wait for it.
+    if (errno != EINTR) Die(std::string("cannot connect to the server: ") + std::strerror(errno));
+    pollfd p{fd, POLLOUT, 0};
+    while (::poll(&p, 1, 5000) < 0 && errno == EINTR) {
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (!(p.revents & POLLOUT) || err != 0)
+      Die(std::string("cannot connect to the server: ") + std::strerror(err ? err : ETIMEDOUT));
+  }
   timeval tv{5, 0};  // far beyond the server's read timeout: a longer wait is a hang
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
