@@ -17,8 +17,8 @@ constexpr char kCountStatusScope = 'y';
 
 constexpr std::size_t kSeqBytes = 8;
 
-void AppendU64(std::string& out, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+void StoreU64(char* out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * (7 - i)));
 }
 
 std::uint64_t ReadU64(std::string_view s) {
@@ -115,31 +115,58 @@ std::optional<SortField> ParseSortField(std::string_view name) {
   return std::nullopt;
 }
 
-std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row) {
+ListIndexEntrySet::ListIndexEntrySet(const TokenRow& row) {
   const core::TokenState& s = row.state;
   assert(s.Visible());
-  std::string seq;
-  AppendU64(seq, row.created_seq);
-  std::string attributes = seq + ScopeByte(s.scope);
-  if (s.environment_id) attributes.append(s.environment_id->Bytes());
+  // Values: created_seq, then (in 's' entries only) scope and environment.
+  char attributes[kMaxListIndexValueBytes];
+  StoreU64(attributes, row.created_seq);
+  attributes[kSeqBytes] = static_cast<char>(s.scope);
+  std::size_t attributes_size = kSeqBytes + 1;
+  if (s.environment_id) {
+    std::memcpy(attributes + attributes_size, s.environment_id->Bytes().data(), Id::kBytes);
+    attributes_size += Id::kBytes;
+  }
+  std::uint64_t sort_values[8] = {};
+  for (SortField f : kAllSortFields) sort_values[static_cast<int>(f)] = SortValue(s, f);
 
-  const bool environment_scoped = s.scope == events::TokenScope::kEnvironment;
-  std::vector<ListIndexEntry> entries;
-  entries.reserve(4 * std::size(kAllSortFields));
-  auto add = [&](const std::string& partition, const std::string& value) {
+  auto add = [&](char tag, std::string_view partition_value, std::size_t value_size) {
     for (SortField f : kAllSortFields) {
-      if (partition[Id::kBytes] == kByStatus && f == SortField::kStatus) continue;
-      std::string key = partition;
-      key.push_back(static_cast<char>(f));
-      if (f != SortField::kId) AppendU64(key, SortValue(s, f));
-      key.append(s.id.Bytes());
-      entries.push_back({std::move(key), value});
+      if (tag == kByStatus && f == SortField::kStatus) continue;
+      assert(size_ < kMaxListIndexEntries);
+      Entry& e = entries_[size_++];
+      char* k = e.key;
+      std::memcpy(k, s.account_id.Bytes().data(), Id::kBytes);
+      k += Id::kBytes;
+      *k++ = tag;
+      std::memcpy(k, partition_value.data(), partition_value.size());
+      k += partition_value.size();
+      *k++ = static_cast<char>(f);
+      if (f != SortField::kId) {
+        StoreU64(k, sort_values[static_cast<int>(f)]);
+        k += 8;
+      }
+      std::memcpy(k, s.id.Bytes().data(), Id::kBytes);
+      k += Id::kBytes;
+      e.key_size = static_cast<std::uint8_t>(k - e.key);
+      std::memcpy(e.value, attributes, value_size);
+      e.value_size = static_cast<std::uint8_t>(value_size);
     }
   };
-  add(Partition(s.account_id, kAll, {}), seq);
-  add(Partition(s.account_id, kByStatus, StatusByte(s.status)), attributes);
-  add(Partition(s.account_id, kByEnvironment, EnvironmentBytes(s.environment_id)), seq);
-  if (environment_scoped) add(Partition(s.account_id, kByScope, ScopeByte(s.scope)), seq);
+  const char status = static_cast<char>(s.status);
+  const char scope = static_cast<char>(s.scope);
+  const Id environment = s.environment_id.value_or(Id());
+  add(kAll, {}, kSeqBytes);
+  add(kByStatus, {&status, 1}, attributes_size);
+  add(kByEnvironment, environment.Bytes(), kSeqBytes);
+  if (s.scope == events::TokenScope::kEnvironment) add(kByScope, {&scope, 1}, kSeqBytes);
+}
+
+std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row) {
+  const ListIndexEntrySet set(row);
+  std::vector<ListIndexEntry> entries;
+  entries.reserve(set.size());
+  for (const auto& e : set) entries.push_back({std::string(e.Key()), std::string(e.Value())});
   return entries;
 }
 

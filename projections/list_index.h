@@ -63,6 +63,37 @@ struct ListIndexEntry {
   friend bool operator==(const ListIndexEntry&, const ListIndexEntry&) = default;
 };
 
+// The most entries one token has: every field in 'a', 'e' and 'c', all but `status` in 's'.
+inline constexpr std::size_t kMaxListIndexEntries = 4 * std::size(kAllSortFields) - 1;
+// The longest entry key (an 'e' entry with a sort value) and value (an 's' entry of an
+// environment-scoped token).
+inline constexpr std::size_t kMaxListIndexKeyBytes = 20 + 1 + 20 + 1 + 8 + 20;
+inline constexpr std::size_t kMaxListIndexValueBytes = 8 + 1 + 20;
+
+// A row's index entries in fixed-size buffers: what the bulk tools (verify, rebuild) build
+// ~20 times per token, so it allocates nothing. Same entries, same order as ListIndexEntries.
+class ListIndexEntrySet {
+ public:
+  struct Entry {
+    std::uint8_t key_size = 0;
+    std::uint8_t value_size = 0;
+    char key[kMaxListIndexKeyBytes];
+    char value[kMaxListIndexValueBytes];
+    std::string_view Key() const { return {key, key_size}; }
+    std::string_view Value() const { return {value, value_size}; }
+  };
+  // REQUIRES: row.state.Visible().
+  explicit ListIndexEntrySet(const TokenRow& row);
+  std::size_t size() const { return size_; }
+  const Entry& operator[](std::size_t i) const { return entries_[i]; }
+  const Entry* begin() const { return entries_; }
+  const Entry* end() const { return entries_ + size_; }
+
+ private:
+  Entry entries_[kMaxListIndexEntries];
+  std::size_t size_ = 0;
+};
+
 // Every index entry of a visible row, in a fixed order (so two rows' entries can be compared
 // pairwise: same position, same partition and field when the partition did not change).
 std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row);

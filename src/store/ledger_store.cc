@@ -66,22 +66,24 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
   const bool had = before && before->state.Visible();
   const bool has = after && after->state.Visible();
   if (!had && !has) return;  // e.g. created and deleted within one rebuild chunk
-  std::vector<projections::ListIndexEntry> old_entries, new_entries;
-  if (had) old_entries = projections::ListIndexEntries(*before);
-  if (has) new_entries = projections::ListIndexEntries(*after);
   const Id& id = has ? after->state.id : before->state.id;
   if (has) {
     batch.Put(details, id.Bytes(), projections::EncodeTokenRow(*after));
   } else if (had) {
     batch.Delete(details, id.Bytes());
   }
-  // A token's scope and environment never change, so both lists hold the same partitions and
+  std::optional<projections::ListIndexEntrySet> old_entries, new_entries;
+  if (had) old_entries.emplace(*before);
+  if (has) new_entries.emplace(*after);
+  const std::size_t old_n = had ? old_entries->size() : 0, new_n = has ? new_entries->size() : 0;
+  // A token's scope and environment never change, so both sets hold the same partitions and
   // fields in the same order: compare pairwise.
-  for (std::size_t i = 0; i < std::max(old_entries.size(), new_entries.size()); ++i) {
-    const auto* o = i < old_entries.size() ? &old_entries[i] : nullptr;
-    const auto* n = i < new_entries.size() ? &new_entries[i] : nullptr;
-    if (o && (!n || o->key != n->key)) batch.Delete(list, o->key);
-    if (n && (!o || o->key != n->key || o->value != n->value)) batch.Put(list, n->key, n->value);
+  for (std::size_t i = 0; i < std::max(old_n, new_n); ++i) {
+    const auto* o = i < old_n ? &(*old_entries)[i] : nullptr;
+    const auto* n = i < new_n ? &(*new_entries)[i] : nullptr;
+    if (o && (!n || o->Key() != n->Key())) batch.Delete(list, o->Key());
+    if (n && (!o || o->Key() != n->Key() || o->Value() != n->Value()))
+      batch.Put(list, n->Key(), n->Value());
   }
   // Counters move by the difference: -1 for each one the token left, +1 for each it joined.
   std::vector<std::string> old_counts, new_counts;

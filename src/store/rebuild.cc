@@ -151,8 +151,8 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
       rocksdb::Status ws = details_sst.Put(id, projections::EncodeTokenRow(*row));
       if (!ws.ok()) return StorageError(ws, "writing rebuilt rows");
       ++rows_written;
-      for (auto& entry : projections::ListIndexEntries(*row)) {
-        if (Status as = sort.AddRaw('l', entry.key, entry.value); !as) return as;
+      for (const auto& entry : projections::ListIndexEntrySet(*row)) {
+        if (Status as = sort.AddRaw('l', entry.Key(), entry.Value()); !as) return as;
         ++list_written;
       }
     }

@@ -286,8 +286,8 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
       if (!first) return Status::Ok();
       if (visible) {
         ++report.tokens_checked;
-        for (auto& entry : projections::ListIndexEntries(*row))
-          expected_index.Add(entry.key, entry.value);
+        for (const auto& entry : projections::ListIndexEntrySet(*row))
+          expected_index.Add(entry.Key(), entry.Value());
       }
       // Rows: keyed by token id too.
       for (; details->Valid(); details->Next()) {
@@ -413,8 +413,8 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
   for (auto& f : list_findings) report.findings.push_back(std::move(f));
   if (found_index == expected_index) return report;
   Status emitted = fold(false, [&](const projections::TokenRow& row) -> Status {
-    for (auto& entry : projections::ListIndexEntries(row)) {
-      if (Status as = sort.AddRaw(kListTag, entry.key, entry.value); !as) return as;
+    for (const auto& entry : projections::ListIndexEntrySet(row)) {
+      if (Status as = sort.AddRaw(kListTag, entry.Key(), entry.Value()); !as) return as;
     }
     return Status::Ok();
   });

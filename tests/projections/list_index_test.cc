@@ -56,6 +56,44 @@ TEST(ListIndexTest, EntriesPerPartitionUnderTheAccountPrefix) {
   EXPECT_EQ(ListIndexEntries(env).size(), 23u) << "plus the environment-scope partition";
 }
 
+// The stored layout, byte for byte, written out by hand from the header's description: the
+// entry set builds keys in fixed buffers, and a slip there would change what is on disk.
+TEST(ListIndexTest, EntryBytesFollowTheDocumentedLayout) {
+  TokenRow r = Row(7, 100, std::nullopt, core::TokenStatus::kSuspended);
+  r.state.scope = events::TokenScope::kEnvironment;
+  r.state.environment_id = kEnv;
+  auto u64 = [](std::uint64_t v) {
+    std::string out;
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+    return out;
+  };
+  const std::string account(kAccount.Bytes()), id(r.state.id.Bytes()), env(kEnv.Bytes());
+  const std::string seq = u64(7);
+  const std::string status(1, static_cast<char>(core::TokenStatus::kSuspended));
+  const std::string scope(1, static_cast<char>(events::TokenScope::kEnvironment));
+  const std::string inserted = u64(static_cast<std::uint64_t>(r.state.inserted_at) ^ (1ull << 63));
+  const std::string expected[][2] = {
+      {account + "a" + "\x01" + inserted + id, seq},
+      {account + "a" + "\x02" + id, seq},
+      {account + "s" + status + "\x02" + id, seq + scope + env},
+      {account + "e" + env + "\x03" + u64(2) + id, seq},
+      {account + "c" + scope + "\x02" + id, seq},
+  };
+  const ListIndexEntrySet set(r);
+  ASSERT_EQ(set.size(), 23u);
+  for (const auto& [key, value] : expected) {
+    bool found = false;
+    for (const auto& e : set) found |= e.Key() == key && e.Value() == value;
+    EXPECT_TRUE(found) << "no entry with key of " << key.size() << " bytes";
+  }
+  const auto strings = ListIndexEntries(r);
+  ASSERT_EQ(strings.size(), set.size());
+  for (std::size_t i = 0; i < set.size(); ++i) {
+    EXPECT_EQ(strings[i].key, set[i].Key());
+    EXPECT_EQ(strings[i].value, set[i].Value());
+  }
+}
+
 TEST(ListIndexTest, KeysSortLikeTheirValuesThenById) {
   // Negative, zero and positive times; ties broken by id.
   std::vector<TokenRow> rows = {Row(3, 5, 7, core::TokenStatus::kRevoked),
