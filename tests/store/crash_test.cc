@@ -81,11 +81,12 @@ TEST_F(CrashTest, EveryAcknowledgedWriteSurvivesSigkill) {
   const Id account = ids_.Generate();
   std::uint64_t total_events = 0, total_keys = 0;
   for (int round = 0; round < 10; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round));
+    SCOPED_TRACE(std::string("round ").append(std::to_string(round)));
     const auto run_for = std::chrono::milliseconds(40 + rng() % 260);
-    ChildRun run = RunAndKill({CRASH_WRITER_PATH, options_.data_dir, account.ToString(),
-                               "r" + std::to_string(round) + "-", std::to_string(rng())},
-                              run_for);
+    ChildRun run = RunAndKill(
+        {CRASH_WRITER_PATH, options_.data_dir, account.ToString(),
+         std::string("r").append(std::to_string(round)).append("-"), std::to_string(rng())},
+        run_for);
     ASSERT_TRUE(WIFSIGNALED(run.status) && WTERMSIG(run.status) == SIGKILL)
         << "the writer must die by SIGKILL (status " << run.status << ")";
 

@@ -93,7 +93,12 @@ int main(int argc, char** argv) {
       req.idempotency = store::IdempotencyInfo{account, key, events::Sha256(key)};
       req.render = [](const store::CommandResult& r) {
         std::string out = std::to_string(static_cast<int>(r.outcome)) + ":" + r.rejection.message;
-        for (const auto& e : r.events) out += ":" + std::to_string(e.seq);
+        for (const auto& e : r.events) {
+          // Two appends, not `":" + to_string(...)`: GCC 12 at -O3 reports a false -Wrestrict
+          // on that temporary (GCC bug 105329).
+          out += ':';
+          out += std::to_string(e.seq);
+        }
         return out;
       };
     }

@@ -76,7 +76,7 @@ TEST_F(PropertyTest, RandomCommandsKeepEveryInvariant) {
       if (pick(5) == 0) {
         // A small key space per account, so replays and conflicts happen.
         const Id& account = accounts[pick(accounts.size())];
-        req.idempotency = Idem(account, "k" + std::to_string(pick(40)),
+        req.idempotency = Idem(account, std::string("k").append(std::to_string(pick(40))),
                                std::to_string(c.index()) + std::to_string(pick(2)));
         req.render = RenderForTest;
       }
