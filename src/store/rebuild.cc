@@ -1,13 +1,14 @@
 // Rebuild: fold the whole ledger into new projection column families beside the current
 // ones, then switch meta to them in one atomic synced write. Two streaming passes: the events
-// in seq order into an external sort by token (TokenSort), then the sorted events token by token,
-// each token folded on its own with its usage record (both in token order); rows and list index
-// entries (sorted again) go into SST files, built and compressed on a second thread, which are
-// ingested into the new, empty families. Memory is bounded by the sort's buffers
-// (kTokenSortMemoryBytes) and two batches of kRebuildBatchBytes per SST file, not by the ledger.
-// Within an import (between BeginImport and FinishImport) the fold also checks every stream's
-// versions, which the bulk append skips. A killed rebuild starts over (meta "rebuild" names its
-// families, which the next run drops); the old projections stay intact and in use until the switch.
+// in seq order into an external sort by token (TokenSort; an import sorts them while loading
+// instead), then the sorted events token by token, each token folded on its own with its usage
+// record (both in token order); rows and list index entries (sorted again) go into SST files,
+// built and compressed on a second thread, which are ingested into the new, empty families.
+// Memory is bounded by the sort's buffers (kTokenSortMemoryBytes) and two batches of
+// kRebuildBatchBytes per SST file, not by the ledger. Within an import (between BeginImport and
+// FinishImport) the fold also checks every stream's versions, which the bulk append skips. A
+// killed rebuild starts over (meta "rebuild" names its families, which the next run drops); the
+// old projections stay intact and in use until the switch.
 #include <rocksdb/sst_file_writer.h>
 
 #include <boost/json.hpp>
@@ -170,13 +171,22 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   rocksdb::ColumnFamilyHandle* new_details = m.Handle(state.details_cf);
   rocksdb::ColumnFamilyHandle* new_list = m.Handle(state.list_cf);
 
-  // Pass 1: the ledger in seq order into the sort.
-  auto sorted = TokenSort::Create(temp_dir);
-  if (!sorted) return sorted.error();
-  TokenSort& sort = **sorted;
+  // Pass 1: the ledger in seq order into the sort, unless an import sorted it while loading
+  // (every event appended since BeginImport, hence the whole ledger).
   const std::uint64_t total = m.committed_seq.load();
   RebuildProgress p{0, total, "sort"};
-  {
+  std::unique_ptr<TokenSort> sort_owner;
+  if (m.import_sort && m.import_sort->Count() == total) {
+    sort_owner = std::move(m.import_sort);
+    p.events_done = total;
+  } else {
+    auto sorted = TokenSort::Create(temp_dir);
+    if (!sorted) return sorted.error();
+    sort_owner = std::move(*sorted);
+  }
+  m.import_sort.reset();  // read once: a second rebuild reads the ledger
+  TokenSort& sort = *sort_owner;
+  if (p.events_done == 0) {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(FullScanReadOptions(), m.events));
     events::EventEnvelope e;  // reused: its strings keep their capacity
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
