@@ -223,9 +223,12 @@ class LedgerStore {
 
   // kMaintenance, on an empty ledger: marks the ledger as being imported (meta
   // `import_in_progress`, one synced write) and switches AppendVerbatim to bulk mode: WAL off,
-  // no per-stream look-ups (stream versions are checked by the Verify that import runs before
-  // FinishImport). A crash before FinishImport leaves a directory that Open(kServe) refuses.
-  Status BeginImport();
+  // no per-stream look-ups (stream versions are checked by the RebuildProjections that import
+  // runs before FinishImport), and each appended event also goes into a temporary sort by
+  // token under `temp_dir` (empty: the system's), which that rebuild folds instead of reading
+  // the ledger again. A crash before FinishImport leaves a directory that Open(kServe) refuses:
+  // with the WAL off, nothing in it is trusted.
+  Status BeginImport(const std::string& temp_dir = "");
   // Flushes every column family, then deletes the marker in one synced write.
   Status FinishImport();
 

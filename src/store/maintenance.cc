@@ -76,6 +76,8 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
       v->second = e->stream_version;
     } else if (e->stream_version == 0) {
       return ImportError(expected, "stream version 0 (versions start at 1)");
+    } else if (m.import_sort) {
+      if (Status as = m.import_sort->Add(*e); !as) return as;
     }
     wb.Put(m.events, EventKey(e->seq), record);
     wb.Put(m.streams, StreamKey(e->stream, e->stream_version), EncodeU64(e->seq));
@@ -102,7 +104,7 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
   return Status::Ok();
 }
 
-Status LedgerStore::BeginImport() {
+Status LedgerStore::BeginImport(const std::string& temp_dir) {
   Impl& m = *impl_;
   if (m.mode != OpenMode::kMaintenance) {
     return Error{ErrorCode::kUnavailable, "import needs the ledger open exclusively", {}};
@@ -110,11 +112,14 @@ Status LedgerStore::BeginImport() {
   if (m.head_seq != 0) {
     return Error{ErrorCode::kInvalidValue, "import needs an empty ledger", {}};
   }
+  auto sort = TokenSort::Create(temp_dir);
+  if (!sort) return sort.error();
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = m.db->Put(wo, m.meta, kMetaImport, "1");
   if (!s.ok()) return StorageError(s, "marking the import");
   m.bulk_import = true;
+  m.import_sort = std::move(*sort);
   return Status::Ok();
 }
 
@@ -131,6 +136,7 @@ Status LedgerStore::FinishImport() {
   s = m.db->Delete(wo, m.meta, kMetaImport);
   if (!s.ok()) return StorageError(s, "finishing the import");
   m.bulk_import = false;
+  m.import_sort.reset();
   return Status::Ok();
 }
 

@@ -1,17 +1,20 @@
 // Rebuild: fold the whole ledger into new projection column families beside the current
 // ones, then switch meta to them in one atomic synced write. Two streaming passes: the events
-// in seq order into an external sort by token (TokenSort), then the sorted events token by
-// token, each token folded on its own with its usage record (both in token order) and written
-// in large batches with the WAL off; the new families are flushed before the switch. Memory is
-// bounded by the sort's buffers, not by the ledger. Within an import (between BeginImport and
+// in seq order into an external sort by token (TokenSort; an import sorts them while loading
+// instead), then the sorted events token by token, each token folded on its own with its usage
+// record (both in token order); rows and list index entries (sorted again) go into SST files,
+// built and compressed on a second thread, which are ingested into the new, empty families.
+// Memory is bounded by the sort's buffers (kTokenSortMemoryBytes) and two batches of
+// kRebuildBatchBytes per SST file, not by the ledger. Within an import (between BeginImport and
 // FinishImport) the fold also checks every stream's versions, which the bulk append skips. A
-// killed rebuild starts over (meta
-// "rebuild" names its families, which the next run drops); the old projections stay intact and
-// in use until the switch.
+// killed rebuild starts over (meta "rebuild" names its families, which the next run drops); the
+// old projections stay intact and in use until the switch.
 #include <rocksdb/sst_file_writer.h>
 
 #include <boost/json.hpp>
+#include <cstring>
 #include <map>
+#include <thread>
 #include <unordered_map>
 
 #include "src/store/store_impl.h"
@@ -47,6 +50,70 @@ std::optional<RebuildState> DecodeRebuildState(std::string_view text) {
     return std::nullopt;
   }
 }
+
+// Feeds an SstFileWriter from a second thread: building blocks and compressing them (ZSTD, the
+// families' bottommost compression, where an ingested file lands) was half of rebuild's CPU,
+// beside the fold or the merge that produce the entries. Entries are handed over in batches of
+// kRebuildBatchBytes; memory: two batches (one filling, one being written), plus one entry
+// larger than that.
+inline constexpr std::size_t kRebuildBatchBytes = 4u << 20;
+
+class BackgroundSstWriter {
+ public:
+  explicit BackgroundSstWriter(rocksdb::SstFileWriter* writer) : writer_(writer) {
+    filling_.reserve(kRebuildBatchBytes + 4096);
+  }
+  ~BackgroundSstWriter() {
+    if (thread_.joinable()) thread_.join();
+  }
+  // The error of an earlier batch, if any (the entry is then dropped).
+  rocksdb::Status Put(std::string_view key, std::string_view value) {
+    const auto k = static_cast<std::uint32_t>(key.size()),
+               v = static_cast<std::uint32_t>(value.size());
+    char header[8];
+    std::memcpy(header, &k, 4);
+    std::memcpy(header + 4, &v, 4);
+    filling_.append(header, 8);
+    filling_.append(key);
+    filling_.append(value);
+    ++count_;
+    if (filling_.size() < kRebuildBatchBytes) return rocksdb::Status::OK();
+    return Hand();
+  }
+  // Writes what is left and waits for it.
+  rocksdb::Status Flush() {
+    rocksdb::Status s = Hand();
+    if (thread_.joinable()) thread_.join();
+    return s.ok() ? status_ : s;
+  }
+  std::uint64_t count() const { return count_; }
+
+ private:
+  rocksdb::Status Hand() {
+    if (thread_.joinable()) thread_.join();
+    if (!status_.ok()) return status_;
+    filling_.swap(writing_);
+    filling_.clear();
+    thread_ = std::thread([this] {
+      const char* p = writing_.data();
+      const char* const end = p + writing_.size();
+      while (p < end && status_.ok()) {
+        std::uint32_t k, v;
+        std::memcpy(&k, p, 4);
+        std::memcpy(&v, p + 4, 4);
+        status_ = writer_->Put(rocksdb::Slice(p + 8, k), rocksdb::Slice(p + 8 + k, v));
+        p += 8 + std::size_t{k} + v;
+      }
+    });
+    return rocksdb::Status::OK();
+  }
+
+  rocksdb::SstFileWriter* writer_;
+  std::string filling_, writing_;
+  std::thread thread_;
+  rocksdb::Status status_;  // of the batches written so far (read after a join)
+  std::uint64_t count_ = 0;
+};
 
 bool IsBaseCf(std::string_view name) {
   return name == rocksdb::kDefaultColumnFamilyName || name == kEventsCf || name == kStreamsCf ||
@@ -104,13 +171,22 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   rocksdb::ColumnFamilyHandle* new_details = m.Handle(state.details_cf);
   rocksdb::ColumnFamilyHandle* new_list = m.Handle(state.list_cf);
 
-  // Pass 1: the ledger in seq order into the sort.
-  auto sorted = TokenSort::Create(temp_dir);
-  if (!sorted) return sorted.error();
-  TokenSort& sort = **sorted;
+  // Pass 1: the ledger in seq order into the sort, unless an import sorted it while loading
+  // (every event appended since BeginImport, hence the whole ledger).
   const std::uint64_t total = m.committed_seq.load();
   RebuildProgress p{0, total, "sort"};
-  {
+  std::unique_ptr<TokenSort> sort_owner;
+  if (m.import_sort && m.import_sort->Count() == total) {
+    sort_owner = std::move(m.import_sort);
+    p.events_done = total;
+  } else {
+    auto sorted = TokenSort::Create(temp_dir);
+    if (!sorted) return sorted.error();
+    sort_owner = std::move(*sorted);
+  }
+  m.import_sort.reset();  // read once: a second rebuild reads the ledger
+  TokenSort& sort = *sort_owner;
+  if (p.events_done == 0) {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(FullScanReadOptions(), m.events));
     events::EventEnvelope e;  // reused: its strings keep their capacity
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -138,7 +214,8 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   const std::string details_file = sort.Dir() + "/details.sst";
   s = details_sst.Open(details_file);
   if (!s.ok()) return StorageError(s, "creating the rebuilt rows file");
-  std::uint64_t rows_written = 0, list_written = 0;
+  BackgroundSstWriter details_out(&details_sst);
+  std::uint64_t list_written = 0;
   std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(FullScanReadOptions(), m.usage));
   uses->SeekToFirst();
   std::optional<projections::TokenRow> row;
@@ -148,9 +225,8 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     if (uses->Valid() && uses->key() == id && uses->value().size() == 8)
       projections::ApplyUse(row, static_cast<Micros>(DecodeU64(uses->value().ToStringView())));
     if (row && row->state.Visible()) {
-      rocksdb::Status ws = details_sst.Put(id, projections::EncodeTokenRow(*row));
+      rocksdb::Status ws = details_out.Put(id.ToStringView(), projections::EncodeTokenRow(*row));
       if (!ws.ok()) return StorageError(ws, "writing rebuilt rows");
-      ++rows_written;
       for (const auto& entry : projections::ListIndexEntrySet(*row)) {
         if (Status as = sort.AddRaw('l', entry.Key(), entry.Value()); !as) return as;
         ++list_written;
@@ -193,6 +269,8 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   }
   if (!uses->status().ok()) return StorageError(uses->status(), "reading usage records");
   uses.reset();
+  s = details_out.Flush();
+  if (!s.ok()) return StorageError(s, "writing rebuilt rows");
   if (Status fs = sort.Finish(); !fs) return fs;
   if (progress) progress(p);
   const rocksdb::Options list_sst_options(rocksdb::DBOptions(), m.list_cf_options);
@@ -200,6 +278,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   const std::string list_file = sort.Dir() + "/list.sst";
   s = list_sst.Open(list_file);
   if (!s.ok()) return StorageError(s, "creating the rebuilt list index file");
+  BackgroundSstWriter list_out(&list_sst);
   {
     p = RebuildProgress{0, list_written, "index"};
     // The counters: an account's entries that give its counts (ListCountKeysOfEntry) sort
@@ -208,11 +287,10 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     std::map<std::string, std::int64_t> counts;
     auto write_counts = [&](std::string_view before) -> rocksdb::Status {
       while (!counts.empty() && (before.empty() || counts.begin()->first < before)) {
-        rocksdb::Status ws = list_sst.Put(counts.begin()->first,
+        rocksdb::Status ws = list_out.Put(counts.begin()->first,
                                           projections::EncodeListCount(counts.begin()->second));
         if (!ws.ok()) return ws;
         counts.erase(counts.begin());
-        ++list_written;
       }
       return rocksdb::Status::OK();
     };
@@ -220,7 +298,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       const rocksdb::Slice key = TokenSort::RawKey(it->key());
       s = write_counts(key.ToStringView());
-      if (s.ok()) s = list_sst.Put(key, it->value());
+      if (s.ok()) s = list_out.Put(key.ToStringView(), it->value().ToStringView());
       if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
       for (auto& k :
            projections::ListCountKeysOfEntry(key.ToStringView(), it->value().ToStringView()))
@@ -229,13 +307,14 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     }
     if (!it->status().ok()) return StorageError(it->status(), "reading the temporary sort");
     s = write_counts({});
+    if (s.ok()) s = list_out.Flush();
     if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
   }
   rocksdb::IngestExternalFileOptions ingest;
   ingest.move_files = true;  // falls back to a copy across file systems
   for (auto [writer, file, family, count] :
-       {std::tuple{&details_sst, &details_file, new_details, rows_written},
-        std::tuple{&list_sst, &list_file, new_list, list_written}}) {
+       {std::tuple{&details_sst, &details_file, new_details, details_out.count()},
+        std::tuple{&list_sst, &list_file, new_list, list_out.count()}}) {
     if (count == 0) continue;  // an empty SST file cannot be finished
     s = writer->Finish();
     if (!s.ok()) return StorageError(s, "finishing a rebuilt projection file");

@@ -14,6 +14,7 @@
 #include "events/hash_chain.h"
 #include "src/store/keys.h"
 #include "src/store/ledger_store.h"
+#include "src/store/token_sort.h"
 
 namespace tokenledger::store {
 
@@ -100,6 +101,9 @@ struct LedgerStore::Impl {
   Micros next_purge_at = 0;
   rocksdb::WriteOptions write_options;
   bool bulk_import = false;  // between BeginImport and FinishImport (see AppendVerbatim)
+  // During an import, the appended events sorted by token as they are loaded: the rebuild that
+  // follows folds them without reading and decoding the ledger a second time.
+  std::unique_ptr<TokenSort> import_sort;
 
   std::atomic<std::uint64_t> committed_seq{0};
   StoreMetrics metrics;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -502,41 +503,52 @@ int Import(const Flags& flags) {
       return opened.exit_code;
     }
     store::LedgerStore& ledger = *opened.store;
-    if (Status s = ledger.BeginImport(); !s) error = s.error().message;
+    if (Status s = ledger.BeginImport(flags.Get("temp-dir")); !s) error = s.error().message;
     if (error.empty() && !new_key) {
       if (Status s = CopySigningKey(flags.Get("signing-key"), data_dir); !s)
         error = s.error().message;
     }
-    std::vector<std::string> batch;
-    batch.reserve(16384);
-    std::string line;
+    // The next batch is read and parsed on a second thread while the current one is checked
+    // and written (hashes, decoding, the sort by token, RocksDB's memtables).
+    struct Batch {
+      std::vector<std::string> records;
+      std::string error;
+    };
     std::uint64_t line_no = 0, bytes = 0;
     Progress bar("import", input_bytes, quiet, "bytes");
-    auto flush = [&]() {
-      if (g_stop) throw Interrupted{};
-      if (Status s = ledger.AppendVerbatim(batch); !s) {
-        error = s.error().message;
-        return false;
+    auto read_batch = [&]() {
+      Batch b;
+      b.records.reserve(16384);
+      std::string line;
+      while (b.records.size() < 16384 && std::getline(in, line)) {
+        ++line_no;
+        bytes += line.size() + 1;
+        bar.Update(bytes, "load");
+        if (line.empty()) continue;
+        auto record = ParseExportLine(line);
+        if (!record) {
+          b.error = "line " + std::to_string(line_no) + " is not an exported event";
+          break;
+        }
+        b.records.push_back(std::move(*record));
       }
-      count += batch.size();
-      batch.clear();
-      return true;
+      return b;
     };
     TimePhase("load");
-    while (error.empty() && std::getline(in, line)) {
-      ++line_no;
-      bytes += line.size() + 1;
-      bar.Update(bytes, "load");
-      if (line.empty()) continue;
-      auto record = ParseExportLine(line);
-      if (!record) {
-        error = "line " + std::to_string(line_no) + " is not an exported event";
-        break;
+    Batch batch = read_batch();
+    while (error.empty() && !batch.records.empty()) {
+      if (g_stop) throw Interrupted{};
+      std::future<Batch> next;
+      if (batch.error.empty()) next = std::async(std::launch::async, read_batch);
+      if (Status s = ledger.AppendVerbatim(batch.records); !s) {
+        error = s.error().message;
+      } else {
+        count += batch.records.size();
       }
-      batch.push_back(std::move(*record));
-      if (batch.size() == 16384) flush();
+      if (error.empty()) error = batch.error;
+      batch = next.valid() ? next.get() : Batch{};
     }
-    if (error.empty() && !batch.empty()) flush();
+    if (error.empty()) error = batch.error;
     auto step = [&](const store::RebuildProgress& p) {
       if (g_stop) throw Interrupted{};
       TimePhase(p.phase);
