@@ -1,0 +1,17 @@
+-- wrk script: durable status changes. Request i suspends (even rounds) or activates (odd
+-- rounds) token i mod N of the N ids in $IDS_FILE, all active at the start, each with a fresh
+-- idempotency key ($KEY_PREFIX-i) in the body. A token's previous change was N requests
+-- earlier, long answered, so every request is a valid transition (2xx) at up to N connections.
+local ids = {}
+for line in io.lines(os.getenv("IDS_FILE")) do ids[#ids + 1] = line end
+local headers = {["Authorization"] = "Bearer " .. os.getenv("TOKEN"),
+                 ["Content-Type"] = "application/json"}
+local prefix = os.getenv("KEY_PREFIX")
+local i = -1
+request = function()
+  i = i + 1
+  local n = #ids
+  local action = (math.floor(i / n) % 2 == 0) and "suspend" or "activate"
+  local body = '{"idempotency_key":"' .. prefix .. "-" .. i .. '"}'
+  return wrk.format("POST", "/api/v1/api_token/" .. ids[(i % n) + 1] .. "/" .. action, headers, body)
+end
