@@ -257,6 +257,7 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
     if (usage) usage->SeekToFirst();
     std::uint64_t stray_streams = 0;
     std::optional<projections::TokenRow> row;
+    std::string want_row;  // reused: one token's expected row
     RebuildProgress p{0, sort.Count(), first ? "fold" : "index"};
 
     auto finish_token = [&](const Id& token) -> Status {
@@ -299,14 +300,14 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
               "row for a token that does not exist or was deleted");
           continue;
         }
-        const std::string want = projections::EncodeTokenRow(*row);
-        if (details->value().ToStringView() != want) {
+        projections::EncodeTokenRowInto(*row, want_row);
+        if (details->value().ToStringView() != want_row) {
           auto stored = projections::DecodeTokenRow(details->value().ToStringView());
           if (!stored) {
             add("projection", row->state.version, token, "a readable row", "",
                 stored.error().message);
           } else if (!(*stored == *row)) {
-            add("projection", 0, token, want, projections::EncodeTokenRow(*stored),
+            add("projection", 0, token, want_row, projections::EncodeTokenRow(*stored),
                 "token row differs from the ledger");
           }
         }
