@@ -46,6 +46,8 @@ void ApplyEvent(std::optional<TokenRow>& row, const events::EventEnvelope& event
 void ApplyUse(std::optional<TokenRow>& row, Micros used_at);
 
 std::string EncodeTokenRow(const TokenRow& row);
+// The same bytes into `out` (cleared first; its capacity is reused): for the bulk tools.
+void EncodeTokenRowInto(const TokenRow& row, std::string& out);
 // Fails with kUnexpected if the bytes are not a row of the current schema version.
 Result<TokenRow> DecodeTokenRow(std::string_view bytes);
 

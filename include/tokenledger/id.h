@@ -43,6 +43,8 @@ class Id {
   static std::optional<Id> FromBytes(std::string_view bytes);
 
   std::string ToString() const;
+  // Appends the text form to `out` (ToString without a string of its own).
+  void AppendText(std::string& out) const;
   std::string_view Bytes() const {
     return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()};
   }

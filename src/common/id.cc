@@ -61,13 +61,19 @@ std::optional<Id> Id::FromBytes(std::string_view bytes) {
 }
 
 std::string Id::ToString() const {
-  std::string out(kTextLength, '0');
+  std::string out;
+  AppendText(out);
+  return out;
+}
+
+void Id::AppendText(std::string& out) const {
+  char text[kTextLength];
   for (std::size_t g = 0; g < 4; ++g) {
     std::uint64_t acc = 0;
     for (std::size_t i = 0; i < 5; ++i) acc = (acc << 8) | bytes_[g * 5 + i];
-    for (std::size_t i = 0; i < 8; ++i) out[g * 8 + i] = kAlphabet[(acc >> (5 * (7 - i))) & 31];
+    for (std::size_t i = 0; i < 8; ++i) text[g * 8 + i] = kAlphabet[(acc >> (5 * (7 - i))) & 31];
   }
-  return out;
+  out.append(text, kTextLength);
 }
 
 std::uint64_t Id::UnixMillis() const {

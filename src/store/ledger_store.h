@@ -173,8 +173,11 @@ struct VerifyOptions {
   // Parent directory of the temporary sort database (see TokenSort); empty: the system's
   // temporary directory. Default: empty.
   std::string temp_dir;
-  // Called every few thousand events. Default: none.
+  // Called every few thousand events (from the calling thread only). Default: none.
   std::function<void(const RebuildProgress&)> progress;
+  // How many key ranges of about equal size the list index is scanned in, shared out between
+  // the scan threads: more balance them finer and cost a seek and a task each. Default: 16.
+  int list_parts = 16;
 };
 
 class LedgerStore {

@@ -3,14 +3,24 @@
 //   0. Idempotency records -> the sort, keyed by the seq each one points at.
 //   1. Events in seq order: the hash chain, merge-joined with those pointers; every event
 //      goes into the external sort by token (TokenSort).
-//   2. The sort in token order, merge-joined with the stream index, the usage records and the
-//      token rows (all three are keyed by token first); each token folded on its own. The list
-//      index entries the fold implies are summed into an order-independent digest.
-//   3. The stored list index summed the same way (on a second thread, beside passes 0-2: it is
-//      the largest family, ~20 entries per token); only if the sums differ, a second fold writes
-//      the expected entries into the sort and a merge-join names each difference.
-// Memory: the sort's buffers (kTokenSortMemoryBytes) and one token's fold, whatever the size
-// of the ledger.
+//   2. The sort in token order, merge-joined with the usage records (they are folded into the
+//      rows); each token folded on its own. What the stored families should then hold (stream
+//      index entries, token rows as encoded bytes, list index entries) is summed into three
+//      order-independent digests (SetDigest).
+//   3. The stored stream index, rows and list index summed the same way, and the list
+//      counters recounted from the list entries. These scans read nothing the passes above
+//      write, so they are tasks: a second thread takes them from the start, beside passes
+//      0-2, and this thread joins it once the fold is done, so both cores are busy to the end.
+//      The list index (the largest family, ~17 entries per token) is cut into
+//      VerifyOptions::list_parts key ranges of about equal size, so the two finish together.
+//   Only for a family whose sums differ does a second fold name each difference: the stream
+//   index and the rows merge-joined entry by entry as it goes, the list index through the sort
+//   and a merge-join (the passes before the digests did that for every run).
+// Memory, whatever the size of the ledger: the sort's buffers (kTokenSortMemoryBytes), one
+// token's fold, one RocksDB iterator per scan thread (at most kMaxScanThreads), and the list
+// counters of at most two accounts per list part (an account's filter combinations).
+#include <atomic>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <thread>
@@ -30,30 +40,248 @@ std::string Hex(std::string_view bytes) {
 
 constexpr char kIdempotencyTag = 'i';
 constexpr char kListTag = 'l';
+// Threads scanning the stored families (this one included, once its fold is done).
+constexpr unsigned kMaxScanThreads = 4;
 
-// An order-independent digest of a set of (key, value) pairs: two sums of two differently
-// mixed 64-bit hashes, and the count. Equal sets give equal digests; a difference goes
-// unnoticed with probability ~2^-128.
+// An order-independent digest of a multiset of (key, value) pairs: each pair is hashed into
+// two 64-bit lanes, the lanes' sums and the count are the digest. Equal multisets give equal
+// digests; a difference goes unnoticed only if both sums collide, ~2^-128 for lanes that
+// behave as independent random functions. Each lane is a chain over the pair's 8-byte words
+// whose every step is a bijection of the lane (xor or add the word, multiply by an odd
+// constant, xor-shift), so two pairs of equal length differing in one word never collide in a
+// lane; fmix64 spreads each lane before it is summed. It replaced two std::hash calls per pair
+// (a byte-oriented murmur), a few percent of verify. Not cryptographic: it finds damage and
+// bugs, not a forger, who could rewrite rows and index consistently anyway (the events are
+// what SHA-256 protects).
 struct SetDigest {
   std::uint64_t a = 0, b = 0, count = 0;
   void Add(std::string_view key, std::string_view value) {
-    const std::size_t hk = std::hash<std::string_view>{}(key);
-    const std::size_t hv = std::hash<std::string_view>{}(value);
-    a += Mix(hk ^ (hv * 0x9e3779b97f4a7c15ull));
-    b += Mix((hk + 0x632be59bd9b4e019ull) * 0xff51afd7ed558ccdull ^ hv);
+    std::uint64_t x = 0x243f6a8885a308d3ull, y = 0x13198a2e03707344ull;
+    Absorb(x, y, key);
+    Absorb(x, y, value);
+    a += Mix(x);
+    b += Mix(y);
     ++count;
+  }
+  static void Step(std::uint64_t& x, std::uint64_t& y, std::uint64_t w) {
+    x = (x ^ w) * 0x9e3779b97f4a7c15ull;
+    x ^= x >> 29;
+    y = (y + w) * 0xc2b2ae3d27d4eb4full;
+    y ^= y >> 32;
+  }
+  // The words of `s`, then its tail with its length in the top byte (so where the key ends
+  // and the value starts is part of the hash).
+  static void Absorb(std::uint64_t& x, std::uint64_t& y, std::string_view s) {
+    const char* p = s.data();
+    std::size_t n = s.size();
+    for (; n >= 8; p += 8, n -= 8) {
+      std::uint64_t w;
+      std::memcpy(&w, p, 8);
+      Step(x, y, w);
+    }
+    std::uint64_t tail = 0;
+    std::memcpy(&tail, p, n);
+    Step(x, y, tail ^ (static_cast<std::uint64_t>(s.size()) << 56));
   }
   static std::uint64_t Mix(std::uint64_t x) {
     x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 29;
     x *= 0xff51afd7ed558ccdull;
-    return x ^ (x >> 32);
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+  }
+  void Merge(const SetDigest& o) {
+    a += o.a;
+    b += o.b;
+    count += o.count;
   }
   bool operator==(const SetDigest&) const = default;
 };
 
 rocksdb::Slice IdSlice(const Id& id) { return {id.Bytes().data(), id.Bytes().size()}; }
+
+// One account's list counters: as stored, and as recounted from its entries.
+struct AccountCounts {
+  std::string account;
+  std::map<std::string, std::int64_t> stored, recounted;
+};
+
+void CheckCounts(AccountCounts& c, std::vector<VerifyFinding>& findings) {
+  for (const auto& [key, n] : c.recounted) c.stored.try_emplace(key, std::int64_t{0});
+  for (const auto& [key, n] : c.stored) {
+    auto want = c.recounted.find(key);
+    const std::int64_t expected = want == c.recounted.end() ? 0 : want->second;
+    if (n != expected) {
+      findings.push_back({"index", 0, Id::FromBytes(key.substr(0, Id::kBytes)),
+                          std::to_string(expected), std::to_string(n),
+                          "list counter " + Hex(key) + " differs from the index"});
+    }
+  }
+}
+
+// What one scan task found.
+struct ScanResult {
+  SetDigest digest;
+  std::vector<VerifyFinding> findings;
+  Status status = Status::Ok();
+  // List parts: the counters of the part's first and last accounts, which may go on in the
+  // neighbouring parts, so they are checked once all parts are done.
+  std::vector<AccountCounts> edges;
+};
+
+// Keys that cut `cf` into `parts` ranges of about equal size on disk (fewer if it is small):
+// bisections of the 16 key bytes past the first and last keys' common prefix, sized with
+// GetApproximateSizes (index blocks only). The cuts only share the work out: the ranges cover
+// the whole family whatever they are.
+std::vector<std::string> SplitKeys(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                   const rocksdb::ReadOptions& ro, int parts) {
+  std::string first, last;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf));
+    it->SeekToFirst();
+    if (!it->Valid()) return {};
+    first = it->key().ToString();
+    it->SeekToLast();
+    if (!it->Valid()) return {};
+    last = it->key().ToString();
+  }
+  std::size_t p = 0;
+  while (p < first.size() && p < last.size() && first[p] == last[p]) ++p;
+  __extension__ typedef unsigned __int128 U128;  // -Wpedantic: a GCC and Clang extension
+  auto number = [p](const std::string& key) {
+    U128 n = 0;
+    for (std::size_t i = 0; i < 16; ++i)
+      n = n << 8 | (p + i < key.size() ? static_cast<unsigned char>(key[p + i]) : 0u);
+    return n;
+  };
+  auto key_of = [&](U128 n) {
+    std::string k = first.substr(0, p);
+    for (int i = 15; i >= 0; --i)
+      k.push_back(static_cast<char>(static_cast<std::uint8_t>(n >> (8 * i))));
+    return k;
+  };
+  rocksdb::SizeApproximationOptions so;
+  so.include_memtables = true;
+  so.include_files = true;
+  const std::string end = last + '\0';
+  auto size_below = [&](const std::string& key) -> std::uint64_t {
+    if (key <= first) return 0;
+    rocksdb::Range r(first, key < end ? rocksdb::Slice(key) : rocksdb::Slice(end));
+    std::uint64_t size = 0;
+    if (!db->GetApproximateSizes(so, cf, &r, 1, &size).ok()) return 0;
+    return size;
+  };
+  const std::uint64_t total = size_below(end);
+  std::vector<std::string> cuts;
+  if (total == 0) return cuts;
+  U128 lo = number(first);
+  const U128 hi = number(last);
+  for (int i = 1; i < parts; ++i) {
+    const std::uint64_t target =
+        total / static_cast<std::uint64_t>(parts) * static_cast<std::uint64_t>(i);
+    U128 a = lo, b = hi;  // the least n with size_below(key_of(n)) >= target is in [a, b]
+    while (a < b) {
+      const U128 mid = a + (b - a) / 2;
+      if (size_below(key_of(mid)) >= target) {
+        b = mid;
+      } else {
+        a = mid + 1;
+      }
+    }
+    std::string cut = key_of(a);
+    if (cut > first && cut <= last && (cuts.empty() || cut > cuts.back())) cuts.push_back(cut);
+    lo = a;
+  }
+  return cuts;
+}
+
+// Sums every (key, value) of `cf` in [lower, upper) (empty: unbounded) into `out`.
+Status DigestRange(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, rocksdb::ReadOptions ro,
+                   const std::string& lower, const std::string& upper,
+                   const std::atomic<bool>& stop, const char* what, SetDigest& out) {
+  rocksdb::Slice lo(lower), up(upper);
+  if (!lower.empty()) ro.iterate_lower_bound = &lo;
+  if (!upper.empty()) ro.iterate_upper_bound = &up;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf));
+  std::uint64_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (++n % 4096 == 0 && stop.load(std::memory_order_relaxed)) return Status::Ok();
+    out.Add(it->key().ToStringView(), it->value().ToStringView());
+  }
+  if (!it->status().ok()) return StorageError(it->status(), what);
+  return Status::Ok();
+}
+
+// One part of the stored list index: its entries summed, its counters recounted from the
+// entries one account at a time (an account's keys are contiguous).
+Status ScanListPart(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, rocksdb::ReadOptions ro,
+                    const std::string& lower, const std::string& upper,
+                    const std::atomic<bool>& stop, ScanResult& out) {
+  rocksdb::Slice lo(lower), up(upper);
+  if (!lower.empty()) ro.iterate_lower_bound = &lo;
+  if (!upper.empty()) ro.iterate_upper_bound = &up;
+  std::unique_ptr<rocksdb::Iterator> li(db->NewIterator(ro, cf));
+  AccountCounts current;
+  bool first_account = true;
+  auto end_account = [&] {
+    if (first_account) {
+      out.edges.push_back(std::move(current));
+      first_account = false;
+    } else {
+      CheckCounts(current, out.findings);
+    }
+    current = AccountCounts{};
+  };
+  std::uint64_t n = 0;
+  for (li->SeekToFirst(); li->Valid(); li->Next()) {
+    if (++n % 4096 == 0 && stop.load(std::memory_order_relaxed)) return Status::Ok();
+    const std::string_view key = li->key().ToStringView();
+    const std::string_view value = li->value().ToStringView();
+    if (n == 1) {
+      current.account = std::string(key.substr(0, Id::kBytes));
+    } else if (key.substr(0, Id::kBytes) != current.account) {
+      end_account();
+      current.account = std::string(key.substr(0, Id::kBytes));
+    }
+    if (projections::IsListCountKey(key)) {
+      auto count = projections::DecodeListCount(value);
+      if (!count) {
+        out.findings.push_back(
+            {"index", 0, {}, "8-byte count", Hex(value), "malformed list counter " + Hex(key)});
+      }
+      current.stored[std::string(key)] = count.value_or(0);
+      continue;
+    }
+    for (auto& k : projections::ListCountKeysOfEntry(key, value)) ++current.recounted[k];
+    out.digest.Add(key, value);
+  }
+  if (!li->status().ok()) return StorageError(li->status(), "verifying the list index");
+  if (n > 0) out.edges.push_back(std::move(current));  // the last account (maybe the first too)
+  return Status::Ok();
+}
+
+// Scan tasks, taken in order by whichever thread is free.
+class ScanTasks {
+ public:
+  void Add(std::function<Status(ScanResult&)> task) {
+    tasks_.push_back(std::move(task));
+    results_.emplace_back();
+  }
+  // Runs tasks until none is left (or Stop()).
+  void Work() {
+    for (std::size_t i; !stop_.load() && (i = next_.fetch_add(1)) < tasks_.size();)
+      results_[i].status = tasks_[i](results_[i]);
+  }
+  void Stop() { stop_ = true; }
+  const std::atomic<bool>& stopping() const { return stop_; }
+  std::vector<ScanResult>& results() { return results_; }
+
+ private:
+  std::vector<std::function<Status(ScanResult&)>> tasks_;
+  std::vector<ScanResult> results_;
+  std::atomic<std::size_t> next_{0};
+  std::atomic<bool> stop_{false};
+};
 
 }  // namespace
 
@@ -71,60 +299,43 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
     report.findings.push_back(
         {std::move(kind), seq, token, std::move(expected), std::move(found), std::move(message)});
   };
-  // 3, first half, on a second thread from the start (it reads only the stored list index): the
-  // stored entries summed into a digest, and the counters recounted from the entries, one
-  // account at a time (an account's keys are contiguous), so memory stays bounded by one
-  // account's filter combinations. Its findings are reported after the fold's, as before.
-  SetDigest found_index;
-  std::vector<VerifyFinding> list_findings;
-  Status list_scanned = Status::Ok();
-  auto scan_list = [&]() -> Status {
-    auto list_add = [&](std::string kind, std::uint64_t seq, std::optional<Id> token,
-                        std::string expected, std::string found, std::string message) {
-      list_findings.push_back(
-          {std::move(kind), seq, token, std::move(expected), std::move(found), std::move(message)});
-    };
-    std::unique_ptr<rocksdb::Iterator> li(db->NewIterator(ro, m.list));
-    std::string account;
-    std::map<std::string, std::int64_t> stored_counts, recounted;
-    auto check_counts = [&] {
-      for (const auto& [key, n] : recounted) stored_counts.try_emplace(key, std::int64_t{0});
-      for (const auto& [key, n] : stored_counts) {
-        auto want = recounted.find(key);
-        const std::int64_t expected = want == recounted.end() ? 0 : want->second;
-        if (n != expected) {
-          list_add("index", 0, Id::FromBytes(key.substr(0, Id::kBytes)), std::to_string(expected),
-                   std::to_string(n), "list counter " + Hex(key) + " differs from the index");
-        }
-      }
-      stored_counts.clear();
-      recounted.clear();
-    };
-    for (li->SeekToFirst(); li->Valid(); li->Next()) {
-      const std::string_view key = li->key().ToStringView();
-      if (key.substr(0, Id::kBytes) != account) {
-        check_counts();
-        account = std::string(key.substr(0, Id::kBytes));
-      }
-      if (projections::IsListCountKey(key)) {
-        auto n = projections::DecodeListCount(li->value().ToStringView());
-        if (!n) {
-          list_add("index", 0, {}, "8-byte count", Hex(li->value().ToStringView()),
-                   "malformed list counter " + Hex(key));
-        }
-        stored_counts[std::string(key)] = n.value_or(0);
-        continue;
-      }
-      for (auto& k : projections::ListCountKeysOfEntry(key, li->value().ToStringView()))
-        ++recounted[k];
-      found_index.Add(key, li->value().ToStringView());
+  const bool check_projections = m.projections_match;
+
+  // 3, first half: the stored families summed, on a second thread from the start (they are
+  // read by nothing else). Task order is report order: stream index, rows, list parts.
+  ScanTasks scans;
+  const std::atomic<bool>& stopping = scans.stopping();
+  scans.Add([&](ScanResult& r) {
+    return DigestRange(db, m.streams, ro, {}, {}, stopping, "verifying streams", r.digest);
+  });
+  std::size_t list_first = 0, list_end = 0;  // the list parts' results
+  if (check_projections) {
+    scans.Add([&](ScanResult& r) {
+      return DigestRange(db, m.details, ro, {}, {}, stopping, "verifying rows", r.digest);
+    });
+    std::vector<std::string> cuts = SplitKeys(db, m.list, ro, std::max(1, options.list_parts));
+    cuts.insert(cuts.begin(), std::string());
+    cuts.push_back(std::string());
+    list_first = scans.results().size();
+    for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
+      scans.Add([&, lower = cuts[i], upper = cuts[i + 1]](ScanResult& r) {
+        return ScanListPart(db, m.list, ro, lower, upper, stopping, r);
+      });
     }
-    check_counts();
-    if (!li->status().ok()) return StorageError(li->status(), "verifying the list index");
-    return Status::Ok();
-  };
-  std::jthread list_thread;
-  if (m.projections_match) list_thread = std::jthread([&] { list_scanned = scan_list(); });
+    list_end = scans.results().size();
+  }
+  std::vector<std::jthread> scan_threads;
+  // However this function returns (an error, the progress callback throwing), the scans stop.
+  struct StopScans {
+    ScanTasks& scans;
+    std::vector<std::jthread>& threads;
+    ~StopScans() {
+      scans.Stop();
+      threads.clear();  // joins
+    }
+  } stop_scans{scans, scan_threads};
+  const unsigned helpers = std::clamp(std::thread::hardware_concurrency(), 2u, kMaxScanThreads) - 1;
+  for (unsigned i = 0; i < helpers; ++i) scan_threads.emplace_back([&] { scans.Work(); });
 
   auto sorted = TokenSort::Create(options.temp_dir);
   if (!sorted) return sorted.error();
@@ -235,29 +446,36 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
           "chain head does not match the last event");
     }
   }
-  const bool check_projections = m.projections_match;
   if (!check_projections) {
     add("meta", 0, {}, "token_details v" + std::to_string(projections::kTokenDetails.version),
         "token_details v" + std::to_string(m.projection_meta.details_version),
         "projections are at another schema version; run `tokenledger rebuild`");
   }
 
-  // 2. Token order: streams, usage records, rows. `fold` runs the token pass; it is run a
-  // second time (with `emit` set) only to pinpoint list index differences.
-  SetDigest expected_index;
-  auto fold = [&](bool first,
-                  const std::function<Status(const projections::TokenRow&)>& emit) -> Status {
-    std::unique_ptr<rocksdb::Iterator> streams(db->NewIterator(ro, m.streams));
-    std::unique_ptr<rocksdb::Iterator> details(check_projections ? db->NewIterator(ro, m.details)
+  // 2. Token order. The first fold checks stream versions and usage records and sums what the
+  // stream index, the rows and the list index should hold; a second one runs only to name the
+  // differences of a family whose sums differ (`join_streams`, `join_details`: merge-joined
+  // entry by entry as the fold goes; `emit_list`: each row's list entries into the sort).
+  struct FoldPass {
+    bool first = false, join_streams = false, join_details = false;
+    std::function<Status(const projections::TokenRow&)> emit_list;
+  };
+  SetDigest want_streams, want_rows, want_index;
+  auto fold = [&](const FoldPass& pass) -> Status {
+    const bool first = pass.first;
+    std::unique_ptr<rocksdb::Iterator> streams(pass.join_streams ? db->NewIterator(ro, m.streams)
+                                                                 : nullptr);
+    std::unique_ptr<rocksdb::Iterator> details(pass.join_details ? db->NewIterator(ro, m.details)
                                                                  : nullptr);
     std::unique_ptr<rocksdb::Iterator> usage(
         check_projections && m.usage ? db->NewIterator(ro, m.usage) : nullptr);
-    streams->SeekToFirst();
+    if (streams) streams->SeekToFirst();
     if (details) details->SeekToFirst();
     if (usage) usage->SeekToFirst();
     std::uint64_t stray_streams = 0;
     std::optional<projections::TokenRow> row;
-    RebuildProgress p{0, sort.Count(), first ? "fold" : "index"};
+    std::string row_bytes;  // reused: one token's expected row
+    RebuildProgress p{0, sort.Count(), first ? "fold" : "pinpoint"};
 
     auto finish_token = [&](const Id& token) -> Status {
       if (!check_projections) return Status::Ok();
@@ -280,15 +498,17 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
         }
       }
       const bool visible = row && row->state.Visible();
-      if (visible && emit) {
-        if (Status es = emit(*row); !es) return es;
+      if (visible && pass.emit_list) {
+        if (Status es = pass.emit_list(*row); !es) return es;
       }
-      if (!first) return Status::Ok();
-      if (visible) {
+      if (visible && (first || details)) projections::EncodeTokenRowInto(*row, row_bytes);
+      if (first && visible) {
         ++report.tokens_checked;
+        want_rows.Add(token.Bytes(), row_bytes);
         for (const auto& entry : projections::ListIndexEntrySet(*row))
-          expected_index.Add(entry.Key(), entry.Value());
+          want_index.Add(entry.Key(), entry.Value());
       }
+      if (!details) return Status::Ok();
       // Rows: keyed by token id too.
       for (; details->Valid(); details->Next()) {
         const int c = details->key().compare(id);
@@ -299,24 +519,20 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
               "row for a token that does not exist or was deleted");
           continue;
         }
-        const std::string want = projections::EncodeTokenRow(*row);
-        if (details->value().ToStringView() != want) {
+        if (details->value().ToStringView() != row_bytes) {
           auto stored = projections::DecodeTokenRow(details->value().ToStringView());
           if (!stored) {
             add("projection", row->state.version, token, "a readable row", "",
                 stored.error().message);
           } else if (!(*stored == *row)) {
-            add("projection", 0, token, want, projections::EncodeTokenRow(*stored),
+            add("projection", 0, token, row_bytes, projections::EncodeTokenRow(*stored),
                 "token row differs from the ledger");
           }
         }
         details->Next();
         return Status::Ok();
       }
-      if (visible) {
-        add("projection", 0, token, projections::EncodeTokenRow(*row), "missing",
-            "token row is missing");
-      }
+      if (visible) add("projection", 0, token, row_bytes, "missing", "token row is missing");
       return Status::Ok();
     };
 
@@ -324,6 +540,10 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
     events::EventEnvelope e;
     std::optional<Id> current;
     std::uint64_t last_version = 0, last_seq_of_token = 0;
+    char stream_key[Id::kBytes + 8], stream_value[8];
+    auto put_u64 = [](char* out, std::uint64_t v) {
+      for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v & 0xff);
+    };
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       if (!TokenSort::Decode(it->key(), it->value(), &e))
         return Error{ErrorCode::kUnexpected, "malformed entry in the temporary sort", {}};
@@ -344,6 +564,14 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
           add("stream", e.seq, e.stream, "seq after " + std::to_string(last_seq_of_token),
               std::to_string(e.seq), "stream versions are out of sequence order");
         }
+        // The stream index entry this event should have (StreamKey -> seq).
+        std::memcpy(stream_key, e.stream.Bytes().data(), Id::kBytes);
+        put_u64(stream_key + Id::kBytes, e.stream_version);
+        put_u64(stream_value, e.seq);
+        want_streams.Add(std::string_view(stream_key, sizeof(stream_key)),
+                         std::string_view(stream_value, sizeof(stream_value)));
+      }
+      if (streams) {
         // The stream index, merge-joined: every entry must point at exactly this event.
         const std::string want = StreamKey(e.stream, e.stream_version);
         for (; streams->Valid() && streams->key().compare(want) < 0; streams->Next())
@@ -372,16 +600,17 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
       if (Status fs = finish_token(*current); !fs) return fs;
       row.reset();
     }
-    if (!first) return Status::Ok();
-    for (; streams->Valid(); streams->Next()) ++stray_streams;
-    if (!streams->status().ok()) return StorageError(streams->status(), "verifying streams");
-    if (stray_streams) {
-      add("stream", 0, {}, std::to_string(report.events_checked),
-          std::to_string(report.events_checked + stray_streams),
-          "stream index has entries for events that do not exist");
+    if (streams) {
+      for (; streams->Valid(); streams->Next()) ++stray_streams;
+      if (!streams->status().ok()) return StorageError(streams->status(), "verifying streams");
+      if (stray_streams) {
+        add("stream", 0, {}, std::to_string(report.events_checked),
+            std::to_string(report.events_checked + stray_streams),
+            "stream index has entries for events that do not exist");
+      }
     }
-    if (check_projections) {
-      for (; usage && usage->Valid(); usage->Next()) {
+    if (first && usage) {
+      for (; usage->Valid(); usage->Next()) {
         auto uid = Id::FromBytes(usage->key().ToStringView());
         if (!uid || usage->value().size() != 8) {
           add("usage", 0, uid, "token id -> 8-byte time", Hex(usage->key().ToStringView()),
@@ -391,34 +620,65 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
               "usage record for a token that does not exist or was deleted");
         }
       }
+      if (!usage->status().ok()) return StorageError(usage->status(), "verifying usage records");
+    }
+    if (details) {
       for (; details->Valid(); details->Next()) {
         add("projection", 0, Id::FromBytes(details->key().ToStringView()), "no row",
             std::string(details->value().ToStringView()),
             "row for a token that does not exist or was deleted");
       }
-      if (usage && !usage->status().ok())
-        return StorageError(usage->status(), "verifying usage records");
       if (!details->status().ok()) return StorageError(details->status(), "verifying rows");
     }
     if (options.progress) options.progress(p);
     return Status::Ok();
   };
-  if (Status fs = fold(true, {}); !fs) return fs.error();
-  if (!check_projections) return report;
+  if (Status fs = fold({.first = true}); !fs) return fs.error();
 
-  // 3. The list index: its digest (scanned above, beside the other passes) against the one
-  // the fold computed; a merge-join only when they differ.
-  if (list_thread.joinable()) list_thread.join();
-  if (!list_scanned) return list_scanned.error();
-  for (auto& f : list_findings) report.findings.push_back(std::move(f));
-  if (found_index == expected_index) return report;
-  Status emitted = fold(false, [&](const projections::TokenRow& row) -> Status {
-    for (const auto& entry : projections::ListIndexEntrySet(row)) {
-      if (Status as = sort.AddRaw(kListTag, entry.Key(), entry.Value()); !as) return as;
+  // 3, second half: this thread takes the scans that are left, then the sums are compared.
+  if (options.progress) options.progress({0, 0, "scan"});
+  scans.Work();
+  scan_threads.clear();  // joins
+  std::vector<ScanResult>& found = scans.results();
+  for (const ScanResult& r : found) {
+    if (!r.status) return r.status.error();
+  }
+  SetDigest found_index;
+  std::vector<AccountCounts> edges;  // the list parts' edge accounts, merged by account
+  for (std::size_t i = list_first; i < list_end; ++i) {
+    found_index.Merge(found[i].digest);
+    for (AccountCounts& c : found[i].edges) {
+      if (!edges.empty() && edges.back().account == c.account) {
+        for (const auto& [k, n] : c.stored) edges.back().stored[k] = n;
+        for (const auto& [k, n] : c.recounted) edges.back().recounted[k] += n;
+      } else {
+        edges.push_back(std::move(c));
+      }
     }
-    return Status::Ok();
-  });
-  if (!emitted) return emitted.error();
+  }
+  std::vector<VerifyFinding> list_findings;
+  for (std::size_t i = list_first; i < list_end; ++i) {
+    for (auto& f : found[i].findings) list_findings.push_back(std::move(f));
+  }
+  for (AccountCounts& c : edges) CheckCounts(c, list_findings);
+
+  FoldPass pinpoint;
+  pinpoint.join_streams = !(found[0].digest == want_streams);
+  pinpoint.join_details = check_projections && !(found[1].digest == want_rows);
+  const bool list_differs = check_projections && !(found_index == want_index);
+  if (list_differs) {
+    pinpoint.emit_list = [&](const projections::TokenRow& row) -> Status {
+      for (const auto& entry : projections::ListIndexEntrySet(row)) {
+        if (Status as = sort.AddRaw(kListTag, entry.Key(), entry.Value()); !as) return as;
+      }
+      return Status::Ok();
+    };
+  }
+  if (pinpoint.join_streams || pinpoint.join_details || list_differs) {
+    if (Status fs = fold(pinpoint); !fs) return fs.error();
+  }
+  for (auto& f : list_findings) report.findings.push_back(std::move(f));
+  if (!list_differs) return report;
   if (Status fs = sort.Finish(); !fs) return fs.error();
   std::unique_ptr<rocksdb::Iterator> want = sort.NewIterator(kListTag);
   std::unique_ptr<rocksdb::Iterator> li(db->NewIterator(ro, m.list));

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+#include <limits>
+
 namespace tokenledger::projections {
 namespace {
 
@@ -87,6 +90,73 @@ TEST(TokenDetailsTest, Version2RecordsStatusChangesAndRevocation) {
   auto decoded = DecodeTokenRow(EncodeTokenRow(*row));
   ASSERT_TRUE(decoded);
   EXPECT_EQ(*decoded, *row);
+}
+
+// The encoding as it was first written, through Boost.JSON's DOM: the hand-written encoder
+// must give exactly these bytes (rows already stored compare equal, and verify compares bytes).
+std::string ReferenceEncoding(const TokenRow& row) {
+  namespace json = boost::json;
+  auto opt_id = [](const std::optional<Id>& id) {
+    return id ? json::value(id->ToString()) : json::value(nullptr);
+  };
+  auto opt_micros = [](const std::optional<Micros>& t) {
+    return t ? json::value(*t) : json::value(nullptr);
+  };
+  const core::TokenState& s = row.state;
+  json::object o;
+  o["v"] = kTokenDetails.version;
+  o["id"] = s.id.ToString();
+  o["account_id"] = s.account_id.ToString();
+  o["environment_id"] = opt_id(s.environment_id);
+  o["token_scope"] = events::ScopeName(s.scope);
+  o["status"] = core::StatusName(s.status);
+  o["created_by_admin_user_id"] = opt_id(s.created_by_admin_user_id);
+  o["expires_at"] = s.expires_at;
+  o["inserted_at"] = s.inserted_at;
+  o["updated_at"] = s.updated_at;
+  o["last_used_at"] = opt_micros(s.last_used_at);
+  o["version"] = s.version;
+  o["created_seq"] = row.created_seq;
+  o["status_changed_at"] = row.status_changed_at;
+  o["revoked_at"] = opt_micros(row.revoked_at);
+  return json::serialize(o);
+}
+
+TEST(TokenDetailsTest, EncodingIsTheBoostJsonOne) {
+  std::vector<TokenRow> rows;
+  std::optional<TokenRow> row;
+  ApplyEvent(row, At(7, 1, 100,
+                     events::TokenCreated{kAccount, kEnv, events::TokenScope::kEnvironment, 999,
+                                          kAccount}));
+  rows.push_back(*row);
+  ApplyEvent(row, At(8, 2, 150, events::TokenUsed{140}));
+  ApplyEvent(row, At(9, 3, 160, events::TokenSuspended{}));
+  rows.push_back(*row);
+  ApplyEvent(row, At(10, 4, 170, events::TokenRevoked{}));
+  rows.push_back(*row);
+  TokenRow extreme = *row;
+  extreme.state.expires_at = std::numeric_limits<Micros>::min();
+  extreme.state.inserted_at = std::numeric_limits<Micros>::max();
+  extreme.state.updated_at = -1;
+  extreme.state.last_used_at = 0;
+  extreme.state.version = std::numeric_limits<std::uint64_t>::max();
+  extreme.created_seq = std::numeric_limits<std::uint64_t>::max();
+  extreme.status_changed_at = std::numeric_limits<Micros>::min();
+  extreme.revoked_at = std::numeric_limits<Micros>::max();
+  rows.push_back(extreme);
+  TokenRow plain;
+  rows.push_back(plain);  // all ids zero, no optionals
+  std::string reused = "left over";
+  for (const TokenRow& r : rows) {
+    EXPECT_EQ(EncodeTokenRow(r), ReferenceEncoding(r));
+    EncodeTokenRowInto(r, reused);
+    EXPECT_EQ(reused, ReferenceEncoding(r));
+    auto decoded = DecodeTokenRow(reused);
+    ASSERT_TRUE(decoded) << decoded.error().message;
+    TokenRow expected = r;
+    expected.state.exists = true;
+    EXPECT_EQ(*decoded, expected);
+  }
 }
 
 }  // namespace
