@@ -316,6 +316,10 @@ rocksdb::ColumnFamilyOptions MakeListCfOptions(const std::shared_ptr<rocksdb::Ca
                                                const StoreOptions& options) {
   rocksdb::ColumnFamilyOptions cf = MakeCfOptions(cache, options);
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(TableOptions(cache, false)));
+  // LZ4 at every level, also the last: the list index is ~15 entries per token, scanned whole
+  // by verify and written whole by rebuild, where ZSTD was ~25% of rebuild's CPU and ~15% of
+  // verify's. It costs ~12% more disk (1M events: 472 -> 528 B/event, export 577).
+  cf.bottommost_compression = rocksdb::kLZ4Compression;
   return cf;
 }
 
