@@ -180,6 +180,9 @@ struct VerifyOptions {
   int list_parts = 16;
 };
 
+// The size at which rebuild starts a new SST file (see RebuildProjections).
+inline constexpr std::uint64_t kRebuildSstFileBytes = 256u << 20;
+
 class LedgerStore {
  public:
   struct Opened;
@@ -268,9 +271,12 @@ class LedgerStore {
   // starts over (its partial families are dropped); the old projections stay in use until
   // the switch. REQUIRES: nothing is submitted while it runs (operator tools open the store
   // exclusively in kMaintenance mode). `chunk_events` tokens are written per batch (and
-  // progress reported); `temp_dir` as in VerifyOptions.
+  // progress reported); `temp_dir` as in VerifyOptions. The new families are written as SST
+  // files of about `sst_file_bytes` each (the table builder holds one file's index in memory;
+  // tests pass a small size to exercise many files).
   Status RebuildProjections(const std::function<void(const RebuildProgress&)>& progress = {},
-                            std::uint64_t chunk_events = 4096, const std::string& temp_dir = {});
+                            std::uint64_t chunk_events = 4096, const std::string& temp_dir = {},
+                            std::uint64_t sst_file_bytes = kRebuildSstFileBytes);
 
   struct Impl;
 

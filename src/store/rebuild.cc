@@ -4,16 +4,19 @@
 // instead), then the sorted events token by token, each token folded on its own with its usage
 // record (both in token order); rows and list index entries (sorted again) go into SST files,
 // built and compressed on a second thread, which are ingested into the new, empty families.
-// Memory is bounded by the sort's buffers (kTokenSortMemoryBytes) and two batches of
-// kRebuildBatchBytes per SST file, not by the ledger. Within an import (between BeginImport and
+// Memory is bounded by the sort's buffers (kTokenSortMemoryBytes), two batches of
+// kRebuildBatchBytes per family and the index of one SST file (files roll over at
+// kRebuildSstFileBytes), not by the ledger. Within an import (between BeginImport and
 // FinishImport) the fold also checks every stream's versions, which the bulk append skips. A
 // killed rebuild starts over (meta "rebuild" names its families, which the next run drops); the
 // old projections stay intact and in use until the switch.
 #include <rocksdb/sst_file_writer.h>
 
 #include <boost/json.hpp>
+#include <cassert>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <thread>
 #include <unordered_map>
 
@@ -51,6 +54,52 @@ std::optional<RebuildState> DecodeRebuildState(std::string_view text) {
   }
 }
 
+// An SST file writer that starts a new file every `file_bytes` (kRebuildSstFileBytes):
+// RocksDB's table builder keeps a file's whole index (and filter) in memory until the file is
+// finished, so one file per family made rebuild's memory grow with the ledger (10M events:
+// ~430 MB). The files hold consecutive key ranges and are ingested together.
+class RollingSstWriter {
+ public:
+  RollingSstWriter(const rocksdb::Options& options, rocksdb::ColumnFamilyHandle* family,
+                   std::string path_prefix, std::uint64_t file_bytes)
+      : options_(options),
+        family_(family),
+        prefix_(std::move(path_prefix)),
+        file_bytes_(file_bytes) {}
+
+  // REQUIRES: keys in strictly increasing order across calls.
+  rocksdb::Status Put(const rocksdb::Slice& key, const rocksdb::Slice& value) {
+    if (writer_ && writer_->FileSize() >= file_bytes_) {
+      rocksdb::Status s = writer_->Finish();
+      writer_.reset();
+      if (!s.ok()) return s;
+    }
+    if (!writer_) {
+      writer_ = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(), options_, family_);
+      files_.push_back(prefix_ + "-" + std::to_string(files_.size()) + ".sst");
+      rocksdb::Status s = writer_->Open(files_.back());
+      if (!s.ok()) return s;
+    }
+    return writer_->Put(key, value);
+  }
+  // Finishes the last file. The files to ingest, in key order (none if nothing was written).
+  rocksdb::Status Finish() {
+    if (!writer_) return rocksdb::Status::OK();
+    rocksdb::Status s = writer_->Finish();
+    writer_.reset();
+    return s;
+  }
+  const std::vector<std::string>& files() const { return files_; }
+
+ private:
+  rocksdb::Options options_;
+  rocksdb::ColumnFamilyHandle* family_;
+  std::string prefix_;
+  std::uint64_t file_bytes_;
+  std::unique_ptr<rocksdb::SstFileWriter> writer_;
+  std::vector<std::string> files_;
+};
+
 // Feeds an SstFileWriter from a second thread: building blocks and compressing them (ZSTD, the
 // families' bottommost compression, where an ingested file lands) was half of rebuild's CPU,
 // beside the fold or the merge that produce the entries. Entries are handed over in batches of
@@ -60,7 +109,7 @@ inline constexpr std::size_t kRebuildBatchBytes = 4u << 20;
 
 class BackgroundSstWriter {
  public:
-  explicit BackgroundSstWriter(rocksdb::SstFileWriter* writer) : writer_(writer) {
+  explicit BackgroundSstWriter(RollingSstWriter* writer) : writer_(writer) {
     filling_.reserve(kRebuildBatchBytes + 4096);
   }
   ~BackgroundSstWriter() {
@@ -76,7 +125,6 @@ class BackgroundSstWriter {
     filling_.append(header, 8);
     filling_.append(key);
     filling_.append(value);
-    ++count_;
     if (filling_.size() < kRebuildBatchBytes) return rocksdb::Status::OK();
     return Hand();
   }
@@ -86,7 +134,6 @@ class BackgroundSstWriter {
     if (thread_.joinable()) thread_.join();
     return s.ok() ? status_ : s;
   }
-  std::uint64_t count() const { return count_; }
 
  private:
   rocksdb::Status Hand() {
@@ -108,11 +155,10 @@ class BackgroundSstWriter {
     return rocksdb::Status::OK();
   }
 
-  rocksdb::SstFileWriter* writer_;
+  RollingSstWriter* writer_;
   std::string filling_, writing_;
   std::thread thread_;
   rocksdb::Status status_;  // of the batches written so far (read after a join)
-  std::uint64_t count_ = 0;
 };
 
 bool IsBaseCf(std::string_view name) {
@@ -123,7 +169,9 @@ bool IsBaseCf(std::string_view name) {
 }  // namespace
 
 Status LedgerStore::RebuildProjections(const std::function<void(const RebuildProgress&)>& progress,
-                                       std::uint64_t chunk_events, const std::string& temp_dir) {
+                                       std::uint64_t chunk_events, const std::string& temp_dir,
+                                       std::uint64_t sst_file_bytes) {
+  assert(sst_file_bytes > 0);
   auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
   if (!impl_->db) return Impl::Closed();
   if (chunk_events == 0) chunk_events = 1;
@@ -210,10 +258,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   // ingested into the new (empty) families: no memtable, no WAL, no compaction.
   p = RebuildProgress{0, sort.Count(), "fold"};
   const rocksdb::Options sst_options(rocksdb::DBOptions(), m.cf_options);
-  rocksdb::SstFileWriter details_sst(rocksdb::EnvOptions(), sst_options, new_details);
-  const std::string details_file = sort.Dir() + "/details.sst";
-  s = details_sst.Open(details_file);
-  if (!s.ok()) return StorageError(s, "creating the rebuilt rows file");
+  RollingSstWriter details_sst(sst_options, new_details, sort.Dir() + "/details", sst_file_bytes);
   BackgroundSstWriter details_out(&details_sst);
   std::uint64_t list_written = 0;
   std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(FullScanReadOptions(), m.usage));
@@ -274,10 +319,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   if (Status fs = sort.Finish(); !fs) return fs;
   if (progress) progress(p);
   const rocksdb::Options list_sst_options(rocksdb::DBOptions(), m.list_cf_options);
-  rocksdb::SstFileWriter list_sst(rocksdb::EnvOptions(), list_sst_options, new_list);
-  const std::string list_file = sort.Dir() + "/list.sst";
-  s = list_sst.Open(list_file);
-  if (!s.ok()) return StorageError(s, "creating the rebuilt list index file");
+  RollingSstWriter list_sst(list_sst_options, new_list, sort.Dir() + "/list", sst_file_bytes);
   BackgroundSstWriter list_out(&list_sst);
   {
     p = RebuildProgress{0, list_written, "index"};
@@ -312,13 +354,12 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   }
   rocksdb::IngestExternalFileOptions ingest;
   ingest.move_files = true;  // falls back to a copy across file systems
-  for (auto [writer, file, family, count] :
-       {std::tuple{&details_sst, &details_file, new_details, details_out.count()},
-        std::tuple{&list_sst, &list_file, new_list, list_out.count()}}) {
-    if (count == 0) continue;  // an empty SST file cannot be finished
+  for (auto [writer, family] :
+       {std::pair{&details_sst, new_details}, std::pair{&list_sst, new_list}}) {
     s = writer->Finish();
     if (!s.ok()) return StorageError(s, "finishing a rebuilt projection file");
-    s = db->IngestExternalFile(family, {*file}, ingest);
+    if (writer->files().empty()) continue;  // nothing to ingest (no visible token)
+    s = db->IngestExternalFile(family, writer->files(), ingest);
     if (!s.ok()) return StorageError(s, "ingesting a rebuilt projection file");
   }
   if (progress) progress(p);
