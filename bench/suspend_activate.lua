@@ -15,3 +15,12 @@ request = function()
   local body = '{"idempotency_key":"' .. prefix .. "-" .. i .. '"}'
   return wrk.format("POST", "/api/v1/api_token/" .. ids[(i % n) + 1] .. "/" .. action, headers, body)
 end
+
+-- A non-2xx answer is a finding: show the first few (wrk itself only counts them).
+local shown = 0
+response = function(status, headers, body)
+  if status >= 300 and shown < 5 then
+    shown = shown + 1
+    io.stderr:write("suspend/activate: " .. status .. " " .. body .. "\n")
+  end
+end
