@@ -65,7 +65,9 @@ void EncodeTokenRowInto(const TokenRow& row, std::string& out) {
   auto number = [&](auto v) {
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof(buf), v);
-    out.append(buf, r.ptr);
+    // (pointer, count), not the iterator pair: GCC 12 at -O3 reports a false -Wrestrict on
+    // that overload (GCC bug 105329), which stops the Release build under -Werror.
+    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
   };
   auto opt_number = [&](const std::optional<Micros>& v) {
     if (v) {
