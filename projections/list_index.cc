@@ -139,8 +139,10 @@ ListIndexEntrySet::ListIndexEntrySet(const TokenRow& row) {
       std::memcpy(k, s.account_id.Bytes().data(), Id::kBytes);
       k += Id::kBytes;
       *k++ = tag;
-      std::memcpy(k, partition_value.data(), partition_value.size());
-      k += partition_value.size();
+      if (!partition_value.empty()) {  // memcpy from an empty view's null data() is UB
+        std::memcpy(k, partition_value.data(), partition_value.size());
+        k += partition_value.size();
+      }
       *k++ = static_cast<char>(f);
       if (f != SortField::kId) {
         StoreU64(k, sort_values[static_cast<int>(f)]);
