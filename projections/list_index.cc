@@ -164,14 +164,6 @@ ListIndexEntrySet::ListIndexEntrySet(const TokenRow& row) {
   if (s.scope == events::TokenScope::kEnvironment) add(kByScope, {&scope, 1}, kSeqBytes);
 }
 
-std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row) {
-  const ListIndexEntrySet set(row);
-  std::vector<ListIndexEntry> entries;
-  entries.reserve(set.size());
-  for (const auto& e : set) entries.push_back({std::string(e.Key()), std::string(e.Value())});
-  return entries;
-}
-
 std::vector<std::string> ListCountKeys(const TokenRow& row) {
   const core::TokenState& s = row.state;
   assert(s.Visible());

@@ -57,12 +57,6 @@ inline constexpr SortField kAllSortFields[] = {SortField::kInsertedAt, SortField
 std::string_view SortFieldName(SortField field);
 std::optional<SortField> ParseSortField(std::string_view name);
 
-struct ListIndexEntry {
-  std::string key;
-  std::string value;
-  friend bool operator==(const ListIndexEntry&, const ListIndexEntry&) = default;
-};
-
 // The most entries one token has: every field in 'a', 'e' and 'c', all but `status` in 's'.
 inline constexpr std::size_t kMaxListIndexEntries = 4 * std::size(kAllSortFields) - 1;
 // The longest entry key (an 'e' entry with a sort value) and value (an 's' entry of an
@@ -70,8 +64,10 @@ inline constexpr std::size_t kMaxListIndexEntries = 4 * std::size(kAllSortFields
 inline constexpr std::size_t kMaxListIndexKeyBytes = 20 + 1 + 20 + 1 + 8 + 20;
 inline constexpr std::size_t kMaxListIndexValueBytes = 8 + 1 + 20;
 
-// A row's index entries in fixed-size buffers: what the bulk tools (verify, rebuild) build
-// ~20 times per token, so it allocates nothing. Same entries, same order as ListIndexEntries.
+// Every index entry of a visible row, in a fixed order (so two rows' entries can be compared
+// pairwise: same position, same partition and field when the partition did not change), in
+// fixed-size buffers: every write and the bulk tools (verify, rebuild) build ~20 per token,
+// so it allocates nothing.
 class ListIndexEntrySet {
  public:
   struct Entry {
@@ -93,10 +89,6 @@ class ListIndexEntrySet {
   Entry entries_[kMaxListIndexEntries];
   std::size_t size_ = 0;
 };
-
-// Every index entry of a visible row, in a fixed order (so two rows' entries can be compared
-// pairwise: same position, same partition and field when the partition did not change).
-std::vector<ListIndexEntry> ListIndexEntries(const TokenRow& row);
 
 // The counters a visible row adds one to.
 std::vector<std::string> ListCountKeys(const TokenRow& row);

@@ -10,7 +10,7 @@
 //   usage         token_id (20)                        -> last use (8 BE micros): usage records
 //                 beside the ledger, not part of the hash chain (see DecideUse)
 //   token_details projection rows, token_id (20)       -> projections::EncodeTokenRow
-//   list index    projections::ListIndexEntries
+//   list index    projections::ListIndexEntrySet
 // The two projection families carry their version and generation in their name, and meta
 // says which ones are in use, so a rebuild can build new ones beside them and switch in one
 // atomic write.

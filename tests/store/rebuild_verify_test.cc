@@ -94,9 +94,9 @@ TEST_F(RebuildVerifyTest, AStrayIndexEntryIsNamed) {
     ghost.state.exists = true;
     ghost.state.id = ids_.Generate();
     ghost.state.account_id = account_;
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), Family(cfs, "token_list_index"),
-                        projections::ListIndexEntries(ghost)[0].key,
-                        projections::ListIndexEntries(ghost)[0].value)
+    const projections::ListIndexEntrySet entries(ghost);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), Family(cfs, "token_list_index"), entries[0].Key(),
+                        entries[0].Value())
                     .ok());
   });
   Open();
