@@ -80,7 +80,7 @@ struct SetDigest {
       Step(x, y, w);
     }
     std::uint64_t tail = 0;
-    std::memcpy(&tail, p, n);
+    if (n) std::memcpy(&tail, p, n);  // an empty view's data() may be null: memcpy's UB
     Step(x, y, tail ^ (static_cast<std::uint64_t>(s.size()) << 56));
   }
   static std::uint64_t Mix(std::uint64_t x) {
