@@ -14,8 +14,8 @@ namespace json = boost::json;
 
 namespace {
 
-// Where a created token's JWT goes in a recorded response. The secret itself is never stored:
-// it is signed again from the recorded details when the response is sent.
+// Where a created token's JWT went in a response recorded before typed records (format 1 of
+// the idempotency record): signed again from the recorded details when it is replayed.
 constexpr std::string_view kTokenPlaceholder = "@@api_token_jwt@@";
 constexpr std::size_t kMaxIdempotencyKey = 255;
 
@@ -113,11 +113,7 @@ HttpResponse Success(json::object body) {
   return r;
 }
 
-// A recorded outcome is "SSS\n<body>": the HTTP status and the exact body.
-std::string StoreResponse(int status, const std::string& body) {
-  return std::to_string(status) + "\n" + body;
-}
-
+// A format-1 recorded outcome is "SSS\n<body>": the HTTP status and the exact body.
 HttpResponse LoadResponse(std::string_view stored) {
   HttpResponse r;
   r.status = std::stoi(std::string(stored.substr(0, 3)));
@@ -166,6 +162,14 @@ struct Api::Call {
     respond(std::move(response));
   }
   void Fail(const Error& e) { Respond(ErrorResponse(e)); }
+  // Runs `work` on the connection's I/O thread (inline where the server gives no way there).
+  void Post(std::function<void()> work) const {
+    if (req->post) {
+      req->post(std::move(work));
+    } else {
+      work();
+    }
+  }
 };
 
 Api::Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options,
@@ -271,11 +275,11 @@ Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
   }
   if (Status expiry = auth::CheckNotExpired(*claims, s.expires_at, now); !expiry)
     return expiry.error();
-  MaybeRecordUse(**row, now);
+  MaybeRecordUse(**row, now, req.post);
   return Caller{s.id, s.account_id, s.scope, s.environment_id, s.created_by_admin_user_id};
 }
 
-void Api::MaybeRecordUse(const projections::TokenRow& row, Micros now) {
+void Api::MaybeRecordUse(const projections::TokenRow& row, Micros now, const PostFn& post) {
   const Micros granularity = options_.policy.last_used_granularity;
   if (row.state.last_used_at && now - *row.state.last_used_at < granularity) return;
   {
@@ -293,9 +297,16 @@ void Api::MaybeRecordUse(const projections::TokenRow& row, Micros now) {
   req.command = core::RecordUse{row.state.id, now};
   req.request_id = "last-used";
   req.actor.token_id = row.state.id;
-  store_.Submit(std::move(req), [](store::CommandResult r) {
-    if (r.outcome != store::Outcome::kApplied && r.outcome != store::Outcome::kRejected) {
-      Log(LogLevel::kWarn, "recording last_used_at failed", {{"reason", r.rejection.message}});
+  store_.Submit(std::move(req), [post](store::CommandResult r) {
+    if (r.outcome == store::Outcome::kApplied || r.outcome == store::Outcome::kRejected) return;
+    // Logged off the store's writer thread, like every answer.
+    auto log = [reason = std::move(r.rejection.message)] {
+      Log(LogLevel::kWarn, "recording last_used_at failed", {{"reason", reason}});
+    };
+    if (post) {
+      post(std::move(log));
+    } else {
+      log();
     }
   });
 }
@@ -308,20 +319,49 @@ std::string Api::TokenJwt(const core::TokenState& s) const {
 // ---------------------------------------------------------------------------------------
 // Writes
 
+namespace {
+
+// A write's answer from its typed outcome (kApplied or kRejected), the same for a fresh
+// answer and a replay, so a replay is byte-identical to the first answer.
+HttpResponse RenderWrite(const store::CommandResult& r, store::Outcome outcome,
+                         const std::function<std::string(const core::TokenState&)>& jwt) {
+  if (outcome == store::Outcome::kRejected) {
+    return ErrorResponse(Error{r.rejection.code, r.rejection.message, r.rejection.field});
+  }
+  json::object body{{"status", "success"}, {"details", TokenDetailsJson(r.ShownRow())}};
+  // A create answers with the token's JWT. Its secret is never recorded: it is signed again
+  // from the claims, which follow from the token's state (same claims, same bytes).
+  if (jwt) body["token"] = jwt(r.after->state);
+  return Success(std::move(body));
+}
+
+// A replay of a record written before typed records: its recorded status and body, with the
+// JWT of a create signed again from the recorded details.
+HttpResponse LegacyReplay(std::string_view stored,
+                          const std::function<std::string(const core::TokenState&)>& jwt) {
+  HttpResponse response = LoadResponse(stored);
+  const std::size_t at = response.body.find(kTokenPlaceholder);
+  if (jwt && response.status == 200 && at != std::string::npos) {
+    const json::value body = json::parse(response.body);
+    const json::object& d = body.at("details").as_object();
+    core::TokenState s;
+    s.id = *Id::Parse(d.at("id").as_string());
+    s.account_id = *Id::Parse(d.at("account_id").as_string());
+    if (!d.at("environment_id").is_null()) {
+      s.environment_id = Id::Parse(d.at("environment_id").as_string());
+    }
+    s.inserted_at = *ParseRfc3339(d.at("inserted_at").as_string());
+    s.expires_at = *ParseRfc3339(d.at("expires_at").as_string());
+    response.body.replace(at, kTokenPlaceholder.size(), jwt(s));
+  }
+  return response;
+}
+
+}  // namespace
+
 void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
                       std::optional<std::string> key, std::string canonical_body) {
   const bool is_create = std::holds_alternative<core::CreateToken>(command);
-  const bool is_delete = std::holds_alternative<core::DeleteToken>(command);
-  auto render = [is_create, is_delete](const store::CommandResult& r) -> std::string {
-    if (r.outcome == store::Outcome::kApplied) {
-      const auto& row = is_delete ? r.before : r.after;
-      json::object body{{"status", "success"}, {"details", TokenDetailsJson(*row)}};
-      if (is_create) body["token"] = kTokenPlaceholder;
-      return StoreResponse(200, json::serialize(body));
-    }
-    const Error e{r.rejection.code, r.rejection.message, r.rejection.field};
-    return StoreResponse(HttpStatus(e.code), ErrorBody(e));
-  };
   store::CommandRequest req;
   req.command = std::move(command);
   req.request_id = call->request_id;
@@ -331,59 +371,41 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
         Fingerprint(call->req->method, call->route, call->params, canonical_body);
     req.idempotency =
         store::IdempotencyInfo{call->caller.account_id, *key, events::Sha256(fingerprint)};
-    req.render = render;
   }
-  store_.Submit(std::move(req), [this, call, render, is_create](store::CommandResult r) {
-    try {
-      HttpResponse response;
-      switch (r.outcome) {
-        case store::Outcome::kApplied:
-        case store::Outcome::kRejected:
-          if (r.response.empty() && r.outcome == store::Outcome::kRejected) {
-            return call->Fail(Error{r.rejection.code, r.rejection.message, r.rejection.field});
-          }
-          response = LoadResponse(r.response.empty() ? render(r) : r.response);
-          break;
-        case store::Outcome::kReplayed:
-          response = LoadResponse(r.response);
-          response.headers.emplace_back("Idempotent-Replayed", "true");
-          break;
-        case store::Outcome::kKeyConflict:
-          return call->Fail(Err(ErrorCode::kIdempotencyKeyAlreadyUsed,
-                                "the idempotency key was already used for a different request"));
-        case store::Outcome::kOverloaded:
-        case store::Outcome::kUnavailable:
-          return call->Fail(Err(ErrorCode::kUnavailable, r.rejection.message));
-      }
-      if (is_create && response.status == 200) {
-        // The secret is never recorded: sign it now. A fresh create has the token's state; a
-        // replay reads the claims back from the recorded details (same claims, same bytes).
-        std::string jwt;
-        if (r.after) {
-          jwt = TokenJwt(r.after->state);
-        } else {
-          const json::value body = json::parse(response.body);
-          const json::object& d = body.at("details").as_object();
-          core::TokenState s;
-          s.id = *Id::Parse(d.at("id").as_string());
-          s.account_id = *Id::Parse(d.at("account_id").as_string());
-          if (!d.at("environment_id").is_null()) {
-            s.environment_id = Id::Parse(d.at("environment_id").as_string());
-          }
-          s.inserted_at = *ParseRfc3339(d.at("inserted_at").as_string());
-          s.expires_at = *ParseRfc3339(d.at("expires_at").as_string());
-          jwt = TokenJwt(s);
-        }
-        const std::size_t at = response.body.find(kTokenPlaceholder);
-        response.body.replace(at, kTokenPlaceholder.size(), jwt);
-      }
-      call->Respond(std::move(response));
-    } catch (const std::exception& e) {
-      Log(LogLevel::kError, "unexpected exception",
-          {{"request_id", call->request_id}, {"what", e.what()}});
-      call->Fail(Err(ErrorCode::kUnexpected, "internal error; request id " + call->request_id));
-    }
+  store_.Submit(std::move(req), [this, call, is_create](store::CommandResult r) {
+    // This runs on the store's writer thread: it only hands the outcome over. Rendering, JWT
+    // signing and logging run on the connection's I/O thread.
+    call->Post([this, call, is_create, r = std::move(r)] { AnswerWrite(call, r, is_create); });
   });
+}
+
+void Api::AnswerWrite(const std::shared_ptr<Call>& call, const store::CommandResult& r,
+                      bool is_create) {
+  std::function<std::string(const core::TokenState&)> jwt;
+  if (is_create) jwt = [this](const core::TokenState& s) { return TokenJwt(s); };
+  try {
+    switch (r.outcome) {
+      case store::Outcome::kApplied:
+      case store::Outcome::kRejected:
+        return call->Respond(RenderWrite(r, r.outcome, jwt));
+      case store::Outcome::kReplayed: {
+        HttpResponse response = r.legacy_response.empty() ? RenderWrite(r, r.replayed, jwt)
+                                                          : LegacyReplay(r.legacy_response, jwt);
+        response.headers.emplace_back("Idempotent-Replayed", "true");
+        return call->Respond(std::move(response));
+      }
+      case store::Outcome::kKeyConflict:
+        return call->Fail(Err(ErrorCode::kIdempotencyKeyAlreadyUsed,
+                              "the idempotency key was already used for a different request"));
+      case store::Outcome::kOverloaded:
+      case store::Outcome::kUnavailable:
+        return call->Fail(Err(ErrorCode::kUnavailable, r.rejection.message));
+    }
+  } catch (const std::exception& e) {
+    Log(LogLevel::kError, "unexpected exception",
+        {{"request_id", call->request_id}, {"what", e.what()}});
+    call->Fail(Err(ErrorCode::kUnexpected, "internal error; request id " + call->request_id));
+  }
 }
 
 void Api::CreateToken(const std::shared_ptr<Call>& call) {

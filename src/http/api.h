@@ -1,8 +1,10 @@
 // The HTTP API of SPEC.md: route table, authentication, scopes, idempotency, every handler.
 //
 // Handle() is the server's RequestHandler. Reads run on the calling I/O thread; writes are
-// submitted to the ledger's committer and answered from its callback, so no I/O thread waits
-// on disk writes. Every response carries X-Request-Id and is logged as one JSON line.
+// submitted to the ledger's committer, whose callback hands the typed outcome back to the
+// connection's I/O thread (HttpRequest::post) to be rendered, so no I/O thread waits on disk
+// writes and the committer renders nothing. Every response carries X-Request-Id and is logged as
+// one JSON line.
 //
 // Thread-safety: Handle may be called from any number of threads at once.
 #pragma once
@@ -64,7 +66,7 @@ class Api {
 
  private:
   Result<Caller> Authenticate(const HttpRequest& request, Micros now);
-  void MaybeRecordUse(const projections::TokenRow& row, Micros now);
+  void MaybeRecordUse(const projections::TokenRow& row, Micros now, const PostFn& post);
 
   void Ping(const std::shared_ptr<Call>& call);
   void CreateToken(const std::shared_ptr<Call>& call);
@@ -83,9 +85,11 @@ class Api {
   void Action(const std::shared_ptr<Call>& call, core::Command command);
   // Runs `read` on the slow-read pool (ReadPool); answers 503 if its queue is full.
   void OffIoThread(const std::shared_ptr<Call>& call, std::function<void()> read);
-  // Submits a write and answers from its outcome (recording it when idempotent).
+  // Submits a write; its outcome is answered by AnswerWrite on the connection's I/O thread.
   void SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
                    std::optional<std::string> key, std::string canonical_body);
+  void AnswerWrite(const std::shared_ptr<Call>& call, const store::CommandResult& result,
+                   bool is_create);
   // Loads a visible token the caller may see, or answers 404 / the error and returns nullopt.
   std::optional<projections::TokenRow> TokenInReach(const std::shared_ptr<Call>& call,
                                                     const Id& id);

@@ -12,6 +12,9 @@ namespace tokenledger::http {
 
 enum class Listener { kApi, kMetrics };
 
+// Runs a piece of work on another thread (see HttpRequest::post).
+using PostFn = std::function<void(std::function<void()>)>;
+
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // as received: path and query
@@ -25,6 +28,9 @@ struct HttpRequest {
   std::string request_id;  // X-Request-Id header as received (validated by the handler)
   std::string remote;      // peer address, for logs
   Listener listener = Listener::kApi;
+  // Runs work on this request's connection I/O thread (its strand): a handler answered from
+  // another thread (the store's writer) renders there. Empty: run inline.
+  PostFn post;
 };
 
 struct HttpResponse {

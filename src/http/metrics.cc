@@ -114,6 +114,9 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
           m.overloaded.load());
   counter("tokenledger_commit_failures_total", "Commit batches that failed to write.",
           m.write_failures.load());
+  counter("tokenledger_batches_discarded_total",
+          "Batches decided on top of a batch whose write failed, so failed unwritten.",
+          m.batches_discarded.load());
   counter("tokenledger_idempotency_purged_total", "Expired idempotency records deleted.",
           m.idempotency_purged.load());
   counter("tokenledger_store_recoveries_total",

@@ -306,6 +306,9 @@ struct Server::Impl {
         request->request_id = std::string(it->value());
       request->remote = remote;
       request->listener = listener;
+      request->post = [executor = stream.get_executor()](std::function<void()> work) {
+        net::post(executor, std::move(work));
+      };
       const bool keep_alive = req.keep_alive();
       const unsigned version = req.version();
       const bool head = req.method() == bhttp::verb::head;  // the API answers it as a GET

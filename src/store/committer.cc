@@ -1,6 +1,14 @@
-// The write path: one committer thread decides queued commands and commits each group of
-// them in one synced WriteBatch.
+// The write path, a two-stage pipeline:
+//   committer thread  takes every queued command (up to max_batch_size), decides them on top
+//                     of the decided head and builds one WriteBatch;
+//   writer thread     writes that batch with sync=true, then answers its commands.
+// So batch N+1 is decided while batch N is being synced, and one fsync serves every command
+// that arrived meanwhile. A command is answered only after its own batch is durable; the
+// DB shows a batch only once its write returned, so nothing undurable is ever read. If a
+// write fails, every batch decided on top of it fails too, unwritten (pipe_epoch), and the
+// store degrades (recovery.cc) before anything more is decided.
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cstdio>
 #include <unordered_map>
@@ -15,12 +23,6 @@ CommandResult Failed(Outcome outcome, std::string message) {
   r.outcome = outcome;
   r.rejection = core::Rejection{ErrorCode::kUnavailable, std::move(message), {}};
   return r;
-}
-
-// Only decisions the ledger made are recorded: a validation failure (invalid_value,
-// required_value) records nothing so the client can fix the request and retry with the key.
-bool IsRecordedRejection(ErrorCode code) {
-  return code == ErrorCode::kInvalidAction || code == ErrorCode::kNotFound;
 }
 
 template <std::size_t N>
@@ -80,6 +82,13 @@ void LedgerStore::Impl::CommitterLoop() {
   std::vector<Pending> batch;
   batch.reserve(options.max_batch_size);
   for (;;) {
+    {
+      // Decide no further ahead than kMaxBatchesInFlight: meanwhile commands gather in the
+      // queue, and the next batch takes them all.
+      std::unique_lock lock(pipe_mu);
+      pipe_cv.wait(
+          lock, [&] { return pipe_batches.size() + (pipe_writing ? 1 : 0) < kMaxBatchesInFlight; });
+    }
     std::vector<std::promise<std::uint64_t>> purges;
     {
       std::unique_lock lock(mu);
@@ -92,8 +101,11 @@ void LedgerStore::Impl::CommitterLoop() {
         wait = std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(UntilRecovery()),
                           std::chrono::microseconds(1000), wait);
       }
-      cv.wait_for(lock, wait,
-                  [&] { return stopping || !queue.empty() || !purge_requests.empty(); });
+      const bool was_degraded = degraded.load();  // a failed write (writer thread) wakes us
+      cv.wait_for(lock, wait, [&] {
+        return stopping || !queue.empty() || !purge_requests.empty() ||
+               degraded.load() != was_degraded;
+      });
       if (stopping && queue.empty() && purge_requests.empty()) break;
       while (!queue.empty() && batch.size() < options.max_batch_size) {
         batch.push_back(std::move(queue.front()));
@@ -101,12 +113,15 @@ void LedgerStore::Impl::CommitterLoop() {
       }
       purges.swap(purge_requests);
     }
-    if (degraded.load() && RecoveryDue()) TryRecover();
+    if (degraded.load() && RecoveryDue()) {
+      WaitPipelineIdle();  // the reopen replaces `db` under the writer
+      TryRecover();
+    }
     if (!batch.empty()) {
       if (degraded.load()) {
         FailDegraded(batch);  // no disk touched: refused at once
       } else {
-        ProcessBatch(batch);
+        HandOff(Decide(batch));
       }
       batch.clear();
     }
@@ -114,16 +129,30 @@ void LedgerStore::Impl::CommitterLoop() {
     if (degraded.load()) {
       for (auto& p : purges) p.set_value(0);  // purging writes; it waits for the recovery
     } else if (!purges.empty()) {
+      WaitPipelineIdle();  // a purge must not delete a record an undurable batch rewrites
       std::uint64_t total = 0;
       for (std::uint64_t n; (n = PurgeStep(now, options.idempotency_purge_batch)) > 0;) total += n;
       for (auto& p : purges) p.set_value(total);
     } else if (now >= next_purge_at) {
       // One bounded step between batches; if it filled up, come back soon for the rest.
+      WaitPipelineIdle();
       const std::uint64_t n = PurgeStep(now, options.idempotency_purge_batch);
       next_purge_at =
           n == options.idempotency_purge_batch ? now : now + options.idempotency_purge_interval;
     }
   }
+  WaitPipelineIdle();
+  {
+    std::lock_guard lock(pipe_mu);
+    pipe_stop = true;
+  }
+  pipe_cv.notify_all();
+  if (writer.joinable()) writer.join();
+}
+
+void LedgerStore::Impl::WaitPipelineIdle() {
+  std::unique_lock lock(pipe_mu);
+  pipe_cv.wait(lock, [&] { return pipe_batches.empty() && !pipe_writing; });
 }
 
 std::uint64_t LedgerStore::Impl::PurgeStep(Micros now, std::size_t limit) {
@@ -163,21 +192,39 @@ std::uint64_t LedgerStore::Impl::PurgeStep(Micros now, std::size_t limit) {
   return purged;
 }
 
-void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
-  rocksdb::WriteBatch wb;
+std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::Decide(
+    std::vector<Pending>& batch) {
+  auto b = std::make_unique<DecidedBatch>();
+  {
+    std::lock_guard lock(pipe_mu);
+    if (pipe_batches.empty() && !pipe_writing) {
+      // Nothing in flight: the durable head is the decided one (also after a failed write, a
+      // recovery, or maintenance writes), and everything decided is readable from the DB.
+      decided_seq = head_seq;
+      decided_hash = head_hash;
+      decided_at = std::max(decided_at, last_at);
+      decide_epoch = pipe_epoch;
+      undurable_rows.clear();
+      undurable_records.clear();
+    }
+    b->epoch = decide_epoch;
+  }
+  const std::uint64_t durable = durable_batches.load(std::memory_order_acquire);
+  std::erase_if(undurable_rows, [&](const auto& e) { return e.second.batch <= durable; });
+  std::erase_if(undurable_records, [&](const auto& e) { return e.second.batch <= durable; });
+  b->number = ++decided_batches;
+  b->commands = std::move(batch);
+  b->results.resize(b->commands.size());
+  b->replays.resize(b->commands.size());
+  rocksdb::WriteBatch& wb = b->wb;
   rocksdb::ReadOptions ro;
-  // What this batch has decided so far, so later commands see earlier ones.
-  std::unordered_map<Id, std::optional<projections::TokenRow>, IdHash> rows;
-  std::unordered_map<std::string, IdempotencyRecord> records;
-  std::uint64_t seq = head_seq;
-  events::Hash hash = head_hash;
-  Micros at = last_at;
-  std::vector<CommandResult> results(batch.size());
-  std::uint64_t appended = 0;
+  std::uint64_t seq = decided_seq;
+  events::Hash hash = decided_hash;
+  Micros at = decided_at;
 
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    CommandRequest& req = batch[i].request;
-    CommandResult& r = results[i];
+  for (std::size_t i = 0; i < b->commands.size(); ++i) {
+    CommandRequest& req = b->commands[i].request;
+    CommandResult& r = b->results[i];
     // Event times never go backwards, even if the system clock does.
     at = std::max(at, Now());
 
@@ -185,8 +232,8 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
     if (req.idempotency) {
       record_key = IdempotencyKey(req.idempotency->account_id, req.idempotency->key);
       std::optional<IdempotencyRecord> existing;
-      if (auto it = records.find(record_key); it != records.end()) {
-        existing = it->second;
+      if (auto it = undurable_records.find(record_key); it != undurable_records.end()) {
+        existing = it->second.value;
       } else {
         std::string value;
         rocksdb::Status s = db->Get(ro, idempotency, record_key, &value);
@@ -200,7 +247,12 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
       if (existing && at - existing->created_at < options.idempotency_ttl) {
         if (existing->fingerprint == req.idempotency->fingerprint) {
           r.outcome = Outcome::kReplayed;
-          r.response = existing->response;
+          r.replayed = existing->applied ? Outcome::kApplied : Outcome::kRejected;
+          r.rejection = existing->rejection;
+          r.legacy_response = std::move(existing->legacy_response);
+          if (existing->applied && r.legacy_response.empty() && existing->event_count > 0) {
+            b->replays[i] = std::move(existing);
+          }
         } else {
           r.outcome = Outcome::kKeyConflict;
           r.rejection = {ErrorCode::kIdempotencyKeyAlreadyUsed,
@@ -218,16 +270,19 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
     } else {
       target = *core::CommandTarget(req.command);
     }
-    auto row_it = rows.find(target);
-    if (row_it == rows.end()) {
+    auto row_it = undurable_rows.find(target);
+    if (row_it == undurable_rows.end()) {
       auto loaded = ReadRow(ro, target);
       if (!loaded) {
         r = Failed(Outcome::kUnavailable, loaded.error().message);
         continue;
       }
-      row_it = rows.emplace(target, std::move(*loaded)).first;
+      row_it = undurable_rows
+                   .emplace(target,
+                            Undurable<std::optional<projections::TokenRow>>{std::move(*loaded), 0})
+                   .first;
     }
-    std::optional<projections::TokenRow>& row = row_it->second;
+    std::optional<projections::TokenRow>& row = row_it->second.value;
     r.before = row;
 
     core::Decision decision = core::Decide(req.command, row ? row->state : core::TokenState{}, ctx);
@@ -272,8 +327,11 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
       if (row && row->state.deleted && r.before && r.before->state.last_used_at) {
         wb.Delete(usage, target.Bytes());  // a deleted token's usage record has no reader
       }
-      if (!r.events.empty() || used_at) WriteProjectionChange(wb, details, list, r.before, row);
-      appended += r.events.size();
+      if (!r.events.empty() || used_at) {
+        WriteProjectionChange(wb, details, list, r.before, row);
+        row_it->second.batch = b->number;
+      }
+      b->appended += r.events.size();
       r.outcome = Outcome::kApplied;
       r.after = row;
     }
@@ -283,56 +341,158 @@ void LedgerStore::Impl::ProcessBatch(std::vector<Pending>& batch) {
       record.fingerprint = req.idempotency->fingerprint;
       record.first_seq = first_seq;
       record.event_count = static_cast<std::uint32_t>(r.events.size());
-      record.response = req.render(r);
-      r.response = record.response;
+      record.applied = r.outcome == Outcome::kApplied;
+      if (record.applied) {
+        // A replay folds the events back into the rows (an applied command without events,
+        // a use, replays without rows); usage records are not events.
+        if (!r.events.empty()) record.last_used_at = r.ShownRow().state.last_used_at;
+      } else {
+        record.rejection = r.rejection;
+      }
       wb.Put(idempotency, record_key, EncodeIdempotencyRecord(record));
       wb.Put(idempotency,
              IdempotencyExpiryKey(at, req.idempotency->account_id, req.idempotency->key), "");
-      records[record_key] = std::move(record);
+      undurable_records[record_key] = {std::move(record), b->number};
     }
   }
 
-  if (seq != head_seq) {
+  if (seq != decided_seq) {
     std::string head = EncodeU64(seq);
     head.append(reinterpret_cast<const char*>(hash.data()), hash.size());
     wb.Put(meta, kMetaChainHead, head);
   }
-  bool written = true;
-  if (wb.Count() > 0) {
+  decided_seq = b->seq = seq;
+  decided_hash = b->hash = hash;
+  decided_at = b->at = at;
+  return b;
+}
+
+void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
+  {
+    std::lock_guard lock(pipe_mu);
+    if (batch->epoch == pipe_epoch) {
+      pipe_batches.push_back(std::move(batch));
+      pipe_cv.notify_all();
+      return;
+    }
+  }
+  // A write failed after this batch was decided on top of it: it fails too, unwritten. The
+  // next batch starts from the durable head (Decide).
+  metrics.batches_discarded.fetch_add(1, std::memory_order_relaxed);
+  const std::string message = DegradedMessage();
+  for (std::size_t i = 0; i < batch->commands.size(); ++i) {
+    batch->commands[i].done(Failed(Outcome::kUnavailable, message));
+  }
+}
+
+void LedgerStore::Impl::WriterLoop() {
+  for (;;) {
+    std::unique_ptr<DecidedBatch> batch;
+    {
+      std::unique_lock lock(pipe_mu);
+      pipe_cv.wait(lock, [&] { return pipe_stop || !pipe_batches.empty(); });
+      if (pipe_batches.empty()) return;
+      batch = std::move(pipe_batches.front());
+      pipe_batches.pop_front();
+      pipe_writing = true;
+    }
+    WriteBatch(*batch);
+  }
+}
+
+void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
+  const std::size_t n = b.commands.size();
+  rocksdb::Status s;
+  if (b.wb.Count() > 0) {
     const auto t0 = std::chrono::steady_clock::now();
-    rocksdb::Status s = db->Write(write_options, &wb);
+    s = db->Write(write_options, &b.wb);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     Observe(metrics.sync_buckets, StoreMetrics::kSyncBucketsSeconds, seconds);
     metrics.sync_micros_sum.fetch_add(static_cast<std::uint64_t>(seconds * 1e6),
                                       std::memory_order_relaxed);
-    if (!s.ok()) {
-      written = false;
-      metrics.write_failures.fetch_add(1, std::memory_order_relaxed);
-      std::fprintf(stderr, "tokenledger: commit of %zu commands failed: %s\n", batch.size(),
-                   s.ToString().c_str());
-      const std::string message = StorageError(s, "committing").message;
-      for (auto& r : results) r = Failed(Outcome::kUnavailable, message);
-      // RocksDB now refuses writes (background error) and its WAL may hold some of this
-      // batch: nothing more is decided on top of the in-memory head until a recovery has
-      // re-read the head from what is stored.
-      Degrade(s, "committing");
+  }
+  std::vector<std::unique_ptr<DecidedBatch>> doomed;  // decided on top of a failed write
+  if (s.ok()) {
+    std::lock_guard lock(pipe_mu);
+    head_seq = b.seq;
+    head_hash = b.hash;
+    last_at = b.at;
+    committed_seq.store(b.seq, std::memory_order_release);
+    durable_batches.store(b.number, std::memory_order_release);
+  } else {
+    metrics.write_failures.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "tokenledger: commit of %zu commands failed: %s\n", n,
+                 s.ToString().c_str());
+    const std::string message = StorageError(s, "committing").message;
+    for (auto& r : b.results) r = Failed(Outcome::kUnavailable, message);
+    // RocksDB now refuses writes (background error) and its WAL may hold some of this batch:
+    // nothing more is decided on top of the in-memory head until a recovery has re-read the
+    // head from what is stored.
+    Degrade(s, "committing");
+    std::lock_guard lock(pipe_mu);
+    ++pipe_epoch;
+    while (!pipe_batches.empty()) {
+      doomed.push_back(std::move(pipe_batches.front()));
+      pipe_batches.pop_front();
     }
   }
-  if (written) {
-    head_seq = seq;
-    head_hash = hash;
-    last_at = at;
-    committed_seq.store(seq, std::memory_order_release);
-    metrics.events_appended.fetch_add(appended, std::memory_order_relaxed);
+  if (s.ok()) {
+    metrics.events_appended.fetch_add(b.appended, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!b.replays[i]) continue;
+      if (Status st = FillReplayed(*b.replays[i], b.results[i]); !st) {
+        b.results[i] = Failed(Outcome::kUnavailable, st.error().message);
+      }
+    }
   }
   metrics.batches.fetch_add(1, std::memory_order_relaxed);
-  metrics.commands.fetch_add(batch.size(), std::memory_order_relaxed);
-  metrics.batch_size_sum.fetch_add(batch.size(), std::memory_order_relaxed);
-  Observe(metrics.batch_size_buckets, StoreMetrics::kBatchBuckets,
-          static_cast<double>(batch.size()));
+  metrics.commands.fetch_add(n, std::memory_order_relaxed);
+  metrics.batch_size_sum.fetch_add(n, std::memory_order_relaxed);
+  Observe(metrics.batch_size_buckets, StoreMetrics::kBatchBuckets, static_cast<double>(n));
 
-  for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
+  for (std::size_t i = 0; i < n; ++i) b.commands[i].done(std::move(b.results[i]));
+  for (auto& d : doomed) {
+    metrics.batches_discarded.fetch_add(1, std::memory_order_relaxed);
+    const std::string message = DegradedMessage();
+    for (auto& p : d->commands) p.done(Failed(Outcome::kUnavailable, message));
+  }
+  {
+    std::lock_guard lock(pipe_mu);
+    pipe_writing = false;
+  }
+  pipe_cv.notify_all();
+}
+
+Status LedgerStore::Impl::FillReplayed(const IdempotencyRecord& record, CommandResult& r) {
+  rocksdb::ReadOptions ro;
+  auto first = ReadEvent(ro, record.first_seq);
+  if (!first) return first.error();
+  if (!*first) {
+    return Error{ErrorCode::kUnexpected,
+                 "idempotency record points at missing event " + std::to_string(record.first_seq),
+                 {}};
+  }
+  const Id token = (*first)->stream;
+  const std::uint64_t first_version = (*first)->stream_version;
+  const std::uint64_t last_version = first_version + record.event_count - 1;
+  std::optional<projections::TokenRow> row;
+  for (std::uint64_t version = 1; version <= last_version; ++version) {
+    std::string value;
+    rocksdb::Status s = db->Get(ro, streams, StreamKey(token, version), &value);
+    if (!s.ok()) return StorageError(s, "reading a replayed request's stream");
+    auto e = ReadEvent(ro, DecodeU64(value));
+    if (!e) return e.error();
+    if (!*e) return Error{ErrorCode::kUnexpected, "stream index points at a missing event", {}};
+    if (version == first_version) r.before = row;
+    projections::ApplyEvent(row, **e);
+    if (version >= first_version) r.events.push_back(std::move(**e));
+  }
+  r.after = std::move(row);
+  for (auto* shown : {&r.before, &r.after}) {
+    if (*shown) (*shown)->state.last_used_at = record.last_used_at;
+  }
+  return Status::Ok();
 }
 
 }  // namespace tokenledger::store

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "src/core/decider.h"
 #include "tokenledger/id.h"
 #include "tokenledger/time.h"
 
@@ -56,12 +57,28 @@ std::string StreamPrefix(const Id& token);
 
 using Fingerprint = std::array<std::uint8_t, 32>;
 
+// Only decisions the ledger made are recorded for an idempotency key: a validation failure
+// (invalid_value, required_value) records nothing so the client can fix the request and retry
+// with the same key.
+inline bool IsRecordedRejection(ErrorCode code) {
+  return code == ErrorCode::kInvalidAction || code == ErrorCode::kNotFound;
+}
+
+// What a request with an idempotency key got, typed: enough to answer a retry as the first
+// request was answered. The token's row is not stored: it is the fold of the token's events
+// up to the request's last one (they never change), with `last_used_at` as it was then
+// (usage records are not events).
 struct IdempotencyRecord {
   Micros created_at = 0;
   Fingerprint fingerprint{};
   std::uint64_t first_seq = 0;  // first event written by the request (0: none)
   std::uint32_t event_count = 0;
-  std::string response;  // the recorded outcome, opaque to the store
+  bool applied = true;                 // false: `rejection` was recorded
+  core::Rejection rejection;           // !applied; REQUIRES: IsRecordedRejection(code)
+  std::optional<Micros> last_used_at;  // applied: the token's last_used_at after the request
+  // A record written before format 2: the HTTP answer as rendered then ("SSS\n<body>"). Read
+  // only, until the last such record expires; empty for every record written now.
+  std::string legacy_response;
 };
 
 std::string IdempotencyKey(const Id& account, std::string_view key);

@@ -512,7 +512,10 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   impl->next_purge_at = impl->Now() + options.idempotency_purge_interval;
 
   Impl* p = impl.get();
-  if (mode != OpenMode::kReadOnly) impl->committer = std::thread([p] { p->CommitterLoop(); });
+  if (mode != OpenMode::kReadOnly) {
+    impl->writer = std::thread([p] { p->WriterLoop(); });
+    impl->committer = std::thread([p] { p->CommitterLoop(); });  // joins the writer
+  }
   return Opened{
       std::unique_ptr<LedgerStore>(new LedgerStore(std::move(impl))), OpenFailure::kNone, {}};
 }

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <functional>
 #include <future>
 #include <memory>
@@ -45,25 +46,34 @@ struct IdempotencyInfo {
 enum class Outcome {
   kApplied,      // decided: events (possibly none) are durable
   kRejected,     // the decider refused; `rejection` says why (recorded if idempotent and
-                 // the code is invalid_action or not_found)
-  kReplayed,     // same key, same fingerprint: `response` is the recorded outcome
+                 // IsRecordedRejection)
+  kReplayed,     // same key, same fingerprint: the first request's outcome (`replayed`), rows,
+                 // events and rejection, as it got them (rows only if it appended events)
   kKeyConflict,  // same key, different fingerprint: nothing written
   kOverloaded,   // the queue is full: nothing written, retry later
   kUnavailable,  // the write failed or the store is closing: nothing acknowledged
 };
 
+// The outcome of one command, typed: the HTTP layer renders it (the store renders nothing).
 struct CommandResult {
   Outcome outcome = Outcome::kUnavailable;
+  Outcome replayed = Outcome::kApplied;         // kReplayed: kApplied or kRejected
   core::Rejection rejection;                    // kRejected; message for other failures
   std::optional<projections::TokenRow> before;  // target before the command (if it existed)
   std::optional<projections::TokenRow> after;   // target after (state.deleted after delete)
   std::vector<events::EventEnvelope> events;
-  std::string response;  // idempotent requests: the rendered (or recorded) outcome
+  // kReplayed of a record written before typed records (format 1): the HTTP answer as it was
+  // rendered then, "SSS\n<body>"; rows and events are not filled. Empty otherwise.
+  std::string legacy_response;
+
+  // The row an answer shows: the token after the command, or as it last was visible if the
+  // command deleted it. REQUIRES: an applied (or replayed applied) outcome.
+  const projections::TokenRow& ShownRow() const {
+    assert(after || before);
+    return after && !after->state.deleted ? *after : *before;
+  }
 };
 
-// Renders the outcome to record for an idempotent request; called on the committer thread
-// before the batch is written, so the record and the events are durable together.
-using RenderFn = std::function<std::string(const CommandResult&)>;
 using CommandCallback = std::function<void(CommandResult)>;
 
 struct CommandRequest {
@@ -71,7 +81,6 @@ struct CommandRequest {
   std::string request_id;
   events::Actor actor;
   std::optional<IdempotencyInfo> idempotency;
-  RenderFn render;  // REQUIRES: set when `idempotency` is set
 };
 
 struct ListQuery {
@@ -137,6 +146,8 @@ struct StoreMetrics {
   std::atomic<std::uint64_t> events_appended{0};
   std::atomic<std::uint64_t> overloaded{0};
   std::atomic<std::uint64_t> write_failures{0};
+  // Batches decided on top of a batch whose write failed, so failed unwritten.
+  std::atomic<std::uint64_t> batches_discarded{0};
   std::atomic<std::uint64_t> idempotency_purged{0};
   std::atomic<std::uint64_t> degraded{0};  // gauge: 1 while the store refuses writes
   std::atomic<std::uint64_t> recoveries{0};

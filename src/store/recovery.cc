@@ -20,7 +20,8 @@
 //      acknowledged", not "not done"; an idempotent retry gets the recorded outcome;
 //   3. re-read the head (seq, hash, time) from the stored chain head, so the next batch
 //      continues the chain exactly as stored: no gap, no fork.
-// Everything here runs on the committer thread (the only writer).
+// Recovery runs on the committer thread while no batch is in flight; Degrade also on the
+// writer thread (a failed commit), so the health and schedule fields are under health_mu.
 #include <cstdio>
 
 #include "src/store/store_impl.h"
@@ -34,17 +35,21 @@ constexpr std::size_t kProbeBytes = 4096;
 }  // namespace
 
 void LedgerStore::Impl::Degrade(const rocksdb::Status& s, std::string_view what) {
-  if (degraded.load()) return;
   {
     std::lock_guard lock(health_mu);
+    if (degraded.load()) return;
     health.ok = false;
     health.reason = "storage error while " + std::string(what) + ": " + s.ToString();
     health.since = NowMicros();
+    recovery_backoff = options.recovery_interval;
+    next_recovery = std::chrono::steady_clock::now() + std::chrono::microseconds(recovery_backoff);
+    degraded.store(true, std::memory_order_release);
   }
-  degraded.store(true, std::memory_order_release);
   metrics.degraded.store(1, std::memory_order_relaxed);
-  recovery_backoff = options.recovery_interval;
-  next_recovery = std::chrono::steady_clock::now() + std::chrono::microseconds(recovery_backoff);
+  {
+    std::lock_guard lock(mu);  // so the committer is waiting, or will see `degraded`
+  }
+  cv.notify_all();  // the committer may be sleeping on a longer timeout: schedule the recovery
   std::fprintf(stderr, "tokenledger: storage degraded, refusing writes until it recovers: %s\n",
                s.ToString().c_str());
 }
@@ -55,10 +60,12 @@ std::string LedgerStore::Impl::DegradedMessage() const {
 }
 
 bool LedgerStore::Impl::RecoveryDue() const {
+  std::lock_guard lock(health_mu);
   return std::chrono::steady_clock::now() >= next_recovery;
 }
 
 std::chrono::steady_clock::duration LedgerStore::Impl::UntilRecovery() const {
+  std::lock_guard lock(health_mu);
   return next_recovery - std::chrono::steady_clock::now();
 }
 
@@ -114,10 +121,14 @@ void LedgerStore::Impl::TryRecover() {
   }
   if (!s.ok() || !head_error.empty()) {
     metrics.recovery_failures.fetch_add(1, std::memory_order_relaxed);
-    recovery_backoff = std::min(recovery_backoff * 2, options.max_recovery_interval);
-    next_recovery = std::chrono::steady_clock::now() + std::chrono::microseconds(recovery_backoff);
+    Micros backoff;
+    {
+      std::lock_guard lock(health_mu);
+      backoff = recovery_backoff = std::min(recovery_backoff * 2, options.max_recovery_interval);
+      next_recovery = std::chrono::steady_clock::now() + std::chrono::microseconds(backoff);
+    }
     std::fprintf(stderr, "tokenledger: storage recovery failed (next try in %lld ms): %s\n",
-                 static_cast<long long>(recovery_backoff / 1000),
+                 static_cast<long long>(backoff / 1000),
                  s.ok() ? head_error.c_str() : s.ToString().c_str());
     return;
   }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
@@ -62,10 +63,37 @@ struct ReleaseSnapshot {
 };
 using SnapshotPtr = std::unique_ptr<const rocksdb::Snapshot, ReleaseSnapshot>;
 
+// How many decided batches may wait for or be in their synced write at once: the committer
+// decides the next batch while the previous one is being synced, and no further ahead (what
+// it decides on top of an unsynced batch fails with it if that write fails).
+inline constexpr std::size_t kMaxBatchesInFlight = 2;
+
 struct LedgerStore::Impl {
   struct Pending {
     CommandRequest request;
     CommandCallback done;
+  };
+
+  // A batch the committer decided, handed to the writer thread with its WriteBatch.
+  struct DecidedBatch {
+    std::uint64_t number = 0;  // decide order, from 1
+    std::uint64_t epoch = 0;   // the pipeline epoch it was decided in (see pipe_epoch)
+    std::vector<Pending> commands;
+    std::vector<CommandResult> results;
+    // For each kReplayed result of a typed record: the record, whose rows and events are
+    // read back once this batch (and so the record's own) is durable.
+    std::vector<std::optional<IdempotencyRecord>> replays;
+    rocksdb::WriteBatch wb;
+    std::uint64_t seq = 0;  // the head after this batch
+    events::Hash hash{};
+    Micros at = 0;
+    std::uint64_t appended = 0;
+  };
+  // A decided but maybe not yet durable value, and the batch that decided it.
+  template <typename T>
+  struct Undurable {
+    T value;
+    std::uint64_t batch = 0;
   };
 
   StoreOptions options;
@@ -94,11 +122,35 @@ struct LedgerStore::Impl {
   ProjectionMeta projection_meta;
   std::atomic<bool> projections_match{false};
 
-  // Write side: touched only by the committer thread (and by Open before it starts).
+  // The durable head. Written by the writer thread under pipe_mu, and while the pipeline is
+  // idle by Open, recovery and the maintenance writes (AppendVerbatim).
   std::uint64_t head_seq = 0;
   events::Hash head_hash{};
   Micros last_at = 0;
+
+  // Decide side: the committer thread only. The head as decided (ahead of the durable one by
+  // the batches in flight), and what those batches decided, so that the next batch sees it
+  // before it is readable from the DB. Entries of durable batches are pruned.
+  std::uint64_t decided_seq = 0;
+  events::Hash decided_hash{};
+  Micros decided_at = 0;
+  std::uint64_t decided_batches = 0;
+  std::uint64_t decide_epoch = 0;
+  std::unordered_map<Id, Undurable<std::optional<projections::TokenRow>>, IdHash> undurable_rows;
+  std::unordered_map<std::string, Undurable<IdempotencyRecord>> undurable_records;
   Micros next_purge_at = 0;
+
+  // The pipeline between the committer (decides) and the writer (syncs, then answers).
+  std::mutex pipe_mu;
+  std::condition_variable pipe_cv;
+  std::deque<std::unique_ptr<DecidedBatch>> pipe_batches;  // guarded by pipe_mu
+  bool pipe_writing = false;                               // guarded by pipe_mu
+  bool pipe_stop = false;                                  // guarded by pipe_mu
+  // Bumped by a failed write: batches decided in an older epoch were decided on top of it and
+  // fail without being written.
+  std::uint64_t pipe_epoch = 0;  // guarded by pipe_mu
+  std::atomic<std::uint64_t> durable_batches{0};
+  std::thread writer;
   rocksdb::WriteOptions write_options;
   bool bulk_import = false;  // between BeginImport and FinishImport (see AppendVerbatim)
   // During an import, the appended events sorted by token as they are loaded: the rebuild that
@@ -122,7 +174,7 @@ struct LedgerStore::Impl {
   std::atomic<bool> degraded{false};
   mutable std::mutex health_mu;
   StoreHealth health;  // guarded by health_mu
-  // Recovery schedule: committer thread only.
+  // Recovery schedule, guarded by health_mu.
   std::chrono::steady_clock::time_point next_recovery{};
   Micros recovery_backoff = 0;
 
@@ -154,7 +206,18 @@ struct LedgerStore::Impl {
   void FailDegraded(std::vector<Pending>& batch);
 
   void CommitterLoop();
-  void ProcessBatch(std::vector<Pending>& batch);
+  // Decides `batch` on top of the decided head; the WriteBatch is not written yet.
+  std::unique_ptr<DecidedBatch> Decide(std::vector<Pending>& batch);
+  // Hands a decided batch to the writer, or fails it if a write failed since it was decided.
+  void HandOff(std::unique_ptr<DecidedBatch> batch);
+  // Waits until no batch is in flight (before recovery, purges and shutdown).
+  void WaitPipelineIdle();
+  void WriterLoop();
+  // Writes one batch synced, then answers its commands.
+  void WriteBatch(DecidedBatch& batch);
+  // Fills a replayed result's rows and events from the ledger. REQUIRES: the record's events
+  // are durable.
+  Status FillReplayed(const IdempotencyRecord& record, CommandResult& r);
   // Deletes up to `limit` expired idempotency records; returns how many.
   std::uint64_t PurgeStep(Micros now, std::size_t limit);
 

@@ -1,7 +1,7 @@
 // Child process for the crash test: opens the ledger and writes until it is killed. After a
 // write is acknowledged it prints one line per fact the parent must find after a restart:
 //   E <seq> <token id> <event type>          an acknowledged event
-//   K <key> <hex of the recorded response>   an acknowledged idempotent request
+//   K <key> <hex of OutcomeText>             an acknowledged idempotent request
 // Each line is one write(2) to a pipe, so a kill never leaves half a line.
 //
 // usage: crash_writer DATA_DIR ACCOUNT_ID KEY_PREFIX SEED
@@ -15,6 +15,7 @@
 
 #include "events/hash_chain.h"
 #include "src/store/ledger_store.h"
+#include "tests/store/outcome_text.h"
 
 using namespace tokenledger;
 
@@ -91,16 +92,6 @@ int main(int argc, char** argv) {
     const std::string key = prefix + std::to_string(n);
     if (idempotent) {
       req.idempotency = store::IdempotencyInfo{account, key, events::Sha256(key)};
-      req.render = [](const store::CommandResult& r) {
-        std::string out = std::to_string(static_cast<int>(r.outcome)) + ":" + r.rejection.message;
-        for (const auto& e : r.events) {
-          // Two appends, not `":" + to_string(...)`: GCC 12 at -O3 reports a false -Wrestrict
-          // on that temporary (GCC bug 105329).
-          out += ':';
-          out += std::to_string(e.seq);
-        }
-        return out;
-      };
     }
     ledger.Submit(std::move(req), [&, idempotent, key](store::CommandResult r) {
       std::string lines;
@@ -114,8 +105,9 @@ int main(int argc, char** argv) {
       }
       if (idempotent &&
           (r.outcome == store::Outcome::kApplied || r.outcome == store::Outcome::kRejected) &&
-          !r.response.empty()) {
-        lines += "K " + key + " " + Hex(r.response) + "\n";
+          (r.outcome == store::Outcome::kApplied || r.rejection.code == ErrorCode::kInvalidAction ||
+           r.rejection.code == ErrorCode::kNotFound)) {  // what a key records
+        lines += "K " + key + " " + Hex(store::OutcomeText(r)) + "\n";
       }
       if (!lines.empty()) WriteLine(lines);
       in_flight.release();

@@ -1,5 +1,8 @@
 #include "tests/store/fault_fs.h"
 
+#include <chrono>
+#include <thread>
+
 namespace tokenledger::store::testing {
 namespace {
 
@@ -38,11 +41,11 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
     return target()->Flush(o, dbg);
   }
   IOStatus Sync(const IOOptions& o, IODebugContext* dbg) override {
-    if (fs_->fail_sync) return fs_->Injected("sync");
+    if (fs_->SyncFails()) return fs_->Injected("sync");
     return target()->Sync(o, dbg);
   }
   IOStatus Fsync(const IOOptions& o, IODebugContext* dbg) override {
-    if (fs_->fail_sync) return fs_->Injected("fsync");
+    if (fs_->SyncFails()) return fs_->Injected("fsync");
     return target()->Fsync(o, dbg);
   }
   IOStatus RangeSync(uint64_t offset, uint64_t n, const IOOptions& o,
@@ -101,6 +104,17 @@ class FaultSequentialFile : public rocksdb::FSSequentialFileOwnerWrapper {
 };
 
 }  // namespace
+
+bool FaultFs::SyncFails() {
+  if (const int delay = sync_delay_ms.load(); delay > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+  }
+  int left = fail_sync_after.load();
+  while (left > 0 && !fail_sync_after.compare_exchange_weak(left, left - 1)) {
+  }
+  if (left == 1) fail_sync = true;
+  return fail_sync;
+}
 
 IOStatus FaultFs::Injected(const char* what) {
   injected.fetch_add(1);

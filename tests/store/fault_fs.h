@@ -26,6 +26,10 @@ class FaultFs : public rocksdb::FileSystemWrapper {
   std::atomic<bool> fail_create{false};  // NewWritableFile / ReopenWritableFile / ReuseWritableFile
   std::atomic<bool> fail_read{false};    // reads of random-access and sequential files
   std::atomic<Kind> kind{Kind::kIo};
+  // Every Sync / Fsync first sleeps this long (so that a pipeline of batches builds up).
+  std::atomic<int> sync_delay_ms{0};
+  // When > 0: counts syncs down, and the one that brings it to 0 sets fail_sync.
+  std::atomic<int> fail_sync_after{0};
   std::atomic<std::uint64_t> injected{0};  // how many operations were failed
 
   void FailWrites(bool on) {  // append + sync + close + create
@@ -40,6 +44,8 @@ class FaultFs : public rocksdb::FileSystemWrapper {
   }
 
   rocksdb::IOStatus Injected(const char* what);
+  // Applies sync_delay_ms and fail_sync_after; whether this sync fails.
+  bool SyncFails();
 
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,

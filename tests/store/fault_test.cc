@@ -186,6 +186,76 @@ TEST_F(FaultTest, RepeatedFaultsKeepTheChainWhole) {
   ExpectConsistent();
 }
 
+// A sync fails while the next batch is already decided on top of it (the committer decides
+// batch N+1 while batch N syncs): that batch fails too, unwritten. Every acknowledged command
+// is stored and replays as it was answered; nothing unacknowledged is visible; the chain
+// continues without a gap after the recovery.
+TEST_F(FaultTest, ASyncFailingInTheMiddleOfAPipelineFailsWhatWasDecidedOnTopOfIt) {
+  OpenWithFaults();
+  const Id token = Create(account_);
+  fs_->sync_delay_ms = 20;  // each sync takes 20 ms, so the committer decides ahead of it
+  fs_->fail_sync_after = 4;
+  struct Sent {
+    std::string key;
+    std::future<CommandResult> result;
+  };
+  std::vector<Sent> sent;
+  for (int i = 0; i < 400; ++i) {
+    CommandRequest req;
+    if (i % 3 == 0) {
+      core::CreateToken c;
+      c.account_id = account_;
+      c.scope = events::TokenScope::kAccount;
+      req.command = c;
+    } else if (i % 3 == 1) {
+      req.command = core::SuspendToken{token};  // decided on the row the batch before left
+    } else {
+      req.command = core::ActivateToken{token};
+    }
+    req.request_id = "req-pipe-" + std::to_string(i);
+    const std::string key = "pipe-" + std::to_string(i);
+    req.idempotency = Idem(account_, key, key);
+    sent.push_back({key, store_->Submit(std::move(req))});
+    std::this_thread::sleep_for(500us);
+  }
+  std::vector<std::pair<std::string, CommandResult>> acknowledged;
+  int unavailable = 0;
+  for (auto& s : sent) {
+    CommandResult r = s.result.get();
+    if (r.outcome == Outcome::kUnavailable) {
+      ++unavailable;
+      EXPECT_TRUE(r.events.empty());
+    } else {
+      acknowledged.emplace_back(s.key, std::move(r));
+    }
+  }
+  EXPECT_GT(store_->Metrics().batches_discarded.load(), 0u)
+      << "a batch was decided on top of the failed one";
+  EXPECT_GT(unavailable, 0);
+  ASSERT_GT(acknowledged.size(), 3u) << "batches before the failure were acknowledged";
+
+  fs_->sync_delay_ms = 0;
+  fs_->Clear();
+  ASSERT_TRUE(WaitHealthy()) << store_->Health().reason;
+  for (const auto& [key, r] : acknowledged) {
+    for (const auto& e : r.events) {
+      std::optional<events::EventEnvelope> found;
+      ASSERT_TRUE(store_->ScanEvents(e.seq, [&](const events::EventEnvelope& stored) {
+        found = stored;
+        return false;
+      }));
+      ASSERT_TRUE(found && found->seq == e.seq) << "acknowledged event " << e.seq << " is lost";
+      EXPECT_EQ(found->hash, e.hash);
+    }
+    // A retry gets the acknowledged outcome, read back from what is stored.
+    const CommandResult replay = Run(core::RecordUse{token, 0}, Idem(account_, key, key));
+    EXPECT_EQ(replay.outcome, Outcome::kReplayed) << key;
+    EXPECT_EQ(OutcomeText(replay), OutcomeText(r)) << key;
+  }
+  Create(account_);
+  ExpectConsistent();
+}
+
 TEST_F(FaultTest, AnOpenThatFailsSaysSoAndALaterOpenSucceeds) {
   OpenWithFaults();
   Create(account_);

@@ -78,7 +78,6 @@ TEST_F(PropertyTest, RandomCommandsKeepEveryInvariant) {
         const Id& account = accounts[pick(accounts.size())];
         req.idempotency = Idem(account, std::string("k").append(std::to_string(pick(40))),
                                std::to_string(c.index()) + std::to_string(pick(2)));
-        req.render = RenderForTest;
       }
       commands.push_back(c);
       batch.push_back(store_->Submit(std::move(req)));

@@ -74,22 +74,11 @@ void AppendCreates(const std::string& data_dir, const Id& account, int n) {
   }
 }
 
-std::string RenderForTest(const CommandResult& r) {
-  // Appends only: GCC 12 at -O3 reports a false -Wrestrict on `"literal" + std::string`
-  // (GCC bug 105329), which stops the Release build under -Werror.
-  std::string out = r.outcome == Outcome::kApplied ? "applied" : "rejected:";
-  if (r.outcome != Outcome::kApplied) out.append(r.rejection.message);
-  if (r.after) out.append(" ").append(projections::EncodeTokenRow(*r.after));
-  for (const auto& e : r.events) out.append(" seq=").append(std::to_string(e.seq));
-  return out;
-}
-
 CommandResult StoreTest::Run(core::Command command, std::optional<IdempotencyInfo> idem) {
   CommandRequest req;
   req.command = std::move(command);
   req.request_id = "req-test";
   req.idempotency = std::move(idem);
-  if (req.idempotency) req.render = RenderForTest;
   return store_->Submit(std::move(req)).get();
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "src/store/ledger_store.h"
+#include "tests/store/outcome_text.h"
 
 namespace tokenledger::store::testing {
 
@@ -65,8 +66,5 @@ rocksdb::ColumnFamilyHandle* Family(RawFamilies& families, std::string_view pref
 // committer (sync off, in large batches): a large account in seconds, with the same rows,
 // index and counters as the API would write. REQUIRES: the ledger is not open elsewhere.
 void AppendCreates(const std::string& data_dir, const Id& account, int n);
-
-// Renders an outcome as the HTTP layer would record it: deterministic bytes.
-std::string RenderForTest(const CommandResult& r);
 
 }  // namespace tokenledger::store::testing
