@@ -114,6 +114,11 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
           m.overloaded.load());
   counter("tokenledger_commit_failures_total", "Commit batches that failed to write.",
           m.write_failures.load());
+  counter("tokenledger_keys_written_total",
+          "Keys (puts, deletes, merges) in committed write batches.", m.keys_written.load());
+  counter("tokenledger_bytes_written_total",
+          "Bytes of committed write batches (what the write-ahead log syncs).",
+          m.bytes_written.load());
   counter("tokenledger_batches_discarded_total",
           "Batches decided on top of a batch whose write failed, so failed unwritten.",
           m.batches_discarded.load());

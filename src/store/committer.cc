@@ -81,14 +81,14 @@ std::future<std::uint64_t> LedgerStore::PurgeExpiredIdempotency() {
 void LedgerStore::Impl::CommitterLoop() {
   std::vector<Pending> batch;
   batch.reserve(options.max_batch_size);
+  // The batch being decided: it takes every command that arrives while the writer syncs the
+  // previous one, and goes to the writer as soon as the writer is free (or it is full).
+  std::unique_ptr<DecidedBatch> open;
+  auto hand_off_open = [&] {
+    if (open) HandOff(std::move(open));
+    open.reset();
+  };
   for (;;) {
-    {
-      // Decide no further ahead than kMaxBatchesInFlight: meanwhile commands gather in the
-      // queue, and the next batch takes them all.
-      std::unique_lock lock(pipe_mu);
-      pipe_cv.wait(
-          lock, [&] { return pipe_batches.size() + (pipe_writing ? 1 : 0) < kMaxBatchesInFlight; });
-    }
     std::vector<std::promise<std::uint64_t>> purges;
     {
       std::unique_lock lock(mu);
@@ -104,16 +104,18 @@ void LedgerStore::Impl::CommitterLoop() {
       const bool was_degraded = degraded.load();  // a failed write (writer thread) wakes us
       cv.wait_for(lock, wait, [&] {
         return stopping || !queue.empty() || !purge_requests.empty() ||
-               degraded.load() != was_degraded;
+               degraded.load() != was_degraded || (open && writer_idle.load());
       });
-      if (stopping && queue.empty() && purge_requests.empty()) break;
-      while (!queue.empty() && batch.size() < options.max_batch_size) {
+      if (stopping && queue.empty() && purge_requests.empty() && !open) break;
+      const std::size_t room = options.max_batch_size - (open ? open->commands.size() : 0);
+      while (!queue.empty() && batch.size() < room) {
         batch.push_back(std::move(queue.front()));
         queue.pop_front();
       }
       purges.swap(purge_requests);
     }
     if (degraded.load() && RecoveryDue()) {
+      hand_off_open();     // decided before the failure: it fails with it, or is written
       WaitPipelineIdle();  // the reopen replaces `db` under the writer
       TryRecover();
     }
@@ -121,20 +123,27 @@ void LedgerStore::Impl::CommitterLoop() {
       if (degraded.load()) {
         FailDegraded(batch);  // no disk touched: refused at once
       } else {
-        HandOff(Decide(batch));
+        if (!open) open = NewBatch();
+        Decide(*open, batch);
       }
       batch.clear();
+    }
+    // To the writer when it is free; a full batch waits for it (HandOff blocks).
+    if (open && (writer_idle.load() || open->commands.size() >= options.max_batch_size)) {
+      hand_off_open();
     }
     const Micros now = Now();
     if (degraded.load()) {
       for (auto& p : purges) p.set_value(0);  // purging writes; it waits for the recovery
     } else if (!purges.empty()) {
+      hand_off_open();
       WaitPipelineIdle();  // a purge must not delete a record an undurable batch rewrites
       std::uint64_t total = 0;
       for (std::uint64_t n; (n = PurgeStep(now, options.idempotency_purge_batch)) > 0;) total += n;
       for (auto& p : purges) p.set_value(total);
     } else if (now >= next_purge_at) {
       // One bounded step between batches; if it filled up, come back soon for the rest.
+      hand_off_open();
       WaitPipelineIdle();
       const std::uint64_t n = PurgeStep(now, options.idempotency_purge_batch);
       next_purge_at =
@@ -192,8 +201,7 @@ std::uint64_t LedgerStore::Impl::PurgeStep(Micros now, std::size_t limit) {
   return purged;
 }
 
-std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::Decide(
-    std::vector<Pending>& batch) {
+std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::NewBatch() {
   auto b = std::make_unique<DecidedBatch>();
   {
     std::lock_guard lock(pipe_mu);
@@ -213,7 +221,14 @@ std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::Decide(
   std::erase_if(undurable_rows, [&](const auto& e) { return e.second.batch <= durable; });
   std::erase_if(undurable_records, [&](const auto& e) { return e.second.batch <= durable; });
   b->number = ++decided_batches;
-  b->commands = std::move(batch);
+  b->first_seq = decided_seq + 1;
+  return b;
+}
+
+void LedgerStore::Impl::Decide(DecidedBatch& batch, std::vector<Pending>& commands) {
+  DecidedBatch* const b = &batch;
+  const std::size_t begin = b->commands.size();
+  for (auto& p : commands) b->commands.push_back(std::move(p));
   b->results.resize(b->commands.size());
   b->replays.resize(b->commands.size());
   rocksdb::WriteBatch& wb = b->wb;
@@ -222,7 +237,7 @@ std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::Decide(
   events::Hash hash = decided_hash;
   Micros at = decided_at;
 
-  for (std::size_t i = 0; i < b->commands.size(); ++i) {
+  for (std::size_t i = begin; i < b->commands.size(); ++i) {
     CommandRequest& req = b->commands[i].request;
     CommandResult& r = b->results[i];
     // Event times never go backwards, even if the system clock does.
@@ -356,21 +371,23 @@ std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::Decide(
     }
   }
 
-  if (seq != decided_seq) {
-    std::string head = EncodeU64(seq);
-    head.append(reinterpret_cast<const char*>(hash.data()), hash.size());
-    wb.Put(meta, kMetaChainHead, head);
-  }
   decided_seq = b->seq = seq;
   decided_hash = b->hash = hash;
   decided_at = b->at = at;
-  return b;
 }
 
 void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
+  if (batch->seq >= batch->first_seq) {  // events appended: the chain head moves with them
+    std::string head = EncodeU64(batch->seq);
+    head.append(reinterpret_cast<const char*>(batch->hash.data()), batch->hash.size());
+    batch->wb.Put(meta, kMetaChainHead, head);
+  }
   {
-    std::lock_guard lock(pipe_mu);
+    std::unique_lock lock(pipe_mu);
+    pipe_cv.wait(
+        lock, [&] { return pipe_batches.size() + (pipe_writing ? 1 : 0) < kMaxBatchesInFlight; });
     if (batch->epoch == pipe_epoch) {
+      writer_idle.store(false);
       pipe_batches.push_back(std::move(batch));
       pipe_cv.notify_all();
       return;
@@ -439,6 +456,8 @@ void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
   }
   if (s.ok()) {
     metrics.events_appended.fetch_add(b.appended, std::memory_order_relaxed);
+    metrics.keys_written.fetch_add(b.wb.Count(), std::memory_order_relaxed);
+    metrics.bytes_written.fetch_add(b.wb.GetDataSize(), std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
       if (!b.replays[i]) continue;
       if (Status st = FillReplayed(*b.replays[i], b.results[i]); !st) {
@@ -457,11 +476,22 @@ void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
     const std::string message = DegradedMessage();
     for (auto& p : d->commands) p.done(Failed(Outcome::kUnavailable, message));
   }
+  bool idle;
   {
     std::lock_guard lock(pipe_mu);
     pipe_writing = false;
+    idle = pipe_batches.empty();
   }
   pipe_cv.notify_all();
+  if (idle) {
+    // The committer's open batch may go now: wake it (under its lock, so it is either
+    // waiting or will see the flag).
+    {
+      std::lock_guard lock(mu);
+      writer_idle.store(true);
+    }
+    cv.notify_all();
+  }
 }
 
 Status LedgerStore::Impl::FillReplayed(const IdempotencyRecord& record, CommandResult& r) {

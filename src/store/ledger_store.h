@@ -144,6 +144,9 @@ struct StoreMetrics {
   std::atomic<std::uint64_t> batches{0};
   std::atomic<std::uint64_t> commands{0};
   std::atomic<std::uint64_t> events_appended{0};
+  // Keys (puts, deletes, merges) and bytes of the committed WriteBatches (what the WAL syncs).
+  std::atomic<std::uint64_t> keys_written{0};
+  std::atomic<std::uint64_t> bytes_written{0};
   std::atomic<std::uint64_t> overloaded{0};
   std::atomic<std::uint64_t> write_failures{0};
   // Batches decided on top of a batch whose write failed, so failed unwritten.

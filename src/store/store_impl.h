@@ -63,9 +63,11 @@ struct ReleaseSnapshot {
 };
 using SnapshotPtr = std::unique_ptr<const rocksdb::Snapshot, ReleaseSnapshot>;
 
-// How many decided batches may wait for or be in their synced write at once: the committer
-// decides the next batch while the previous one is being synced, and no further ahead (what
-// it decides on top of an unsynced batch fails with it if that write fails).
+// How many decided batches may wait for or be in their synced write at once. The committer
+// keeps one batch open, deciding into it every command that arrives while the writer syncs
+// the previous one, and hands it over when the writer is free: so one fsync serves every
+// command that arrived during the last one. (What it decides on top of an unsynced batch
+// fails with it if that write fails.)
 inline constexpr std::size_t kMaxBatchesInFlight = 2;
 
 struct LedgerStore::Impl {
@@ -84,7 +86,8 @@ struct LedgerStore::Impl {
     // read back once this batch (and so the record's own) is durable.
     std::vector<std::optional<IdempotencyRecord>> replays;
     rocksdb::WriteBatch wb;
-    std::uint64_t seq = 0;  // the head after this batch
+    std::uint64_t first_seq = 0;  // the seq its first event has (if it appends any)
+    std::uint64_t seq = 0;        // the head after this batch
     events::Hash hash{};
     Micros at = 0;
     std::uint64_t appended = 0;
@@ -150,6 +153,8 @@ struct LedgerStore::Impl {
   // fail without being written.
   std::uint64_t pipe_epoch = 0;  // guarded by pipe_mu
   std::atomic<std::uint64_t> durable_batches{0};
+  // True while the writer has nothing to write; set under `mu` (the committer waits on it).
+  std::atomic<bool> writer_idle{true};
   std::thread writer;
   rocksdb::WriteOptions write_options;
   bool bulk_import = false;  // between BeginImport and FinishImport (see AppendVerbatim)
@@ -206,9 +211,12 @@ struct LedgerStore::Impl {
   void FailDegraded(std::vector<Pending>& batch);
 
   void CommitterLoop();
-  // Decides `batch` on top of the decided head; the WriteBatch is not written yet.
-  std::unique_ptr<DecidedBatch> Decide(std::vector<Pending>& batch);
-  // Hands a decided batch to the writer, or fails it if a write failed since it was decided.
+  // A new (open) batch on top of the decided head.
+  std::unique_ptr<DecidedBatch> NewBatch();
+  // Decides `commands` on top of the decided head, appending them to `batch` (not written).
+  void Decide(DecidedBatch& batch, std::vector<Pending>& commands);
+  // Hands a decided batch to the writer (waiting while kMaxBatchesInFlight are), or fails it
+  // if a write failed since it was decided.
   void HandOff(std::unique_ptr<DecidedBatch> batch);
   // Waits until no batch is in flight (before recovery, purges and shutdown).
   void WaitPipelineIdle();
