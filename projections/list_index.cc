@@ -6,7 +6,8 @@
 namespace tokenledger::projections {
 namespace {
 
-// Partition and counter tags are part of the stored keys: never reuse.
+// Partition and counter tags are part of the stored keys: never reuse. ('a' was the
+// all-tokens partition up to version 2; it is now only a counter tag.)
 constexpr char kAll = 'a';
 constexpr char kByStatus = 's';
 constexpr char kByEnvironment = 'e';
@@ -77,8 +78,6 @@ std::string ScopeByte(events::TokenScope s) { return std::string(1, static_cast<
 std::optional<std::size_t> PartitionLength(std::string_view key) {
   if (key.size() <= Id::kBytes) return std::nullopt;
   switch (key[Id::kBytes]) {
-    case kAll:
-      return Id::kBytes + 1;
     case kByStatus:
     case kByScope:
       return Id::kBytes + 2;
@@ -158,7 +157,6 @@ ListIndexEntrySet::ListIndexEntrySet(const TokenRow& row) {
   const char status = static_cast<char>(s.status);
   const char scope = static_cast<char>(s.scope);
   const Id environment = s.environment_id.value_or(Id());
-  add(kAll, {}, kSeqBytes);
   add(kByStatus, {&status, 1}, attributes_size);
   add(kByEnvironment, environment.Bytes(), kSeqBytes);
   if (s.scope == events::TokenScope::kEnvironment) add(kByScope, {&scope, 1}, kSeqBytes);
@@ -232,7 +230,7 @@ ListPlan PlanList(const Id& account, const ListFilter& filter) {
 
   if (filter.status) {
     const std::string status = StatusByte(*filter.status);
-    plan.partition = Partition(account, kByStatus, status);
+    plan.partitions = {Partition(account, kByStatus, status)};
     plan.check_values = filter.scope || filter.environment_id;
     if (env) {
       plan.count_key = CountKey(account, kCountStatusEnvironment, status + *env);
@@ -242,25 +240,37 @@ ListPlan PlanList(const Id& account, const ListFilter& filter) {
       plan.count_key = CountKey(account, kByStatus, status);
     }
   } else if (env) {
-    plan.partition = Partition(account, kByEnvironment, *env);
+    plan.partitions = {Partition(account, kByEnvironment, *env)};
     plan.count_key = CountKey(account, kByEnvironment, *env);
   } else if (filter.scope) {  // environment scope, any environment
-    plan.partition = Partition(account, kByScope, ScopeByte(*filter.scope));
+    plan.partitions = {Partition(account, kByScope, ScopeByte(*filter.scope))};
     plan.count_key = CountKey(account, kByScope, ScopeByte(*filter.scope));
   } else {
-    plan.partition = Partition(account, kAll, {});
+    for (auto status :
+         {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
+      plan.partitions.push_back(Partition(account, kByStatus, StatusByte(status)));
+    }
     plan.count_key = CountKey(account, kAll, {});
   }
   return plan;
 }
 
-std::string ListRangePrefix(const ListPlan& plan, SortField field) {
-  assert(!plan.empty && plan.partition.size() > Id::kBytes);
-  if (plan.partition[Id::kBytes] == kByStatus && field == SortField::kStatus)
-    field = SortField::kId;
-  std::string prefix = plan.partition;
-  prefix.push_back(static_cast<char>(field));
-  return prefix;
+std::vector<std::string> ListRangePrefixes(const ListPlan& plan, SortField field) {
+  assert(!plan.empty && !plan.partitions.empty());
+  std::vector<std::string> prefixes;
+  prefixes.reserve(plan.partitions.size());
+  for (const std::string& partition : plan.partitions) {
+    assert(partition.size() > Id::kBytes && partition.size() == plan.partitions[0].size());
+    const bool by_status = partition[Id::kBytes] == kByStatus && field == SortField::kStatus;
+    std::string prefix = partition;
+    prefix.push_back(static_cast<char>(by_status ? SortField::kId : field));
+    prefixes.push_back(std::move(prefix));
+  }
+  return prefixes;
+}
+
+bool ListRangesConcatenate(const ListPlan& plan, SortField field) {
+  return plan.partitions.size() > 1 && field == SortField::kStatus;
 }
 
 std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::string_view value) {

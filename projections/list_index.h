@@ -6,13 +6,15 @@
 //
 //   account (20) | partition | field tag (1) | sort value (8, none for `id`) | token id (20)
 //
-//   partition 'a'                      every token of the account
-//             's' status (1)           tokens of one status (no `status` field: all equal)
+//   partition 's' status (1)           tokens of one status (no `status` field: all equal)
 //             'e' environment id (20)  tokens of one environment; all zero: account scope
 //             'c' scope (1)            environment-scoped tokens only
 //
 // so that one account's tokens matching a filter, ordered by any field with ties broken by
-// id, are one contiguous key range read forwards (asc) or backwards (desc). Values hold
+// id, are one contiguous key range read forwards (asc) or backwards (desc) — or, without any
+// filter, the merge of the three status partitions' ranges (sorted by status: those ranges
+// one after the other). There is no all-tokens partition: it would be a fourth copy of every
+// sort field, rewritten on every status change for nothing the merge cannot do. Values hold
 // created_seq (8, the snapshot filter) and, in 's' entries only, the token's scope (1) and
 // environment (20, environment scope only): the attributes that never change, so a status
 // change rewrites only entries whose key changes.
@@ -38,8 +40,10 @@ namespace tokenledger::projections {
 
 // Version history (never reuse a number):
 //   1  one entry per sort field, the value carrying status, scope, environment, created_seq
-//   2  partitions per filter and per-filter counters (above)
-inline constexpr ProjectionInfo kTokenListIndex{"token_list_index", 2};
+//   2  partitions per filter and per-filter counters
+//   3  no all-tokens partition 'a' (above): 11 entries per token instead of 17, and a status
+//      change writes 20 keys instead of 24
+inline constexpr ProjectionInfo kTokenListIndex{"token_list_index", 3};
 
 // Field tags are part of the stored keys: never renumber.
 enum class SortField : std::uint8_t {
@@ -57,8 +61,8 @@ inline constexpr SortField kAllSortFields[] = {SortField::kInsertedAt, SortField
 std::string_view SortFieldName(SortField field);
 std::optional<SortField> ParseSortField(std::string_view name);
 
-// The most entries one token has: every field in 'a', 'e' and 'c', all but `status` in 's'.
-inline constexpr std::size_t kMaxListIndexEntries = 4 * std::size(kAllSortFields) - 1;
+// The most entries one token has: every field in 'e' and 'c', all but `status` in 's'.
+inline constexpr std::size_t kMaxListIndexEntries = 3 * std::size(kAllSortFields) - 1;
 // The longest entry key (an 'e' entry with a sort value) and value (an 's' entry of an
 // environment-scoped token).
 inline constexpr std::size_t kMaxListIndexKeyBytes = 20 + 1 + 20 + 1 + 8 + 20;
@@ -66,7 +70,7 @@ inline constexpr std::size_t kMaxListIndexValueBytes = 8 + 1 + 20;
 
 // Every index entry of a visible row, in a fixed order (so two rows' entries can be compared
 // pairwise: same position, same partition and field when the partition did not change), in
-// fixed-size buffers: every write and the bulk tools (verify, rebuild) build ~20 per token,
+// fixed-size buffers: every write and the bulk tools (verify, rebuild) build 11-17 per token,
 // so it allocates nothing.
 class ListIndexEntrySet {
  public:
@@ -110,21 +114,28 @@ struct ListFilter {
   std::optional<Id> environment_id;
 };
 
-// How to answer a list query: which partition holds the matches, whether the entries read
-// from it still need checking against the filter, and which counter holds item_count.
+// How to answer a list query: which partitions hold the matches (one, or without a filter
+// the three status partitions in status order), whether the entries read from them still need
+// checking against the filter, and which counter holds item_count.
 struct ListPlan {
-  bool empty = false;         // the filter contradicts itself (account scope + environment)
-  std::string partition;      // account | partition tag | partition value
-  std::string count_key;      // item_count of the current state
-  bool check_values = false;  // the partition holds entries the filter excludes: use Matches()
+  bool empty = false;  // the filter contradicts itself (account scope + environment)
+  std::vector<std::string> partitions;  // each: account | partition tag | partition value
+  std::string count_key;                // item_count of the current state
+  bool check_values = false;  // the partitions hold entries the filter excludes: use Matches()
   ListFilter filter;
 };
 ListPlan PlanList(const Id& account_id, const ListFilter& filter);
 
-// The key prefix of a plan's entries ordered by `field`. Within one status, `status` order
-// is `id` order (ties are broken by id), and that is the range returned.
+// The key prefixes of a plan's entries ordered by `field`, one per partition, all of the same
+// length. Within one status, `status` order is `id` order (ties are broken by id), and that
+// is the range returned for it.
 // REQUIRES: !plan.empty.
-std::string ListRangePrefix(const ListPlan& plan, SortField field);
+std::vector<std::string> ListRangePrefixes(const ListPlan& plan, SortField field);
+
+// How the ranges of several partitions make one sorted sequence: one after the other, in the
+// order given (descending: reversed), when the plan spans the status partitions and sorts by
+// status; otherwise merged by the key bytes after the prefix (sort value, then token id).
+bool ListRangesConcatenate(const ListPlan& plan, SortField field);
 
 struct ListIndexValue {
   Id token_id;

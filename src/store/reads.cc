@@ -65,23 +65,54 @@ Result<ListPage> LedgerStore::ListTokens(const ListQuery& q) const {
   const projections::ListPlan plan =
       projections::PlanList(q.account_id, {q.status, q.scope, q.environment_id});
   if (plan.empty) return page;
+  // Visits the plan's entries ordered by `field`: one range, or several (one per status
+  // partition) concatenated or merged by their keys after the common prefix length.
   auto scan = [&](projections::SortField field, bool descending,
                   const std::function<bool(const projections::ListIndexValue&)>& visit) -> Status {
-    const std::string lower = projections::ListRangePrefix(plan, field);
-    const std::string upper = PrefixEnd(lower);
-    rocksdb::Slice lower_slice(lower), upper_slice(upper);
-    rocksdb::ReadOptions range = ro;
-    range.iterate_lower_bound = &lower_slice;
-    range.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(range, impl_->list));
-    for (descending ? it->SeekToLast() : it->SeekToFirst(); it->Valid();
-         descending ? it->Prev() : it->Next()) {
-      auto v =
-          projections::DecodeListIndexEntry(it->key().ToStringView(), it->value().ToStringView());
+    const std::vector<std::string> prefixes = projections::ListRangePrefixes(plan, field);
+    const std::size_t n = prefixes.size();
+    std::vector<std::string> uppers(n);
+    std::vector<rocksdb::Slice> lower_slices(n), upper_slices(n);
+    std::vector<std::unique_ptr<rocksdb::Iterator>> its(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      uppers[i] = PrefixEnd(prefixes[i]);
+      lower_slices[i] = prefixes[i];
+      upper_slices[i] = uppers[i];
+      rocksdb::ReadOptions range = ro;
+      range.iterate_lower_bound = &lower_slices[i];
+      range.iterate_upper_bound = &upper_slices[i];
+      its[i].reset(db->NewIterator(range, impl_->list));
+      descending ? its[i]->SeekToLast() : its[i]->SeekToFirst();
+    }
+    const bool concatenate = projections::ListRangesConcatenate(plan, field);
+    const std::size_t suffix_at = prefixes[0].size();
+    for (;;) {
+      rocksdb::Iterator* next = nullptr;
+      for (std::size_t j = 0; j < n; ++j) {
+        rocksdb::Iterator* it = its[descending && concatenate ? n - 1 - j : j].get();
+        if (!it->Valid()) continue;
+        if (concatenate) {
+          next = it;
+          break;
+        }
+        if (!next) {
+          next = it;
+          continue;
+        }
+        const int c = it->key().ToStringView().substr(suffix_at).compare(
+            next->key().ToStringView().substr(suffix_at));
+        if (descending ? c > 0 : c < 0) next = it;
+      }
+      if (!next) break;
+      auto v = projections::DecodeListIndexEntry(next->key().ToStringView(),
+                                                 next->value().ToStringView());
       if (!v) return Error{ErrorCode::kUnexpected, "malformed list index entry", {}};
       if (!visit(*v)) break;
+      descending ? next->Prev() : next->Next();
     }
-    if (!it->status().ok()) return StorageError(it->status(), "listing tokens");
+    for (const auto& it : its) {
+      if (!it->status().ok()) return StorageError(it->status(), "listing tokens");
+    }
     return Status::Ok();
   };
 
