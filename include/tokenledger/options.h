@@ -32,7 +32,8 @@ struct StoreOptions {
   // writes on power loss; it exists for benchmarks only. Default: true.
   bool sync = true;
   // Commands waiting for the committer; a submit beyond this is refused at once as
-  // overloaded. Default: 16384.
+  // overloaded. (Past the queue, at most three batches are in the pipeline: one being
+  // written, one waiting for the writer, one being decided.) Default: 16384.
   std::size_t max_queue_depth = 16384;
   // Commands decided and written in one batch (one fsync). Default: 512.
   std::size_t max_batch_size = 512;

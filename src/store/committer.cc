@@ -102,8 +102,9 @@ void LedgerStore::Impl::CommitterLoop() {
                           std::chrono::microseconds(1000), wait);
       }
       const bool was_degraded = degraded.load();  // a failed write (writer thread) wakes us
+      // Stopping with an open batch waits for the writer like any other open batch.
       cv.wait_for(lock, wait, [&] {
-        return stopping || !queue.empty() || !purge_requests.empty() ||
+        return (stopping && !open) || !queue.empty() || !purge_requests.empty() ||
                degraded.load() != was_degraded || (open && writer_idle.load());
       });
       if (stopping && queue.empty() && purge_requests.empty() && !open) break;

@@ -265,7 +265,7 @@ TEST_F(LedgerStoreTest, QueuedCommandsAreDecidedInOrderInOneBatch) {
   submit(core::RevokeToken{token});
   submit(core::RevokeToken{token});  // sees the revoke queued just before it
   submit(core::DeleteToken{token});
-  EXPECT_EQ(store_->QueueDepth(), 5u);
+  // The writer is held: the committer decides all five into its open batch meanwhile.
   gate.Release();
   std::vector<CommandResult> r;
   for (auto& f : results) r.push_back(f.get());
@@ -282,15 +282,23 @@ TEST_F(LedgerStoreTest, QueuedCommandsAreDecidedInOrderInOneBatch) {
   EXPECT_TRUE(report->findings.empty());
 }
 
+// Backpressure: with the writer held, the pipeline holds one batch being written, one waiting
+// and one open (max_batch_size 1 here, so one command each), then the queue fills, then a
+// submit is refused at once.
 TEST_F(LedgerStoreTest, FullQueueIsRefusedAtOnce) {
   Close();
   options_.max_queue_depth = 4;
+  options_.max_batch_size = 1;
   Open();
   const Id token = Create(account_);
-  CommitterGate gate(*store_, token);
+  CommitterGate gate(*store_, token);  // the writer answers it, and waits there
   std::vector<std::future<CommandResult>> queued;
-  for (int i = 0; i < 4; ++i)
-    queued.push_back(store_->Submit(CommandRequest{core::RecordUse{token, 0}}));
+  auto use = [&] { queued.push_back(store_->Submit(CommandRequest{core::RecordUse{token, 0}})); };
+  for (int i = 0; i < 2; ++i) {  // one waits for the writer, one in the committer's hands
+    use();
+    while (store_->QueueDepth() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (int i = 0; i < 4; ++i) use();
   auto refused = store_->Submit(CommandRequest{core::SuspendToken{token}});
   ASSERT_EQ(refused.wait_for(std::chrono::seconds(0)), std::future_status::ready)
       << "an overloaded submit must not wait";
