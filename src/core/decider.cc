@@ -15,30 +15,18 @@ Rejection NotFound(const Id& id) {
   return Reject(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found");
 }
 
+// The expiry a create gets: its own, or the default lifetime from now.
+Micros CreateExpiry(const CreateToken& c, const DecideContext& ctx) {
+  return c.expires_at ? *c.expires_at : ctx.now + ctx.policy.default_lifetime;
+}
+
 Decision DecideCreate(const CreateToken& c, const TokenState& state, const DecideContext& ctx) {
   if (state.exists) {
     // Only possible if an id collides: 80 random bits make that a bug, not a user error.
     return Reject(ErrorCode::kUnexpected, "token id already exists");
   }
-  if (c.scope == events::TokenScope::kEnvironment && !c.environment_id) {
-    return Reject(ErrorCode::kRequiredValue, "environment_id is required for environment scope",
-                  "environment_id");
-  }
-  if (c.scope == events::TokenScope::kAccount && c.environment_id) {
-    return Reject(ErrorCode::kInvalidValue, "environment_id must be null for account scope",
-                  "environment_id");
-  }
-  Micros expires_at = ctx.now + ctx.policy.default_lifetime;
-  if (c.expires_at) {
-    if (*c.expires_at <= ctx.now) {
-      return Reject(ErrorCode::kInvalidValue, "expires_at must be in the future", "expires_at");
-    }
-    expires_at = *c.expires_at;
-  }
-  if (ctx.policy.max_lifetime > 0 && expires_at > ctx.now + ctx.policy.max_lifetime) {
-    return Reject(ErrorCode::kInvalidValue, "expires_at is past the maximum token lifetime",
-                  "expires_at");
-  }
+  if (std::optional<Rejection> invalid = ValidateCreate(c, ctx)) return std::move(*invalid);
+  const Micros expires_at = CreateExpiry(c, ctx);
   return std::vector<EventData>{events::TokenCreated{
       .account_id = c.account_id,
       .environment_id = c.environment_id,
@@ -49,7 +37,12 @@ Decision DecideCreate(const CreateToken& c, const TokenState& state, const Decid
 }
 
 // The four lifecycle actions share one shape: visible token, action available, one event.
-// A token of another account is "not found": its existence is not revealed.
+// A token of another account is "not found": its existence is not revealed. This is the
+// account half of the HTTP layer's reach rule (http::InReach in src/http/reach.h), asked here
+// because a write is decided against the token's current state, which only the committer
+// reads. The decider knows only the account: the command carries no environment, and the
+// environment half never applies to writes because environment tokens may not change tokens
+// (the HTTP handler refuses them before a command is built).
 template <typename Event, typename Command>
 Decision DecideAction(const Command& c, const TokenState& state, bool AvailableActions::*allowed,
                       std::string_view verb) {
@@ -70,6 +63,25 @@ Decision DecideRecordUse(const RecordUse& c, const TokenState& state, const Deci
 }
 
 }  // namespace
+
+std::optional<Rejection> ValidateCreate(const CreateToken& c, const DecideContext& ctx) {
+  if (c.scope == events::TokenScope::kEnvironment && !c.environment_id) {
+    return Reject(ErrorCode::kRequiredValue, "environment_id is required for environment scope",
+                  "environment_id");
+  }
+  if (c.scope == events::TokenScope::kAccount && c.environment_id) {
+    return Reject(ErrorCode::kInvalidValue, "environment_id must be null for account scope",
+                  "environment_id");
+  }
+  if (c.expires_at && *c.expires_at <= ctx.now) {
+    return Reject(ErrorCode::kInvalidValue, "expires_at must be in the future", "expires_at");
+  }
+  if (ctx.policy.max_lifetime > 0 && CreateExpiry(c, ctx) > ctx.now + ctx.policy.max_lifetime) {
+    return Reject(ErrorCode::kInvalidValue, "expires_at is past the maximum token lifetime",
+                  "expires_at");
+  }
+  return std::nullopt;
+}
 
 UseEffect DecideUse(const TokenState& state, Micros used_at, const TokenPolicy& policy) {
   assert(state.Visible());

@@ -222,6 +222,58 @@ TEST(DeciderTest, CreateValidation) {
             ErrorCode::kUnexpected);
 }
 
+// ValidateCreate is the stateless half of a create's decision: the HTTP handler's precheck and
+// `tokenledger mint` call it, so it must give exactly the rejection Decide gives, or none.
+TEST(DeciderTest, ValidateCreateGivesDecidesRejectionOfAFreshCreate) {
+  const Micros now = kT0;
+  TokenPolicy capped;
+  capped.max_lifetime = 30 * kMicrosPerDay;
+  capped.default_lifetime = 7 * kMicrosPerDay;
+  TokenPolicy long_default;
+  long_default.max_lifetime = 30 * kMicrosPerDay;  // the default lifetime (365 days) exceeds it
+  const std::vector<std::pair<CreateToken, TokenPolicy>> cases = {
+      {{kAccount, std::nullopt, TokenScope::kAccount, std::nullopt, kAdmin}, {}},
+      {{kAccount, kEnv, TokenScope::kEnvironment, now + kMicrosPerDay, std::nullopt}, {}},
+      {{kAccount, std::nullopt, TokenScope::kEnvironment, std::nullopt, std::nullopt}, {}},
+      {{kAccount, kEnv, TokenScope::kAccount, std::nullopt, std::nullopt}, {}},
+      {{kAccount, kEnv, TokenScope::kAccount, now - 1, std::nullopt}, {}},
+      {{kAccount, std::nullopt, TokenScope::kAccount, now, std::nullopt}, {}},
+      {{kAccount, std::nullopt, TokenScope::kAccount, now + 31 * kMicrosPerDay, std::nullopt},
+       capped},
+      {{kAccount, std::nullopt, TokenScope::kAccount, now + 30 * kMicrosPerDay, std::nullopt},
+       capped},
+      {{kAccount, std::nullopt, TokenScope::kAccount, std::nullopt, std::nullopt}, capped},
+      {{kAccount, std::nullopt, TokenScope::kAccount, std::nullopt, std::nullopt}, long_default},
+  };
+  int rejected = 0;
+  for (const auto& [create, policy] : cases) {
+    DecideContext ctx = Context(now);
+    ctx.policy = policy;
+    const std::optional<Rejection> invalid = ValidateCreate(create, ctx);
+    const Decision decision = Decide(create, TokenState{}, ctx);
+    if (invalid) {
+      ++rejected;
+      ASSERT_TRUE(std::holds_alternative<Rejection>(decision));
+      EXPECT_EQ(*invalid, std::get<Rejection>(decision));
+    } else {
+      EXPECT_TRUE(std::holds_alternative<std::vector<EventData>>(decision));
+    }
+  }
+  EXPECT_EQ(rejected, 6);
+  DecideContext ctx = Context(now);
+  ctx.policy = long_default;
+  const auto r = ValidateCreate(CreateToken{kAccount}, ctx);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message, "expires_at is past the maximum token lifetime");
+  EXPECT_EQ(r->field, "expires_at");
+  // The first check that fails answers: a missing environment before a past expiry.
+  const auto first = ValidateCreate(
+      CreateToken{kAccount, std::nullopt, TokenScope::kEnvironment, now - 1, std::nullopt},
+      Context(now));
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->message, "environment_id is required for environment scope");
+}
+
 TEST(DeciderTest, RecordUseAtMostOncePerGranularity) {
   const TokenState fresh = Given({Created()});
   EXPECT_EQ(Events(Decide(RecordUse{kToken, kT0 + 10}, fresh, Context())),

@@ -567,8 +567,17 @@ TEST_F(CliTest, MintedTokenAuthenticatesAndIsAudited) {
   ToolRun env = Tool(Args({"mint", "--account", account.ToString(), "--scope", "environment",
                            "--environment", ids_.Generate().ToString()}));
   EXPECT_EQ(env.exit_code, 0) << env.err;
-  EXPECT_EQ(
-      Tool(Args({"mint", "--account", account.ToString(), "--scope", "environment"})).exit_code, 2);
+  // The API's create rules (core::ValidateCreate), refused before the ledger is opened.
+  ToolRun no_env = Tool(Args({"mint", "--account", account.ToString(), "--scope", "environment"}));
+  EXPECT_EQ(no_env.exit_code, 2);
+  EXPECT_NE(no_env.err.find("environment_id is required for environment scope (--environment)"),
+            std::string::npos)
+      << no_env.err;
+  ToolRun past =
+      Tool(Args({"mint", "--account", account.ToString(), "--expires-at", "2001-01-01T00:00:00Z"}));
+  EXPECT_EQ(past.exit_code, 2);
+  EXPECT_NE(past.err.find("expires_at must be in the future (--expires-at)"), std::string::npos)
+      << past.err;
   EXPECT_EQ(Tool(Args({"mint"})).exit_code, 2);
   StartServer();
   EXPECT_EQ(Call("GET", "/api/v1/ping", jwt).status, 200);

@@ -19,6 +19,7 @@
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
 #include "src/auth/signing_key.h"
+#include "src/core/decider.h"
 #include "src/store/keys.h"
 #include "tools/tokenledger/cli.h"
 #include "tools/tokenledger/export_format.h"
@@ -333,17 +334,21 @@ int Mint(const Flags& flags) {
   }
   c.scope = *scope;
   if (flags.Has("environment") && !(c.environment_id = IdFlag(flags, "environment"))) return kUsage;
-  if (c.scope == events::TokenScope::kEnvironment && !c.environment_id) {
-    std::fprintf(stderr, "tokenledger mint: --scope environment needs --environment\n");
-    return kUsage;
-  }
-  if (c.scope == events::TokenScope::kAccount && c.environment_id) {
-    std::fprintf(stderr, "tokenledger mint: --environment only goes with --scope environment\n");
-    return kUsage;
-  }
   if (flags.Has("expires-at") && !(c.expires_at = TimeFlag(flags, "expires-at"))) return kUsage;
   if (flags.Has("admin-user") && !(c.created_by_admin_user_id = IdFlag(flags, "admin-user")))
     return kUsage;
+  // The create rules the API applies too (core::ValidateCreate), checked before the ledger is
+  // opened: a refusal is a usage error. The policy is the one the store decides with
+  // (OpenExclusive opens it with default StoreOptions).
+  const core::DecideContext ctx{.now = NowMicros(), .policy = StoreOptions().policy};
+  if (const std::optional<core::Rejection> invalid = core::ValidateCreate(c, ctx)) {
+    // The flag that sets the refused field, named after the API's message.
+    const std::string flag = invalid->field == "environment_id" ? " (--environment)"
+                             : invalid->field == "expires_at"   ? " (--expires-at)"
+                                                                : "";
+    std::fprintf(stderr, "tokenledger mint: %s%s\n", invalid->message.c_str(), flag.c_str());
+    return kUsage;
+  }
 
   const std::string data_dir = flags.Get("data-dir");
   const bool default_key = !flags.Has("signing-key-file");
