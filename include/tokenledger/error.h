@@ -24,6 +24,8 @@ enum class ErrorCode {
   kInvalidAction,              // 409 action not in available_actions
   kIdempotencyKeyAlreadyUsed,  // 409 key used for a different request
   kPayloadTooLarge,            // 413, wire code bad_request
+  kUriTooLong,                 // 414 request URL over the limit, wire code bad_request
+  kHeadersTooLarge,            // 431 request headers over the limit, wire code bad_request
   kUnexpected,                 // 500 a bug
   kUnavailable,                // 503 storage unavailable or overloaded, wire code unknown
 };

@@ -7,6 +7,8 @@ std::string_view WireCode(ErrorCode code) {
     case ErrorCode::kBadRequest:
     case ErrorCode::kMethodNotAllowed:
     case ErrorCode::kPayloadTooLarge:
+    case ErrorCode::kUriTooLong:
+    case ErrorCode::kHeadersTooLarge:
       return "bad_request";
     case ErrorCode::kInvalidValue:
       return "invalid_value";

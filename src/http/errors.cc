@@ -24,6 +24,10 @@ int HttpStatus(ErrorCode code) {
       return 409;
     case ErrorCode::kPayloadTooLarge:
       return 413;
+    case ErrorCode::kUriTooLong:
+      return 414;
+    case ErrorCode::kHeadersTooLarge:
+      return 431;
     case ErrorCode::kUnexpected:
       return 500;
     case ErrorCode::kUnavailable:

@@ -229,9 +229,8 @@ struct Server::Impl {
       std::optional<HttpResponse> refusal;
       if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
         refusal = ErrorResponse(
-            ErrorCode::kBadRequest,
+            ErrorCode::kHeadersTooLarge,
             "request headers exceed " + std::to_string(options.max_header_bytes) + " bytes");
-        refusal->status = 431;
       } else if (ec == bhttp::error::body_limit) {
         refusal = ErrorResponse(
             ErrorCode::kPayloadTooLarge,
@@ -242,9 +241,8 @@ struct Server::Impl {
         refusal = ErrorResponse(ErrorCode::kBadRequest, std::move(*problem));
       } else if (parser.get().target().size() > options.max_url_bytes) {
         refusal = ErrorResponse(
-            ErrorCode::kBadRequest,
+            ErrorCode::kUriTooLong,
             "request URL exceeds " + std::to_string(options.max_url_bytes) + " bytes");
-        refusal->status = 414;
       } else if (parser.content_length() && *parser.content_length() > options.max_body_bytes) {
         refusal = ErrorResponse(
             ErrorCode::kPayloadTooLarge,
