@@ -6,18 +6,16 @@
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
 #include "src/http/errors.h"
+#include "src/http/idempotency.h"
 #include "src/http/json_views.h"
+#include "src/http/list_query.h"
+#include "src/http/write_requests.h"
 #include "tokenledger/log.h"
 
 namespace tokenledger::http {
 namespace json = boost::json;
 
 namespace {
-
-// Where a created token's JWT went in a response recorded before typed records (format 1 of
-// the idempotency record): signed again from the recorded details when it is replayed.
-constexpr std::string_view kTokenPlaceholder = "@@api_token_jwt@@";
-constexpr std::size_t kMaxIdempotencyKey = 255;
 
 Error Err(ErrorCode code, std::string message, std::string field = {}) {
   return Error{code, std::move(message), std::move(field)};
@@ -36,98 +34,6 @@ bool ValidRequestId(std::string_view id) {
 std::string NewRequestId() {
   thread_local IdGenerator generator;
   return generator.Generate().ToString();
-}
-
-Status ValidateIdempotencyKey(std::string_view key) {
-  if (key.empty() || key.size() > kMaxIdempotencyKey) {
-    return Err(ErrorCode::kInvalidValue, "idempotency_key must be 1 to 255 characters",
-               "idempotency_key");
-  }
-  for (char c : key) {
-    if (c < 0x20 || c > 0x7e) {
-      return Err(ErrorCode::kInvalidValue, "idempotency_key must be printable ASCII",
-                 "idempotency_key");
-    }
-  }
-  return Status::Ok();
-}
-
-// Reads `idempotency_key` from a body object (null or absent: none).
-Result<std::optional<std::string>> BodyKey(const json::object& body) {
-  const json::value* v = body.if_contains("idempotency_key");
-  if (!v || v->is_null()) return std::optional<std::string>();
-  if (!v->is_string())
-    return Err(ErrorCode::kInvalidValue, "idempotency_key must be a string", "idempotency_key");
-  std::string key(v->get_string());
-  if (Status s = ValidateIdempotencyKey(key); !s) return s.error();
-  return std::optional<std::string>(std::move(key));
-}
-
-// The key of a write: from the body, or the Idempotency-Key header, the same if both.
-Result<std::optional<std::string>> ResolveKey(const HttpRequest& req,
-                                              std::optional<std::string> body_key) {
-  if (!req.has_idempotency_key) return body_key;
-  if (req.repeated_idempotency_key) {
-    return Err(ErrorCode::kInvalidValue, "the Idempotency-Key header is repeated",
-               "idempotency_key");
-  }
-  if (Status s = ValidateIdempotencyKey(req.idempotency_key); !s) return s.error();
-  if (body_key && *body_key != req.idempotency_key) {
-    return Err(ErrorCode::kInvalidValue, "Idempotency-Key header and body idempotency_key differ",
-               "idempotency_key");
-  }
-  return std::optional<std::string>(req.idempotency_key);
-}
-
-Result<json::value> ParseJsonBody(std::string_view body) {
-  boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
-  if (ec) return Err(ErrorCode::kBadRequest, "request body is not valid JSON");
-  return v;
-}
-
-bool IsBlank(std::string_view s) {
-  return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
-}
-
-Result<Id> ParseIdParam(std::string_view text, std::string_view field) {
-  auto id = Id::Parse(text);
-  if (!id)
-    return Err(ErrorCode::kInvalidValue, std::string(field) + " is not a valid id",
-               std::string(field));
-  return *id;
-}
-
-Result<std::uint64_t> ParseUint(const std::string& text, std::string_view field) {
-  if (text.empty() || text.size() > 18 ||
-      text.find_first_not_of("0123456789") != std::string::npos) {
-    return Err(ErrorCode::kInvalidValue, std::string(field) + " must be a non-negative integer",
-               std::string(field));
-  }
-  return std::stoull(text);
-}
-
-HttpResponse Success(json::object body) {
-  HttpResponse r;
-  r.body = json::serialize(body);
-  return r;
-}
-
-// A format-1 recorded outcome is "SSS\n<body>": the HTTP status and the exact body.
-HttpResponse LoadResponse(std::string_view stored) {
-  HttpResponse r;
-  r.status = std::stoi(std::string(stored.substr(0, 3)));
-  r.body = std::string(stored.substr(4));
-  return r;
-}
-
-std::string Fingerprint(const std::string& method, std::string_view route,
-                        const std::vector<std::string_view>& params,
-                        const std::string& canonical_body) {
-  std::string f = method + "\n" + std::string(route) + "\n";
-  for (auto p : params) f.append(p).append("/");
-  f += "\n" + canonical_body;
-  return f;
 }
 
 }  // namespace
@@ -178,6 +84,8 @@ Api::Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions op
       signer_(signer),
       options_(options),
       metrics_(metrics),
+      page_limits_{options.default_page_size, options.max_page_size},
+      authenticator_(store, signer, options.policy.last_used_granularity),
       slow_reads_(options.slow_read_threads, options.max_queued_slow_reads) {
   routes_ = {
       {"GET", "/api/v1/ping", &Api::Ping, Auth::kToken},
@@ -231,7 +139,7 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
     call->route = match->route->pattern;
     call->params = match->params;
     if (match->route->auth == Auth::kToken) {
-      auto caller = Authenticate(*call->req, call->now);
+      auto caller = authenticator_.Authenticate(*call->req, call->now);
       if (!caller) return call->Fail(caller.error());
       call->caller = *caller;
     }
@@ -243,74 +151,6 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// Authentication
-
-Result<Caller> Api::Authenticate(const HttpRequest& req, Micros now) {
-  if (!req.has_authorization)
-    return Err(ErrorCode::kNotAuthenticated, "the Authorization header is missing");
-  if (req.repeated_authorization) {
-    // Which one would count is a guess a proxy in front might make differently: refuse.
-    return Err(ErrorCode::kBadRequest, "the Authorization header is repeated");
-  }
-  std::string_view header = req.authorization;
-  constexpr std::string_view kBearer = "bearer ";
-  if (header.size() <= kBearer.size() ||
-      !std::equal(kBearer.begin(), kBearer.end(), header.begin(), [](char a, char b) {
-        return a == std::tolower(static_cast<unsigned char>(b));
-      })) {
-    return Err(ErrorCode::kBadAuthToken, "the Authorization header must be 'Bearer <token>'");
-  }
-  auto claims = signer_.Verify(header.substr(kBearer.size()));
-  if (!claims) return claims.error();
-  auto row = store_.GetToken(claims->token_id);
-  if (!row) return row.error();
-  if (!*row) return Err(ErrorCode::kBadAuthToken, "the token is unknown or was deleted");
-  const core::TokenState& s = (*row)->state;
-  if (s.account_id != claims->account_id || s.environment_id != claims->environment_id) {
-    return Err(ErrorCode::kBadAuthToken, "the token's claims do not match the token");
-  }
-  if (s.status != core::TokenStatus::kActive) {
-    return Err(ErrorCode::kBadAuthToken, "the token is " + std::string(core::StatusName(s.status)));
-  }
-  if (Status expiry = auth::CheckNotExpired(*claims, s.expires_at, now); !expiry)
-    return expiry.error();
-  MaybeRecordUse(**row, now, req.post);
-  return Caller{s.id, s.account_id, s.scope, s.environment_id, s.created_by_admin_user_id};
-}
-
-void Api::MaybeRecordUse(const projections::TokenRow& row, Micros now, const PostFn& post) {
-  const Micros granularity = options_.policy.last_used_granularity;
-  if (row.state.last_used_at && now - *row.state.last_used_at < granularity) return;
-  {
-    std::lock_guard lock(uses_mu_);
-    auto [it, inserted] = recent_uses_.try_emplace(row.state.id, now);
-    if (!inserted) {
-      if (now - it->second < granularity) return;
-      it->second = now;
-    }
-    if (recent_uses_.size() > 65536)
-      std::erase_if(recent_uses_, [&](const auto& e) { return now - e.second >= granularity; });
-  }
-  // Fire and forget: the request never waits for this write.
-  store::CommandRequest req;
-  req.command = core::RecordUse{row.state.id, now};
-  req.request_id = "last-used";
-  req.actor.token_id = row.state.id;
-  store_.Submit(std::move(req), [post](store::CommandResult r) {
-    if (r.outcome == store::Outcome::kApplied || r.outcome == store::Outcome::kRejected) return;
-    // Logged off the store's writer thread, like every answer.
-    auto log = [reason = std::move(r.rejection.message)] {
-      Log(LogLevel::kWarn, "recording last_used_at failed", {{"reason", reason}});
-    };
-    if (post) {
-      post(std::move(log));
-    } else {
-      log();
-    }
-  });
-}
-
 std::string Api::TokenJwt(const core::TokenState& s) const {
   return signer_.Sign(
       auth::MakeClaims(s.id, s.inserted_at, s.expires_at, s.account_id, s.environment_id));
@@ -318,46 +158,6 @@ std::string Api::TokenJwt(const core::TokenState& s) const {
 
 // ---------------------------------------------------------------------------------------
 // Writes
-
-namespace {
-
-// A write's answer from its typed outcome (kApplied or kRejected), the same for a fresh
-// answer and a replay, so a replay is byte-identical to the first answer.
-HttpResponse RenderWrite(const store::CommandResult& r, store::Outcome outcome,
-                         const std::function<std::string(const core::TokenState&)>& jwt) {
-  if (outcome == store::Outcome::kRejected) {
-    return ErrorResponse(Error{r.rejection.code, r.rejection.message, r.rejection.field});
-  }
-  json::object body{{"status", "success"}, {"details", TokenDetailsJson(r.ShownRow())}};
-  // A create answers with the token's JWT. Its secret is never recorded: it is signed again
-  // from the claims, which follow from the token's state (same claims, same bytes).
-  if (jwt) body["token"] = jwt(r.after->state);
-  return Success(std::move(body));
-}
-
-// A replay of a record written before typed records: its recorded status and body, with the
-// JWT of a create signed again from the recorded details.
-HttpResponse LegacyReplay(std::string_view stored,
-                          const std::function<std::string(const core::TokenState&)>& jwt) {
-  HttpResponse response = LoadResponse(stored);
-  const std::size_t at = response.body.find(kTokenPlaceholder);
-  if (jwt && response.status == 200 && at != std::string::npos) {
-    const json::value body = json::parse(response.body);
-    const json::object& d = body.at("details").as_object();
-    core::TokenState s;
-    s.id = *Id::Parse(d.at("id").as_string());
-    s.account_id = *Id::Parse(d.at("account_id").as_string());
-    if (!d.at("environment_id").is_null()) {
-      s.environment_id = Id::Parse(d.at("environment_id").as_string());
-    }
-    s.inserted_at = *ParseRfc3339(d.at("inserted_at").as_string());
-    s.expires_at = *ParseRfc3339(d.at("expires_at").as_string());
-    response.body.replace(at, kTokenPlaceholder.size(), jwt(s));
-  }
-  return response;
-}
-
-}  // namespace
 
 void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
                       std::optional<std::string> key, std::string canonical_body) {
@@ -381,26 +181,10 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
 
 void Api::AnswerWrite(const std::shared_ptr<Call>& call, const store::CommandResult& r,
                       bool is_create) {
-  std::function<std::string(const core::TokenState&)> jwt;
+  JwtFn jwt;
   if (is_create) jwt = [this](const core::TokenState& s) { return TokenJwt(s); };
   try {
-    switch (r.outcome) {
-      case store::Outcome::kApplied:
-      case store::Outcome::kRejected:
-        return call->Respond(RenderWrite(r, r.outcome, jwt));
-      case store::Outcome::kReplayed: {
-        HttpResponse response = r.legacy_response.empty() ? RenderWrite(r, r.replayed, jwt)
-                                                          : LegacyReplay(r.legacy_response, jwt);
-        response.headers.emplace_back("Idempotent-Replayed", "true");
-        return call->Respond(std::move(response));
-      }
-      case store::Outcome::kKeyConflict:
-        return call->Fail(Err(ErrorCode::kIdempotencyKeyAlreadyUsed,
-                              "the idempotency key was already used for a different request"));
-      case store::Outcome::kOverloaded:
-      case store::Outcome::kUnavailable:
-        return call->Fail(Err(ErrorCode::kUnavailable, r.rejection.message));
-    }
+    call->Respond(RenderWrite(r, jwt));
   } catch (const std::exception& e) {
     Log(LogLevel::kError, "unexpected exception",
         {{"request_id", call->request_id}, {"what", e.what()}});
@@ -413,120 +197,39 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
   if (caller.scope != events::TokenScope::kAccount) {
     return call->Fail(Err(ErrorCode::kNotPermitted, "environment tokens cannot create tokens"));
   }
-  auto parsed = ParseJsonBody(call->req->body);
+  auto parsed = ParseCreateRequest(*call->req, caller.account_id);
   if (!parsed) return call->Fail(parsed.error());
-  if (!parsed->is_object())
-    return call->Fail(Err(ErrorCode::kBadRequest, "request body must be a JSON object"));
-  const json::object& body = parsed->get_object();
-  for (const auto& [k, v] : body) {
-    if (k != "details" && k != "idempotency_key") {
-      return call->Fail(Err(ErrorCode::kBadRequest, "unexpected field '" + std::string(k) + "'"));
-    }
-  }
-  auto body_key = BodyKey(body);
-  if (!body_key) return call->Fail(body_key.error());
-  auto key = ResolveKey(*call->req, *body_key);
-  if (!key) return call->Fail(key.error());
-
-  const json::value* details_value = body.if_contains("details");
-  if (!details_value || details_value->is_null()) {
-    return call->Fail(Err(ErrorCode::kRequiredValue, "details is required", "details"));
-  }
-  if (!details_value->is_object()) {
-    return call->Fail(Err(ErrorCode::kInvalidValue, "details must be an object", "details"));
-  }
-  const json::object& d = details_value->get_object();
-  for (const auto& [k, v] : d) {
-    if (k != "token_scope" && k != "account_id" && k != "environment_id" && k != "expires_at") {
-      return call->Fail(
-          Err(ErrorCode::kBadRequest, "unexpected field 'details." + std::string(k) + "'"));
-    }
-  }
-  core::CreateToken c;
-  const json::value* scope = d.if_contains("token_scope");
-  if (!scope || scope->is_null())
-    return call->Fail(Err(ErrorCode::kRequiredValue, "token_scope is required", "token_scope"));
-  const auto parsed_scope =
-      scope->is_string() ? events::ParseScope(scope->get_string()) : std::nullopt;
-  if (!parsed_scope) {
-    return call->Fail(Err(ErrorCode::kInvalidValue,
-                          "token_scope must be 'account' or 'environment'", "token_scope"));
-  }
-  c.scope = *parsed_scope;
-  auto optional_id = [&](std::string_view field) -> Result<std::optional<Id>> {
-    const json::value* v = d.if_contains(field);
-    if (!v || v->is_null()) return std::optional<Id>();
-    std::optional<Id> id = v->is_string() ? Id::Parse(v->get_string()) : std::nullopt;
-    if (!id)
-      return Err(ErrorCode::kInvalidValue, std::string(field) + " is not a valid id",
-                 std::string(field));
-    return id;
-  };
-  auto account = optional_id("account_id");
-  if (!account) return call->Fail(account.error());
-  auto environment = optional_id("environment_id");
-  if (!environment) return call->Fail(environment.error());
-  c.account_id = account->value_or(caller.account_id);
-  c.environment_id = *environment;
-  if (const json::value* exp = d.if_contains("expires_at"); exp && !exp->is_null()) {
-    const auto t = exp->is_string() ? ParseRfc3339(exp->get_string()) : std::nullopt;
-    if (!t)
-      return call->Fail(
-          Err(ErrorCode::kInvalidValue, "expires_at must be an RFC 3339 time", "expires_at"));
-    c.expires_at = *t;
-  }
-  if (c.account_id != caller.account_id) {
+  core::CreateToken& c = parsed->command;
+  if (!InReach(caller, c.account_id, c.environment_id)) {
     return call->Fail(
         Err(ErrorCode::kNotPermitted, "the token may not manage another account's tokens"));
   }
   // The decider checks these again at commit time; checking here answers without a queue trip.
-  core::DecideContext ctx{.now = call->now, .new_token_id = {}, .policy = options_.policy};
-  const core::Decision precheck = core::Decide(c, core::TokenState{}, ctx);
-  if (const auto* rejection = std::get_if<core::Rejection>(&precheck)) {
-    return call->Fail(Error{rejection->code, rejection->message, rejection->field});
+  const core::DecideContext ctx{.now = call->now, .policy = options_.policy};
+  if (const std::optional<core::Rejection> invalid = core::ValidateCreate(c, ctx)) {
+    return call->Fail(Error{invalid->code, invalid->message, invalid->field});
   }
   c.created_by_admin_user_id = caller.admin_user_id;
-  const std::string canonical = std::string(events::ScopeName(c.scope)) + "|" +
-                                c.account_id.ToString() + "|" +
-                                (c.environment_id ? c.environment_id->ToString() : "") + "|" +
-                                (c.expires_at ? std::to_string(*c.expires_at) : "");
-  SubmitWrite(call, std::move(c), std::move(*key), canonical);
+  std::string canonical = CanonicalCreate(c);
+  SubmitWrite(call, std::move(c), std::move(parsed->key), std::move(canonical));
 }
 
 void Api::Action(const std::shared_ptr<Call>& call, core::Command command) {
   if (call->caller.scope != events::TokenScope::kAccount) {
     return call->Fail(Err(ErrorCode::kNotPermitted, "environment tokens cannot change tokens"));
   }
-  std::optional<std::string> body_key;
-  if (!IsBlank(call->req->body)) {
-    auto parsed = ParseJsonBody(call->req->body);
-    if (!parsed) return call->Fail(parsed.error());
-    if (parsed->is_object()) {
-      for (const auto& [k, v] : parsed->get_object()) {
-        if (k != "idempotency_key") {
-          return call->Fail(
-              Err(ErrorCode::kBadRequest, "unexpected field '" + std::string(k) + "'"));
-        }
-      }
-      auto k = BodyKey(parsed->get_object());
-      if (!k) return call->Fail(k.error());
-      body_key = std::move(*k);
-    } else if (!parsed->is_null()) {
-      return call->Fail(Err(ErrorCode::kBadRequest,
-                            "the body must be empty, null, {} or {\"idempotency_key\": ...}"));
-    }
-  }
-  auto key = ResolveKey(*call->req, std::move(body_key));
+  auto key = ParseActionRequest(*call->req);
   if (!key) return call->Fail(key.error());
   SubmitWrite(call, std::move(command), std::move(*key), "");
 }
 
-#define TOKENLEDGER_ACTION(Name, Command)                         \
-  void Api::Name(const std::shared_ptr<Call>& call) {             \
-    auto id = ParseIdParam(call->params[0], "api_token_id");      \
-    if (!id) return call->Fail(id.error());                       \
-    /* the decider refuses other accounts' tokens as not found */ \
-    Action(call, core::Command{*id, call->caller.account_id});    \
+// Only the token's account is passed: the decider refuses other accounts' tokens as not
+// found (the account half of InReach; environment tokens never get here, see reach.h).
+#define TOKENLEDGER_ACTION(Name, Command)                      \
+  void Api::Name(const std::shared_ptr<Call>& call) {          \
+    auto id = ParseIdParam(call->params[0], "api_token_id");   \
+    if (!id) return call->Fail(id.error());                    \
+    Action(call, core::Command{*id, call->caller.account_id}); \
   }
 TOKENLEDGER_ACTION(Suspend, SuspendToken)
 TOKENLEDGER_ACTION(Activate, ActivateToken)
@@ -537,136 +240,12 @@ TOKENLEDGER_ACTION(Delete, DeleteToken)
 // ---------------------------------------------------------------------------------------
 // Reads
 
-namespace {
-
-using Query = std::vector<std::pair<std::string, std::string>>;
-
-// Parses the query and refuses keys outside `allowed` and repeated keys (bad_request).
-Result<Query> ParseAllowedQuery(std::string_view raw,
-                                std::initializer_list<std::string_view> allowed) {
-  Query q;
-  if (!ParseQuery(raw, q)) return Err(ErrorCode::kBadRequest, "malformed query string");
-  for (std::size_t i = 0; i < q.size(); ++i) {
-    if (std::find(allowed.begin(), allowed.end(), q[i].first) == allowed.end()) {
-      return Err(ErrorCode::kBadRequest, "unknown query parameter '" + q[i].first + "'");
-    }
-    for (std::size_t j = 0; j < i; ++j) {
-      if (q[j].first == q[i].first)
-        return Err(ErrorCode::kBadRequest, "query parameter '" + q[i].first + "' is repeated");
-    }
-  }
-  return q;
-}
-
-const std::string* Get(const Query& q, std::string_view key) {
-  for (const auto& [k, v] : q)
-    if (k == key) return &v;
-  return nullptr;
-}
-
-struct PageParams {
-  std::uint64_t offset = 0;
-  std::uint32_t size = 25;
-};
-
-Result<PageParams> ParsePage(const Query& q, const ApiOptions& options) {
-  PageParams p{0, options.default_page_size};
-  if (const auto* v = Get(q, "pagination[offset]")) {
-    auto n = ParseUint(*v, "pagination[offset]");
-    if (!n) return n.error();
-    p.offset = *n;
-  }
-  if (const auto* v = Get(q, "pagination[page_size]")) {
-    auto n = ParseUint(*v, "pagination[page_size]");
-    if (!n || *n < 1 || *n > options.max_page_size) {
-      return Err(ErrorCode::kInvalidValue,
-                 "pagination[page_size] must be an integer from 1 to " +
-                     std::to_string(options.max_page_size),
-                 "pagination[page_size]");
-    }
-    p.size = static_cast<std::uint32_t>(*n);
-  }
-  return p;
-}
-
-}  // namespace
-
 void Api::ListTokens(const std::shared_ptr<Call>& call) {
-  auto q = ParseAllowedQuery(
-      call->query, {"account_id", "pagination[offset]", "pagination[page_size]",
-                    "pagination[snapshot]", "sorting[field]", "sorting[direction]", "sorting",
-                    "status", "token_scope", "environment_id", "idempotency_key"});
-  if (!q) return call->Fail(q.error());
-  auto page = ParsePage(*q, options_);
-  if (!page) return call->Fail(page.error());
-  const Caller& caller = call->caller;
-  store::ListQuery lq;
-  lq.account_id = caller.account_id;
-  lq.offset = page->offset;
-  lq.page_size = page->size;
-  if (const auto* v = Get(*q, "account_id")) {
-    auto id = ParseIdParam(*v, "account_id");
-    if (!id) return call->Fail(id.error());
-    if (*id != caller.account_id)
-      return call->Fail(
-          Err(ErrorCode::kNotPermitted, "the token may not list another account's tokens"));
-  }
-  if (const auto* v = Get(*q, "pagination[snapshot]")) {
-    auto n = ParseUint(*v, "pagination[snapshot]");
-    if (!n) return call->Fail(n.error());
-    lq.snapshot_seq = *n;
-  }
-  std::string field = "inserted_at", direction = "desc";
-  const auto* short_form = Get(*q, "sorting");
-  if (short_form && (Get(*q, "sorting[field]") || Get(*q, "sorting[direction]"))) {
-    return call->Fail(Err(ErrorCode::kBadRequest,
-                          "use either sorting=[-]field or sorting[field]/sorting[direction]"));
-  }
-  if (short_form) {
-    direction = !short_form->empty() && short_form->front() == '-' ? "desc" : "asc";
-    field = direction == "desc" ? short_form->substr(1) : *short_form;
-  }
-  if (const auto* v = Get(*q, "sorting[field]")) field = *v;
-  if (const auto* v = Get(*q, "sorting[direction]")) direction = *v;
-  const auto sort = projections::ParseSortField(field);
-  if (!sort) {
-    return call->Fail(Err(ErrorCode::kInvalidValue,
-                          "sorting field must be one of inserted_at, id, status, expires_at, "
-                          "last_used_at, updated_at",
-                          "sorting[field]"));
-  }
-  if (direction != "asc" && direction != "desc") {
-    return call->Fail(Err(ErrorCode::kInvalidValue, "sorting direction must be asc or desc",
-                          "sorting[direction]"));
-  }
-  lq.sort = *sort;
-  lq.descending = direction == "desc";
-  if (const auto* v = Get(*q, "status")) {
-    lq.status = core::ParseStatus(*v);
-    if (!lq.status)
-      return call->Fail(
-          Err(ErrorCode::kInvalidValue, "status must be active, suspended or revoked", "status"));
-  }
-  if (const auto* v = Get(*q, "token_scope")) {
-    lq.scope = events::ParseScope(*v);
-    if (!lq.scope)
-      return call->Fail(Err(ErrorCode::kInvalidValue, "token_scope must be account or environment",
-                            "token_scope"));
-  }
-  if (const auto* v = Get(*q, "environment_id")) {
-    auto id = ParseIdParam(*v, "environment_id");
-    if (!id) return call->Fail(id.error());
-    lq.environment_id = *id;
-  }
-  if (caller.scope == events::TokenScope::kEnvironment) {
-    if (lq.environment_id && lq.environment_id != caller.environment_id) {
-      return call->Fail(
-          Err(ErrorCode::kNotPermitted, "the token may only list its own environment's tokens"));
-    }
-    lq.environment_id = caller.environment_id;
-  }
+  auto parsed = ParseListRequest(call->query, call->caller, page_limits_);
+  if (!parsed) return call->Fail(parsed.error());
   // O(page) for first pages, O(offset) for deep ones (docs/LEDGER.md): off the I/O threads.
-  OffIoThread(call, [this, call, lq, field, direction] {
+  OffIoThread(call, [this, call, list = std::move(*parsed)] {
+    const store::ListQuery& lq = list.query;
     auto result = store_.ListTokens(lq);
     if (!result) return call->Fail(result.error());
     json::array summaries;
@@ -675,10 +254,11 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
     json::object pagination =
         PaginationJson(result->item_count, lq.offset, lq.page_size, result->rows.size());
     pagination["snapshot"] = result->snapshot_seq;
-    call->Respond(Success({{"status", "success"},
-                           {"summaries", std::move(summaries)},
-                           {"pagination", std::move(pagination)},
-                           {"sorting", json::object{{"field", field}, {"direction", direction}}}}));
+    call->Respond(SuccessResponse(
+        {{"status", "success"},
+         {"summaries", std::move(summaries)},
+         {"pagination", std::move(pagination)},
+         {"sorting", json::object{{"field", list.field}, {"direction", list.direction}}}}));
   });
 }
 
@@ -699,17 +279,6 @@ void Api::OffIoThread(const std::shared_ptr<Call>& call, std::function<void()> r
     call->Respond(std::move(r));
   }
 }
-
-namespace {
-
-// Whether a token of `account` (and `environment`) is in the caller's reach: its own account,
-// and for an environment token its own environment. Outside it a token is "not found".
-bool InReach(const Caller& c, const Id& account, const std::optional<Id>& environment) {
-  return account == c.account_id &&
-         (c.scope != events::TokenScope::kEnvironment || environment == c.environment_id);
-}
-
-}  // namespace
 
 std::optional<projections::TokenRow> Api::TokenInReach(const std::shared_ptr<Call>& call,
                                                        const Id& id) {
@@ -743,12 +312,13 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
         return call->Fail(
             Err(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found at " + as_of));
       }
-      call->Respond(Success({{"status", "success"}, {"details", TokenDetailsJson(**past)}}));
+      call->Respond(
+          SuccessResponse({{"status", "success"}, {"details", TokenDetailsJson(**past)}}));
     });
   }
   auto row = TokenInReach(call, *id);
   if (!row) return;
-  call->Respond(Success({{"status", "success"}, {"details", TokenDetailsJson(*row)}}));
+  call->Respond(SuccessResponse({{"status", "success"}, {"details", TokenDetailsJson(*row)}}));
 }
 
 void Api::TokenEvents(const std::shared_ptr<Call>& call) {
@@ -757,7 +327,7 @@ void Api::TokenEvents(const std::shared_ptr<Call>& call) {
   auto q = ParseAllowedQuery(call->query,
                              {"pagination[offset]", "pagination[page_size]", "idempotency_key"});
   if (!q) return call->Fail(q.error());
-  auto page = ParsePage(*q, options_);
+  auto page = ParsePage(*q, page_limits_);
   if (!page) return call->Fail(page.error());
   // The history outlives the token: ownership comes from its TokenCreated, not the row. The
   // first page already holds it; a later page needs one more read.
@@ -778,17 +348,21 @@ void Api::TokenEvents(const std::shared_ptr<Call>& call) {
   }
   json::array list;
   for (const auto& e : events->events) list.push_back(events::EventToApiJson(e));
-  call->Respond(Success({{"status", "success"},
-                         {"events", std::move(list)},
-                         {"pagination", PaginationJson(events->item_count, page->offset, page->size,
-                                                       events->events.size())}}));
+  call->Respond(
+      SuccessResponse({{"status", "success"},
+                       {"events", std::move(list)},
+                       {"pagination", PaginationJson(events->item_count, page->offset, page->size,
+                                                     events->events.size())}}));
 }
 
 void Api::Ping(const std::shared_ptr<Call>& call) {
-  call->Respond(Success({{"status", "success"}, {"details", json::object{{"token_type", "api"}}}}));
+  call->Respond(
+      SuccessResponse({{"status", "success"}, {"details", json::object{{"token_type", "api"}}}}));
 }
 
-void Api::Healthz(const std::shared_ptr<Call>& call) { call->Respond(Success({{"status", "ok"}})); }
+void Api::Healthz(const std::shared_ptr<Call>& call) {
+  call->Respond(SuccessResponse({{"status", "ok"}}));
+}
 
 void Api::Readyz(const std::shared_ptr<Call>& call) {
   if (const store::StoreHealth health = store_.Health(); !health.ok) {
@@ -800,7 +374,7 @@ void Api::Readyz(const std::shared_ptr<Call>& call) {
     return call->Fail(
         Err(ErrorCode::kUnavailable, "projections are not at the current schema version"));
   }
-  call->Respond(Success({{"status", "ready"}, {"last_seq", store_.LastSeq()}}));
+  call->Respond(SuccessResponse({{"status", "ready"}, {"last_seq", store_.LastSeq()}}));
 }
 
 void Api::MetricsText(const std::shared_ptr<Call>& call) {

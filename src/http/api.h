@@ -1,4 +1,8 @@
-// The HTTP API of SPEC.md: route table, authentication, scopes, idempotency, every handler.
+// The HTTP API of SPEC.md: the route table and every handler.
+//
+// The handlers are thin: they parse with the units beside this one (write_requests.h,
+// list_query.h), check scope and reach (reach.h), call the store and render (json_views.h,
+// idempotency.h for writes, errors.h for every error). Authentication is authenticate.h.
 //
 // Handle() is the server's RequestHandler. Reads run on the calling I/O thread; writes are
 // submitted to the ledger's committer, whose callback hands the typed outcome back to the
@@ -10,14 +14,15 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "src/auth/jwt.h"
+#include "src/http/authenticate.h"
 #include "src/http/http_types.h"
+#include "src/http/list_query.h"
 #include "src/http/metrics.h"
+#include "src/http/reach.h"
 #include "src/http/read_pool.h"
 #include "src/http/router.h"
 #include "src/store/ledger_store.h"
@@ -38,15 +43,6 @@ struct ApiOptions {
   std::size_t max_queued_slow_reads = 64;
 };
 
-// Who is calling: the token that authenticated the request.
-struct Caller {
-  Id token_id;
-  Id account_id;
-  events::TokenScope scope = events::TokenScope::kAccount;
-  std::optional<Id> environment_id;
-  std::optional<Id> admin_user_id;
-};
-
 class Api {
  public:
   Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options,
@@ -65,9 +61,6 @@ class Api {
   using Handler = void (Api::*)(const std::shared_ptr<Call>&);
 
  private:
-  Result<Caller> Authenticate(const HttpRequest& request, Micros now);
-  void MaybeRecordUse(const projections::TokenRow& row, Micros now, const PostFn& post);
-
   void Ping(const std::shared_ptr<Call>& call);
   void CreateToken(const std::shared_ptr<Call>& call);
   void ListTokens(const std::shared_ptr<Call>& call);
@@ -98,13 +91,10 @@ class Api {
   const auth::JwtSigner& signer_;
   ApiOptions options_;
   HttpMetrics& metrics_;
+  const PageLimits page_limits_;
+  Authenticator authenticator_;
   std::vector<Route<Handler>> routes_;
   ReadPool slow_reads_;
-
-  // Last use submitted per token, so a busy token submits at most one RecordUse per
-  // granularity window from this process.
-  std::mutex uses_mu_;
-  std::unordered_map<Id, Micros, IdHash> recent_uses_;  // guarded by uses_mu_
 };
 
 // The OpenAPI 3.1 document describing this API.

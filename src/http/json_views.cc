@@ -1,5 +1,7 @@
 #include "src/http/json_views.h"
 
+#include <boost/json/serialize.hpp>
+
 namespace tokenledger::http {
 namespace json = boost::json;
 namespace {
@@ -54,6 +56,12 @@ json::object PaginationJson(std::uint64_t count, std::uint64_t offset, std::uint
   p["previous_page_offset"] =
       offset > 0 ? json::value(offset > page_size ? offset - page_size : 0) : json::value(nullptr);
   return p;
+}
+
+HttpResponse SuccessResponse(const json::object& body) {
+  HttpResponse r;
+  r.body = json::serialize(body);
+  return r;
 }
 
 }  // namespace tokenledger::http

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "projections/token_details.h"
+#include "src/http/http_types.h"
 
 namespace tokenledger::http {
 
@@ -19,5 +20,8 @@ boost::json::object TokenSummaryJson(const core::TokenState& s);
 //  next_page_offset, previous_page_offset} for `rows` items shown at `offset`.
 boost::json::object PaginationJson(std::uint64_t item_count, std::uint64_t offset,
                                    std::uint64_t page_size, std::uint64_t rows);
+
+// A 200 answer whose body is `body`, serialized.
+HttpResponse SuccessResponse(const boost::json::object& body);
 
 }  // namespace tokenledger::http

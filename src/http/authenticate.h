@@ -1,0 +1,87 @@
+// Authentication of API requests: `Authorization: Bearer <JWT>` to a Caller, and the
+// rate limiter that keeps a busy token from submitting a RecordUse on every request.
+//
+// A request authenticates when its one Authorization header is `Bearer <token>` (the scheme
+// in any case), the JWT verifies (auth::JwtSigner::Verify), its token is visible in the
+// ledger, matches the claims' account and environment, is active, and neither its signed nor
+// its stored expiry has passed (auth::CheckNotExpired). Every refusal is an Error safe to show:
+// not_authenticated (no header), bad_request (repeated header) or bad_authtoken.
+//
+// Thread-safety: the free functions are pure. LastUseLimiter and Authenticator may be used
+// from any number of threads at once.
+#pragma once
+
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+
+#include "src/auth/jwt.h"
+#include "src/http/http_types.h"
+#include "src/http/reach.h"
+#include "src/store/ledger_store.h"
+#include "tokenledger/error.h"
+#include "tokenledger/id.h"
+#include "tokenledger/time.h"
+
+namespace tokenledger::http {
+
+// The token of `request`'s Authorization header, a view into request.authorization. Fails
+// with not_authenticated if the header is missing, bad_request if it is repeated (which one
+// counts is a guess a proxy in front might make differently) and bad_authtoken if it is not
+// `Bearer <token>` with a non-empty token.
+Result<std::string_view> BearerToken(const HttpRequest& request);
+
+// Whether verified `claims` authenticate as the token whose row is `row` (null: unknown or
+// deleted) at `now`: the row matches the claims' account and environment, is active and has
+// not expired. Returns the caller, or bad_authtoken.
+Result<Caller> AdmitCaller(const auth::Claims& claims, const projections::TokenRow* row,
+                           Micros now);
+
+// Lets at most one use of a token per `granularity` through to be recorded (RecordUse), from
+// this process: a use is let through when neither the token's stored last_used_at nor a use
+// this limiter let through earlier is within `granularity` of it. Remembers at most about
+// kMaxEntries tokens: past that, entries older than `granularity` are dropped.
+class LastUseLimiter {
+ public:
+  static constexpr std::size_t kMaxEntries = 65536;
+
+  // REQUIRES: granularity >= 0.
+  explicit LastUseLimiter(Micros granularity);
+
+  // Whether the use of `token` at `now` is to be recorded; if so, it counts as the token's
+  // latest recorded use from now on. `last_used_at` is the token's stored one.
+  bool Admit(const Id& token, const std::optional<Micros>& last_used_at, Micros now);
+
+  // Tokens remembered (for tests).
+  std::size_t size() const;
+
+ private:
+  const Micros granularity_;
+  mutable std::mutex mu_;
+  std::unordered_map<Id, Micros, IdHash> recent_uses_;  // guarded by mu_
+};
+
+// Authenticates requests against a ledger, and records the uses LastUseLimiter lets through
+// (fire and forget: a request never waits for that write; a failure is logged).
+class Authenticator {
+ public:
+  // REQUIRES: `store` and `signer` outlive this object.
+  Authenticator(store::LedgerStore& store, const auth::JwtSigner& signer,
+                Micros last_used_granularity);
+
+  // The caller of `request` at `now`, or why it may not authenticate (see the top of this
+  // file), or the store's error reading the token. A use's failure to record is logged
+  // through request.post (inline if empty), off the store's writer thread.
+  Result<Caller> Authenticate(const HttpRequest& request, Micros now);
+
+ private:
+  void RecordUse(const Id& token, Micros now, const PostFn& post);
+
+  store::LedgerStore& store_;
+  const auth::JwtSigner& signer_;
+  LastUseLimiter uses_;
+};
+
+}  // namespace tokenledger::http

@@ -1,0 +1,38 @@
+#include "src/http/reach.h"
+
+namespace tokenledger::http {
+namespace {
+
+// The two halves of reach. An environment token always has an environment (the decider
+// refuses to create one without), so an environment caller never matches a token without one.
+bool AccountInReach(const Caller& c, const Id& account) { return account == c.account_id; }
+
+bool EnvironmentInReach(const Caller& c, const std::optional<Id>& environment) {
+  return c.scope != events::TokenScope::kEnvironment || environment == c.environment_id;
+}
+
+}  // namespace
+
+bool InReach(const Caller& caller, const Id& account, const std::optional<Id>& environment) {
+  return AccountInReach(caller, account) && EnvironmentInReach(caller, environment);
+}
+
+Status CheckListAccount(const Caller& caller, const Id& account) {
+  if (!AccountInReach(caller, account)) {
+    return Error{ErrorCode::kNotPermitted, "the token may not list another account's tokens", {}};
+  }
+  return Status::Ok();
+}
+
+Status NarrowListToReach(const Caller& caller, store::ListQuery& query) {
+  if (query.environment_id && !EnvironmentInReach(caller, query.environment_id)) {
+    return Error{
+        ErrorCode::kNotPermitted, "the token may only list its own environment's tokens", {}};
+  }
+  query.account_id = caller.account_id;
+  if (caller.scope == events::TokenScope::kEnvironment)
+    query.environment_id = caller.environment_id;
+  return Status::Ok();
+}
+
+}  // namespace tokenledger::http
