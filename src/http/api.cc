@@ -272,11 +272,8 @@ void Api::OffIoThread(const std::shared_ptr<Call>& call, std::function<void()> r
       call->Fail(Err(ErrorCode::kUnexpected, "internal error; request id " + call->request_id));
     }
   });
-  if (!queued) {
-    HttpResponse r = ErrorResponse(
-        Err(ErrorCode::kUnavailable, "too many list requests in progress; retry shortly"));
-    r.headers.emplace_back("Retry-After", "1");
-    call->Respond(std::move(r));
+  if (!queued) {  // a 503: ErrorResponse adds its Retry-After
+    call->Fail(Err(ErrorCode::kUnavailable, "too many list requests in progress; retry shortly"));
   }
 }
 
