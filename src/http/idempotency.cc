@@ -30,6 +30,10 @@ HttpResponse RenderOutcome(const store::CommandResult& r, store::Outcome outcome
   if (outcome == store::Outcome::kRejected) {
     return ErrorResponse(Error{r.rejection.code, r.rejection.message, r.rejection.field});
   }
+  if (!r.after && !r.before) {
+    // An applied command without events (a use) has no row to show; no API write is one.
+    return ErrorResponse(ErrorCode::kUnexpected, "the write's outcome has no token to show");
+  }
   json::object body{{"status", "success"}, {"details", TokenDetailsJson(r.ShownRow())}};
   // A create answers with the token's JWT. Its secret is never recorded: it is signed again
   // from the claims, which follow from the token's state (same claims, same bytes).

@@ -191,7 +191,7 @@ struct Server::Impl {
   }
 
   // Runs the handler and resumes on the connection's strand with its response, whichever
-  // thread answers (an I/O thread for reads, the committer for writes).
+  // thread answers (an I/O thread for reads and, via HttpRequest::post, for writes too).
   template <typename Token>
   auto AsyncHandle(std::shared_ptr<HttpRequest> request, Token&& token) {
     return net::async_initiate<Token, void(HttpResponse)>(

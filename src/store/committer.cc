@@ -185,9 +185,9 @@ std::uint64_t LedgerStore::Impl::PurgeStep(Micros now, std::size_t limit) {
     wb.Delete(idempotency, it->key());
     // The key may have been reused after it expired: delete the record only if it is this one.
     std::string value;
-    if (db->Get(rocksdb::ReadOptions(), idempotency, record_key, &value).ok()) {
-      auto record = DecodeIdempotencyRecord(value);
-      if (record && record->created_at == created) wb.Delete(idempotency, record_key);
+    if (db->Get(rocksdb::ReadOptions(), idempotency, record_key, &value).ok() &&
+        value.size() >= 8 && static_cast<Micros>(DecodeU64(value)) == created) {
+      wb.Delete(idempotency, record_key);  // created_at leads every record format
     }
     ++purged;
   }
@@ -206,9 +206,11 @@ std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::NewBatch() {
   auto b = std::make_unique<DecidedBatch>();
   {
     std::lock_guard lock(pipe_mu);
-    if (pipe_batches.empty() && !pipe_writing) {
-      // Nothing in flight: the durable head is the decided one (also after a failed write, a
-      // recovery, or maintenance writes), and everything decided is readable from the DB.
+    if (pipe_batches.empty() && !pipe_writing && !degraded.load()) {
+      // Nothing in flight: the durable head is the decided one (also after a recovery or
+      // maintenance writes), and everything decided is readable from the DB. Not while
+      // degraded: a write failed after the committer last looked, the head is not re-read
+      // yet, and this batch keeps the old epoch, so HandOff fails it unwritten.
       decided_seq = head_seq;
       decided_hash = head_hash;
       decided_at = std::max(decided_at, last_at);
@@ -258,7 +260,16 @@ void LedgerStore::Impl::Decide(DecidedBatch& batch, std::vector<Pending>& comman
                      StorageError(s, "reading an idempotency record").message);
           continue;
         }
-        if (s.ok()) existing = DecodeIdempotencyRecord(value);
+        if (s.ok()) {
+          existing = DecodeIdempotencyRecord(value);
+          if (!existing) {  // deciding again could make a second outcome for the key
+            r = Failed(Outcome::kUnavailable,
+                       "the idempotency record of this key is unreadable; see the server log");
+            std::fprintf(stderr, "tokenledger: unreadable idempotency record (%zu bytes)\n",
+                         value.size());
+            continue;
+          }
+        }
       }
       if (existing && at - existing->created_at < options.idempotency_ttl) {
         if (existing->fingerprint == req.idempotency->fingerprint) {
@@ -477,22 +488,17 @@ void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
     const std::string message = DegradedMessage();
     for (auto& p : d->commands) p.done(Failed(Outcome::kUnavailable, message));
   }
-  bool idle;
   {
-    std::lock_guard lock(pipe_mu);
+    // Under both locks (mu, then pipe_mu: the only order they nest in), so the committer is
+    // either waiting or sees the flag, and a HandOff cannot slip between the check and the
+    // store and be overwritten.
+    std::lock_guard lock(mu);
+    std::lock_guard pipe_lock(pipe_mu);
     pipe_writing = false;
-    idle = pipe_batches.empty();
+    writer_idle.store(pipe_batches.empty());
   }
   pipe_cv.notify_all();
-  if (idle) {
-    // The committer's open batch may go now: wake it (under its lock, so it is either
-    // waiting or will see the flag).
-    {
-      std::lock_guard lock(mu);
-      writer_idle.store(true);
-    }
-    cv.notify_all();
-  }
+  cv.notify_all();  // the committer's open batch may go now
 }
 
 Status LedgerStore::Impl::FillReplayed(const IdempotencyRecord& record, CommandResult& r) {

@@ -1,16 +1,18 @@
 // LedgerStore: the event-sourced token ledger on RocksDB.
 //
-// Writes: Submit() queues a command for the single committer thread, which takes every
-// command waiting (up to StoreOptions::max_batch_size), decides each against the current
-// state (including earlier commands of the same batch), and writes the events, stream index,
-// idempotency records, projection rows, list index and chain head in ONE WriteBatch with
-// sync=true. Only then are the callbacks called. A full queue is refused at once
-// (Outcome::kOverloaded); Submit never blocks on disk.
+// Writes: Submit() queues a command. The committer thread decides queued commands against
+// the current state (including commands decided before them but not yet durable) into one
+// batch: events, stream index, idempotency records, projection rows, list index and chain
+// head in ONE WriteBatch. The writer thread writes it with sync=true, and only then are its
+// callbacks called; meanwhile the committer decides the next batch (docs/LEDGER.md, "Write
+// path"). A full queue is refused at once (Outcome::kOverloaded); Submit never blocks on disk.
 //
 // Reads: consistent RocksDB snapshots, callable from any number of threads at once.
 //
-// Thread-safety: every public method is thread-safe. Callbacks run on the committer thread:
-// they must be quick and must not call Submit(...).get() (that would wait on itself).
+// Thread-safety: every public method is thread-safe. Callbacks run on the writer thread (or
+// the committer's, for commands failed without a write): they must be quick, and must not
+// wait for the store (Submit(...).get(), PurgeExpiredIdempotency().get(), or destroying the
+// store), which waits for the callbacks' batch to leave the writer.
 #pragma once
 
 #include <array>
@@ -209,7 +211,7 @@ class LedgerStore {
   LedgerStore(const LedgerStore&) = delete;
   LedgerStore& operator=(const LedgerStore&) = delete;
 
-  // Queues a command; `done` is called exactly once (on the committer thread, or inline for
+  // Queues a command; `done` is called exactly once (on a store thread, or inline for
   // kOverloaded / kUnavailable).
   void Submit(CommandRequest request, CommandCallback done);
   std::future<CommandResult> Submit(CommandRequest request);

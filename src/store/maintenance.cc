@@ -33,6 +33,9 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
   if (m.mode == OpenMode::kReadOnly) {
     return Error{ErrorCode::kUnavailable, "the ledger is open read-only", {}};
   }
+  // Outside the pipeline: nothing of the committer may be in flight (a Submit's callback
+  // runs before its batch has left the writer), and the head changes under pipe_mu.
+  m.WaitPipelineIdle();
   rocksdb::WriteBatch wb;
   std::uint64_t seq = m.head_seq;
   events::Hash hash = m.head_hash;
@@ -97,6 +100,7 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
   }
   rocksdb::Status s = m.db->Write(wo, &wb);
   if (!s.ok()) return StorageError(s, "appending events");
+  std::lock_guard lock(m.pipe_mu);
   m.head_seq = seq;
   m.head_hash = hash;
   m.last_at = last_at;

@@ -153,7 +153,8 @@ struct LedgerStore::Impl {
   // fail without being written.
   std::uint64_t pipe_epoch = 0;  // guarded by pipe_mu
   std::atomic<std::uint64_t> durable_batches{0};
-  // True while the writer has nothing to write; set under `mu` (the committer waits on it).
+  // True while the writer has nothing to write: set true by the writer under `mu` and
+  // `pipe_mu`, false by HandOff under `pipe_mu` (the committer waits on it under `mu`).
   std::atomic<bool> writer_idle{true};
   std::thread writer;
   rocksdb::WriteOptions write_options;

@@ -21,7 +21,10 @@ Caller EnvironmentCaller() {
 template <typename T>
 std::string Outcome(const Result<T>& r) {
   if (r) return "ok";
-  return std::string(WireCode(r.error().code)) + "|" + r.error().field + "|" + r.error().message;
+  // Appends only: GCC 12 at -O3 reports a false -Wrestrict on `std::string + "literal"`
+  // chains (GCC bug 105329), which stops the Release build under -Werror.
+  std::string out(WireCode(r.error().code));
+  return out.append("|").append(r.error().field).append("|").append(r.error().message);
 }
 
 Result<ListRequest> List(std::string_view query, const Caller& caller = AccountCaller()) {

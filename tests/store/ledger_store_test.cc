@@ -265,7 +265,9 @@ TEST_F(LedgerStoreTest, QueuedCommandsAreDecidedInOrderInOneBatch) {
   submit(core::RevokeToken{token});
   submit(core::RevokeToken{token});  // sees the revoke queued just before it
   submit(core::DeleteToken{token});
-  // The writer is held: the committer decides all five into its open batch meanwhile.
+  // The writer is held: the committer takes all five into its open batch meanwhile (once the
+  // queue is empty they are all in it, and it goes to the writer whole when it is free).
+  while (store_->QueueDepth() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   gate.Release();
   std::vector<CommandResult> r;
   for (auto& f : results) r.push_back(f.get());
