@@ -228,21 +228,20 @@ std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::NewBatch() {
   return b;
 }
 
-void LedgerStore::Impl::Decide(DecidedBatch& batch, std::vector<Pending>& commands) {
-  DecidedBatch* const b = &batch;
-  const std::size_t begin = b->commands.size();
-  for (auto& p : commands) b->commands.push_back(std::move(p));
-  b->results.resize(b->commands.size());
-  b->replays.resize(b->commands.size());
-  rocksdb::WriteBatch& wb = b->wb;
+void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) {
+  const std::size_t begin = b.commands.size();
+  for (auto& p : commands) b.commands.push_back(std::move(p));
+  b.results.resize(b.commands.size());
+  b.replays.resize(b.commands.size());
+  rocksdb::WriteBatch& wb = b.wb;
   rocksdb::ReadOptions ro;
   std::uint64_t seq = decided_seq;
   events::Hash hash = decided_hash;
   Micros at = decided_at;
 
-  for (std::size_t i = begin; i < b->commands.size(); ++i) {
-    CommandRequest& req = b->commands[i].request;
-    CommandResult& r = b->results[i];
+  for (std::size_t i = begin; i < b.commands.size(); ++i) {
+    CommandRequest& req = b.commands[i].request;
+    CommandResult& r = b.results[i];
     // Event times never go backwards, even if the system clock does.
     at = std::max(at, Now());
 
@@ -278,7 +277,7 @@ void LedgerStore::Impl::Decide(DecidedBatch& batch, std::vector<Pending>& comman
           r.rejection = existing->rejection;
           r.legacy_response = std::move(existing->legacy_response);
           if (existing->applied && r.legacy_response.empty() && existing->event_count > 0) {
-            b->replays[i] = std::move(existing);
+            b.replays[i] = std::move(existing);
           }
         } else {
           r.outcome = Outcome::kKeyConflict;
@@ -356,9 +355,9 @@ void LedgerStore::Impl::Decide(DecidedBatch& batch, std::vector<Pending>& comman
       }
       if (!r.events.empty() || used_at) {
         WriteProjectionChange(wb, details, list, r.before, row);
-        row_it->second.batch = b->number;
+        row_it->second.batch = b.number;
       }
-      b->appended += r.events.size();
+      b.appended += r.events.size();
       r.outcome = Outcome::kApplied;
       r.after = row;
     }
@@ -379,13 +378,13 @@ void LedgerStore::Impl::Decide(DecidedBatch& batch, std::vector<Pending>& comman
       wb.Put(idempotency, record_key, EncodeIdempotencyRecord(record));
       wb.Put(idempotency,
              IdempotencyExpiryKey(at, req.idempotency->account_id, req.idempotency->key), "");
-      undurable_records[record_key] = {std::move(record), b->number};
+      undurable_records[record_key] = {std::move(record), b.number};
     }
   }
 
-  decided_seq = b->seq = seq;
-  decided_hash = b->hash = hash;
-  decided_at = b->at = at;
+  decided_seq = b.seq = seq;
+  decided_hash = b.hash = hash;
+  decided_at = b.at = at;
 }
 
 void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
@@ -406,12 +405,14 @@ void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
     }
   }
   // A write failed after this batch was decided on top of it: it fails too, unwritten. The
-  // next batch starts from the durable head (Decide).
+  // next batch starts from the durable head (NewBatch).
+  Discard(*batch);
+}
+
+void LedgerStore::Impl::Discard(DecidedBatch& batch) {
   metrics.batches_discarded.fetch_add(1, std::memory_order_relaxed);
   const std::string message = DegradedMessage();
-  for (std::size_t i = 0; i < batch->commands.size(); ++i) {
-    batch->commands[i].done(Failed(Outcome::kUnavailable, message));
-  }
+  for (auto& p : batch.commands) p.done(Failed(Outcome::kUnavailable, message));
 }
 
 void LedgerStore::Impl::WriterLoop() {
@@ -483,11 +484,7 @@ void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
   Observe(metrics.batch_size_buckets, StoreMetrics::kBatchBuckets, static_cast<double>(n));
 
   for (std::size_t i = 0; i < n; ++i) b.commands[i].done(std::move(b.results[i]));
-  for (auto& d : doomed) {
-    metrics.batches_discarded.fetch_add(1, std::memory_order_relaxed);
-    const std::string message = DegradedMessage();
-    for (auto& p : d->commands) p.done(Failed(Outcome::kUnavailable, message));
-  }
+  for (auto& d : doomed) Discard(*d);
   {
     // Under both locks (mu, then pipe_mu: the only order they nest in), so the committer is
     // either waiting or sees the flag, and a HandOff cannot slip between the check and the
@@ -510,20 +507,19 @@ Status LedgerStore::Impl::FillReplayed(const IdempotencyRecord& record, CommandR
                  "idempotency record points at missing event " + std::to_string(record.first_seq),
                  {}};
   }
-  const Id token = (*first)->stream;
   const std::uint64_t first_version = (*first)->stream_version;
   const std::uint64_t last_version = first_version + record.event_count - 1;
+  auto stream = ReadStream((*first)->stream, 0, static_cast<std::uint32_t>(last_version));
+  if (!stream) return stream.error();
+  if (stream->events.size() != last_version) {
+    return Error{
+        ErrorCode::kUnexpected, "a replayed request's stream is shorter than its record", {}};
+  }
   std::optional<projections::TokenRow> row;
-  for (std::uint64_t version = 1; version <= last_version; ++version) {
-    std::string value;
-    rocksdb::Status s = db->Get(ro, streams, StreamKey(token, version), &value);
-    if (!s.ok()) return StorageError(s, "reading a replayed request's stream");
-    auto e = ReadEvent(ro, DecodeU64(value));
-    if (!e) return e.error();
-    if (!*e) return Error{ErrorCode::kUnexpected, "stream index points at a missing event", {}};
-    if (version == first_version) r.before = row;
-    projections::ApplyEvent(row, **e);
-    if (version >= first_version) r.events.push_back(std::move(**e));
+  for (auto& e : stream->events) {
+    if (e.stream_version == first_version) r.before = row;
+    projections::ApplyEvent(row, e);
+    if (e.stream_version >= first_version) r.events.push_back(std::move(e));
   }
   r.after = std::move(row);
   for (auto* shown : {&r.before, &r.after}) {

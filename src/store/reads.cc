@@ -175,8 +175,13 @@ Result<EventPage> LedgerStore::ListEvents(const Id& token_id, std::uint64_t offs
                                           std::uint32_t limit) const {
   auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
   if (!impl_->db) return Impl::Closed();
-  rocksdb::DB* db = impl_->db.get();
-  SnapshotPtr snapshot = impl_->Snapshot();
+  return impl_->ReadStream(token_id, offset, limit);
+}
+
+Result<EventPage> LedgerStore::Impl::ReadStream(const Id& token_id, std::uint64_t offset,
+                                                std::uint32_t limit) const {
+  rocksdb::DB* d = db.get();
+  SnapshotPtr snapshot = Snapshot();
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.get();
   const std::string lower = StreamPrefix(token_id);
@@ -184,7 +189,7 @@ Result<EventPage> LedgerStore::ListEvents(const Id& token_id, std::uint64_t offs
   rocksdb::Slice lower_slice(lower), upper_slice(upper);
   ro.iterate_lower_bound = &lower_slice;
   ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, impl_->streams));
+  std::unique_ptr<rocksdb::Iterator> it(d->NewIterator(ro, streams));
 
   EventPage page;
   // Stream versions have no gaps, so the last version is the stream's length.
@@ -203,7 +208,7 @@ Result<EventPage> LedgerStore::ListEvents(const Id& token_id, std::uint64_t offs
   ro.iterate_lower_bound = nullptr;
   ro.iterate_upper_bound = nullptr;
   for (std::uint64_t seq : seqs) {
-    auto e = impl_->ReadEvent(ro, seq);
+    auto e = ReadEvent(ro, seq);
     if (!e) return e.error();
     if (!*e)
       return Error{ErrorCode::kUnexpected,

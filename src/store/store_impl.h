@@ -219,6 +219,8 @@ struct LedgerStore::Impl {
   // Hands a decided batch to the writer (waiting while kMaxBatchesInFlight are), or fails it
   // if a write failed since it was decided.
   void HandOff(std::unique_ptr<DecidedBatch> batch);
+  // Fails every command of a batch decided on top of a failed write, unwritten.
+  void Discard(DecidedBatch& batch);
   // Waits until no batch is in flight (before recovery, purges and shutdown).
   void WaitPipelineIdle();
   void WriterLoop();
@@ -234,6 +236,9 @@ struct LedgerStore::Impl {
                                                        const Id& token) const;
   Result<std::optional<events::EventEnvelope>> ReadEvent(const rocksdb::ReadOptions& ro,
                                                          std::uint64_t seq) const;
+  // A stream's events from `offset` (at most `limit`), read in one snapshot; item_count is
+  // the stream's length. REQUIRES: db open (callers hold ReadLock, or are a store thread).
+  Result<EventPage> ReadStream(const Id& token, std::uint64_t offset, std::uint32_t limit) const;
   Micros Now() const { return hooks.clock(); }
   // A snapshot for multi-key reads. A secondary (kReadOnly) has none, and needs none: its
   // view changes only when CatchUp() is called.
