@@ -248,10 +248,13 @@ class LedgerStore {
   // no per-stream look-ups (stream versions are checked by the RebuildProjections that import
   // runs before FinishImport), and each appended event also goes into a temporary sort by
   // token under `temp_dir` (empty: the system's), which that rebuild folds instead of reading
-  // the ledger again. A crash before FinishImport leaves a directory that Open(kServe) refuses:
-  // with the WAL off, nothing in it is trusted.
+  // the ledger again. The events themselves go into SST files beside the sort, ingested when
+  // the rebuild starts (until then they cannot be read), and their stream index entries are
+  // written by that rebuild's fold. A crash before FinishImport leaves a directory that
+  // Open(kServe) refuses: with the WAL off, nothing in it is trusted.
   Status BeginImport(const std::string& temp_dir = "");
   // Flushes every column family, then deletes the marker in one synced write.
+  // REQUIRES: RebuildProjections ran after the last AppendVerbatim (else kUnexpected).
   Status FinishImport();
 
   // The stored record (hash + body) of each event from `from_seq`, in order.

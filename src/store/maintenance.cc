@@ -43,6 +43,16 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
   std::unordered_map<Id, std::uint64_t, IdHash> versions;
   events::EventEnvelope event;  // reused: its strings keep their capacity
   events::EventEnvelope* const e = &event;
+  // A bulk import writes the events as SST files (store_impl.h), as long as its sort is there
+  // to hold them (it is consumed by the rebuild: appends after that take the memtable path).
+  if (m.bulk_import && m.import_sort && !m.import_events_out) {
+    m.import_events_sst = std::make_unique<RollingSstWriter>(
+        rocksdb::Options(m.db_options, m.events_cf_options), m.events,
+        m.import_sort->Dir() + "/events", kRebuildSstFileBytes);
+    m.import_events_out = std::make_unique<BackgroundSstWriter>(m.import_events_sst.get());
+    m.import_streams_pending = true;
+  }
+  BackgroundSstWriter* const sst = m.bulk_import ? m.import_events_out.get() : nullptr;
   for (const std::string& record : records) {
     const std::uint64_t expected = seq + 1;
     if (!events::StoredHashMatches(record))
@@ -82,13 +92,23 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
     } else if (m.import_sort) {
       if (Status as = m.import_sort->Add(*e); !as) return as;
     }
-    wb.Put(m.events, EventKey(e->seq), record);
-    wb.Put(m.streams, StreamKey(e->stream, e->stream_version), EncodeU64(e->seq));
+    if (!sst) {
+      wb.Put(m.events, EventKey(e->seq), record);
+      wb.Put(m.streams, StreamKey(e->stream, e->stream_version), EncodeU64(e->seq));
+    }
     seq = e->seq;
     hash = e->hash;
     last_at = std::max(last_at, e->at);
   }
   if (records.empty()) return Status::Ok();
+  if (sst) {
+    // Only once the whole batch passed (all or nothing). Seq order is the family's key order.
+    std::uint64_t next = m.head_seq;
+    for (const std::string& record : records) {
+      if (rocksdb::Status ws = sst->Put(EventKey(++next), record); !ws.ok())
+        return StorageError(ws, "writing imported events");
+    }
+  }
   std::string head = EncodeU64(seq);
   head.append(reinterpret_cast<const char*>(hash.data()), hash.size());
   wb.Put(m.meta, kMetaChainHead, head);
@@ -127,9 +147,32 @@ Status LedgerStore::BeginImport(const std::string& temp_dir) {
   return Status::Ok();
 }
 
+Status LedgerStore::Impl::IngestImportedEvents() {
+  if (!import_events_out) return Status::Ok();
+  rocksdb::Status s = import_events_out->Flush();
+  import_events_out.reset();
+  if (s.ok()) s = import_events_sst->Finish();
+  const std::vector<std::string> files = import_events_sst->files();
+  import_events_sst.reset();
+  if (!s.ok()) return StorageError(s, "writing imported events");
+  if (files.empty()) return Status::Ok();
+  rocksdb::IngestExternalFileOptions ingest;
+  ingest.move_files = true;  // falls back to a copy across file systems
+  s = db->IngestExternalFile(events, files, ingest);
+  if (!s.ok()) return StorageError(s, "ingesting imported events");
+  return Status::Ok();
+}
+
 Status LedgerStore::FinishImport() {
   Impl& m = *impl_;
   if (!m.bulk_import) return Error{ErrorCode::kUnexpected, "no import in progress", {}};
+  if (m.import_streams_pending) {
+    return Error{ErrorCode::kUnexpected,
+                 "the imported events' stream index is written by RebuildProjections: run it "
+                 "before FinishImport",
+                 {}};
+  }
+  if (Status is = m.IngestImportedEvents(); !is) return is;
   // Everything written with the WAL off reaches SST files before the marker goes.
   rocksdb::FlushOptions fo;
   fo.wait = true;

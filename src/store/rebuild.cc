@@ -10,8 +10,6 @@
 // FinishImport) the fold also checks every stream's versions, which the bulk append skips. A
 // killed rebuild starts over (meta "rebuild" names its families, which the next run drops); the
 // old projections stay intact and in use until the switch.
-#include <rocksdb/sst_file_writer.h>
-
 #include <boost/json.hpp>
 #include <cassert>
 #include <cstring>
@@ -20,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "src/store/sst_writer.h"
 #include "src/store/store_impl.h"
 #include "src/store/token_sort.h"
 
@@ -54,113 +53,6 @@ std::optional<RebuildState> DecodeRebuildState(std::string_view text) {
   }
 }
 
-// An SST file writer that starts a new file every `file_bytes` (kRebuildSstFileBytes):
-// RocksDB's table builder keeps a file's whole index (and filter) in memory until the file is
-// finished, so one file per family made rebuild's memory grow with the ledger (10M events:
-// ~430 MB). The files hold consecutive key ranges and are ingested together.
-class RollingSstWriter {
- public:
-  RollingSstWriter(const rocksdb::Options& options, rocksdb::ColumnFamilyHandle* family,
-                   std::string path_prefix, std::uint64_t file_bytes)
-      : options_(options),
-        family_(family),
-        prefix_(std::move(path_prefix)),
-        file_bytes_(file_bytes) {}
-
-  // REQUIRES: keys in strictly increasing order across calls.
-  rocksdb::Status Put(const rocksdb::Slice& key, const rocksdb::Slice& value) {
-    if (writer_ && writer_->FileSize() >= file_bytes_) {
-      rocksdb::Status s = writer_->Finish();
-      writer_.reset();
-      if (!s.ok()) return s;
-    }
-    if (!writer_) {
-      writer_ = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(), options_, family_);
-      files_.push_back(prefix_ + "-" + std::to_string(files_.size()) + ".sst");
-      rocksdb::Status s = writer_->Open(files_.back());
-      if (!s.ok()) return s;
-    }
-    return writer_->Put(key, value);
-  }
-  // Finishes the last file. The files to ingest, in key order (none if nothing was written).
-  rocksdb::Status Finish() {
-    if (!writer_) return rocksdb::Status::OK();
-    rocksdb::Status s = writer_->Finish();
-    writer_.reset();
-    return s;
-  }
-  const std::vector<std::string>& files() const { return files_; }
-
- private:
-  rocksdb::Options options_;
-  rocksdb::ColumnFamilyHandle* family_;
-  std::string prefix_;
-  std::uint64_t file_bytes_;
-  std::unique_ptr<rocksdb::SstFileWriter> writer_;
-  std::vector<std::string> files_;
-};
-
-// Feeds an SstFileWriter from a second thread: building blocks and compressing them (ZSTD, the
-// families' bottommost compression, where an ingested file lands) was half of rebuild's CPU,
-// beside the fold or the merge that produce the entries. Entries are handed over in batches of
-// kRebuildBatchBytes; memory: two batches (one filling, one being written), plus one entry
-// larger than that.
-inline constexpr std::size_t kRebuildBatchBytes = 4u << 20;
-
-class BackgroundSstWriter {
- public:
-  explicit BackgroundSstWriter(RollingSstWriter* writer) : writer_(writer) {
-    filling_.reserve(kRebuildBatchBytes + 4096);
-  }
-  ~BackgroundSstWriter() {
-    if (thread_.joinable()) thread_.join();
-  }
-  // The error of an earlier batch, if any (the entry is then dropped).
-  rocksdb::Status Put(std::string_view key, std::string_view value) {
-    const auto k = static_cast<std::uint32_t>(key.size()),
-               v = static_cast<std::uint32_t>(value.size());
-    char header[8];
-    std::memcpy(header, &k, 4);
-    std::memcpy(header + 4, &v, 4);
-    filling_.append(header, 8);
-    filling_.append(key);
-    filling_.append(value);
-    if (filling_.size() < kRebuildBatchBytes) return rocksdb::Status::OK();
-    return Hand();
-  }
-  // Writes what is left and waits for it.
-  rocksdb::Status Flush() {
-    rocksdb::Status s = Hand();
-    if (thread_.joinable()) thread_.join();
-    return s.ok() ? status_ : s;
-  }
-
- private:
-  rocksdb::Status Hand() {
-    if (thread_.joinable()) thread_.join();
-    if (!status_.ok()) return status_;
-    filling_.swap(writing_);
-    filling_.clear();
-    thread_ = std::thread([this] {
-      const char* p = writing_.data();
-      const char* const end = p + writing_.size();
-      while (p < end && status_.ok()) {
-        std::uint32_t k, v;
-        std::memcpy(&k, p, 4);
-        std::memcpy(&v, p + 4, 4);
-        status_ = writer_->Put(rocksdb::Slice(p + 8, k), rocksdb::Slice(p + 8 + k, v));
-        p += 8 + std::size_t{k} + v;
-      }
-    });
-    return rocksdb::Status::OK();
-  }
-
-  RollingSstWriter* writer_;
-  std::string filling_, writing_;
-  std::thread thread_;
-  rocksdb::Status status_;  // of the batches written so far (read after a join)
-};
-
 bool IsBaseCf(std::string_view name) {
   return name == rocksdb::kDefaultColumnFamilyName || name == kEventsCf || name == kStreamsCf ||
          name == kIdempotencyCf || name == kMetaCf || name == kUsageCf;
@@ -177,6 +69,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   if (chunk_events == 0) chunk_events = 1;
   Impl& m = *impl_;
   rocksdb::DB* db = m.db.get();
+  if (Status is = m.IngestImportedEvents(); !is) return is;
   rocksdb::Status s;
 
   // An earlier rebuild that did not switch is abandoned: its families were written with the
@@ -260,6 +153,12 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   const rocksdb::Options sst_options(rocksdb::DBOptions(), m.cf_options);
   RollingSstWriter details_sst(sst_options, new_details, sort.Dir() + "/details", sst_file_bytes);
   BackgroundSstWriter details_out(&details_sst);
+  // An import's stream index (AppendVerbatim left it to this fold, which meets its entries in
+  // key order: token, then stream version).
+  const bool write_streams = m.import_streams_pending;
+  RollingSstWriter streams_sst(rocksdb::Options(rocksdb::DBOptions(), m.cf_options), m.streams,
+                               sort.Dir() + "/streams", sst_file_bytes);
+  BackgroundSstWriter streams_out(&streams_sst);
   std::uint64_t list_written = 0;
   std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(FullScanReadOptions(), m.usage));
   uses->SeekToFirst();
@@ -304,6 +203,11 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
       last_version = e.stream_version;
       last_seq = e.seq;
       current = e.stream;
+      if (write_streams) {
+        // Strictly increasing keys: versions were just checked to follow one another.
+        s = streams_out.Put(StreamKey(e.stream, e.stream_version), EncodeU64(e.seq));
+        if (!s.ok()) return StorageError(s, "writing the imported stream index");
+      }
       projections::ApplyEvent(row, e);
       if (++p.events_done % chunk_events == 0 && progress) progress(p);
     }
@@ -316,6 +220,17 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   uses.reset();
   s = details_out.Flush();
   if (!s.ok()) return StorageError(s, "writing rebuilt rows");
+  if (write_streams) {
+    s = streams_out.Flush();
+    if (s.ok()) s = streams_sst.Finish();
+    if (s.ok() && !streams_sst.files().empty()) {
+      rocksdb::IngestExternalFileOptions ingest;
+      ingest.move_files = true;
+      s = db->IngestExternalFile(m.streams, streams_sst.files(), ingest);
+    }
+    if (!s.ok()) return StorageError(s, "writing the imported stream index");
+    m.import_streams_pending = false;
+  }
   if (Status fs = sort.Finish(); !fs) return fs;
   if (progress) progress(p);
   const rocksdb::Options list_sst_options(rocksdb::DBOptions(), m.list_cf_options);

@@ -15,6 +15,7 @@
 #include "events/hash_chain.h"
 #include "src/store/keys.h"
 #include "src/store/ledger_store.h"
+#include "src/store/sst_writer.h"
 #include "src/store/token_sort.h"
 
 namespace tokenledger::store {
@@ -162,6 +163,17 @@ struct LedgerStore::Impl {
   // During an import, the appended events sorted by token as they are loaded: the rebuild that
   // follows folds them without reading and decoding the ledger a second time.
   std::unique_ptr<TokenSort> import_sort;
+  // During an import, the appended events go straight into SST files in import_sort's
+  // directory (they arrive in seq order, the events family's key order), ingested by
+  // IngestImportedEvents; their stream index entries are left to the rebuild's fold, which
+  // meets them in key order (`import_streams_pending`). No memtable, no flush, no compaction:
+  // those were most of the load's time.
+  std::unique_ptr<RollingSstWriter> import_events_sst;
+  std::unique_ptr<BackgroundSstWriter> import_events_out;  // feeds import_events_sst
+  bool import_streams_pending = false;
+  // Ingests the events written so far by a bulk import into the events family (nothing if
+  // none), so that they can be read. Called by RebuildProjections and FinishImport.
+  Status IngestImportedEvents();
 
   std::atomic<std::uint64_t> committed_seq{0};
   StoreMetrics metrics;

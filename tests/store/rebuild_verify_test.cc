@@ -378,6 +378,54 @@ TEST_F(RebuildVerifyTest, AnUnfinishedImportIsRefusedAndAFinishedOneServes) {
   }
 }
 
+// An import writes its events as SST files and leaves their stream index to the rebuild: it
+// cannot finish without that rebuild, each append is still all or nothing (a batch refused in
+// its middle leaves none of it, and the batches before it import fine), and the result verifies
+// clean.
+TEST_F(RebuildVerifyTest, ImportAppendsAreAllOrNothingAndNeedTheRebuildToFinish) {
+  std::vector<std::string> records;
+  ASSERT_TRUE(store_->ScanStoredEvents(1, [&](std::uint64_t, std::string_view r) {
+    records.emplace_back(r);
+    return true;
+  }));
+  ASSERT_GE(records.size(), 6u);
+  const std::size_t half = records.size() / 2;
+  const std::vector<std::string> first(records.begin(), records.begin() + half);
+  std::vector<std::string> second(records.begin() + half, records.end());
+  second[1].back() ^= 1;  // its hash no longer matches its body
+  StoreOptions options = options_;
+  options.data_dir = options_.data_dir + "-batches";
+  {
+    auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+    ASSERT_TRUE(opened.store) << opened.message;
+    LedgerStore& imported = *opened.store;
+    ASSERT_TRUE(imported.BeginImport());
+    ASSERT_TRUE(imported.AppendVerbatim(first));
+    Status refused = imported.AppendVerbatim(second);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("hash"), std::string::npos) << refused.error().message;
+    EXPECT_EQ(imported.LastSeq(), half);
+    Status early = imported.FinishImport();
+    ASSERT_FALSE(early);
+    EXPECT_NE(early.error().message.find("RebuildProjections"), std::string::npos)
+        << early.error().message;
+    ASSERT_TRUE(imported.RebuildProjections());
+    ASSERT_TRUE(imported.FinishImport());
+  }
+  auto served = LedgerStore::Open(options, OpenMode::kServe, Hooks());
+  ASSERT_TRUE(served.store) << served.message;
+  EXPECT_EQ(served.store->LastSeq(), half);
+  auto report = served.store->Verify();
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_TRUE(report->findings.empty()) << report->findings[0].message;
+  std::vector<std::string> stored;
+  ASSERT_TRUE(served.store->ScanStoredEvents(1, [&](std::uint64_t, std::string_view r) {
+    stored.emplace_back(r);
+    return true;
+  }));
+  EXPECT_EQ(stored, first);
+}
+
 // The bulk append of an import looks up no stream; its rebuild checks the versions instead.
 // Here a forged history whose chain is intact (hashes recomputed) but whose stream skips a
 // version is refused before the import could finish.

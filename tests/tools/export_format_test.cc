@@ -1,6 +1,10 @@
 #include "tools/tokenledger/export_format.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <thread>
+#include <vector>
 
 #include "events/hash_chain.h"
 
@@ -53,6 +57,61 @@ TEST(ExportFormatTest, TheShortestBodyIsOneByte) {
   auto record = ParseExportLine(Line("x"));
   ASSERT_TRUE(record);
   EXPECT_EQ(record->substr(32), "x");
+}
+
+// Everything written into a pipe (by a writer thread, in pieces of `piece` bytes), read back
+// line by line.
+std::vector<std::string> ReadThroughPipe(const std::string& input, std::size_t piece,
+                                         int* error = nullptr) {
+  int fds[2];
+  EXPECT_EQ(::pipe(fds), 0);
+  std::thread writer([&] {
+    for (std::size_t at = 0; at < input.size(); at += piece) {
+      const std::string_view part = std::string_view(input).substr(at, piece);
+      for (std::size_t done = 0; done < part.size();) {
+        const ssize_t n = ::write(fds[1], part.data() + done, part.size() - done);
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+    }
+    ::close(fds[1]);
+  });
+  LineReader reader(fds[0]);
+  std::vector<std::string> lines;
+  for (std::string_view line; reader.Next(&line);) lines.emplace_back(line);
+  writer.join();
+  if (error) *error = reader.error();
+  ::close(fds[0]);
+  return lines;
+}
+
+TEST(LineReaderTest, SplitsLinesWhereverTheReadsEnd) {
+  const std::string input = "first\n\nthird line\nno newline at the end";
+  const std::vector<std::string> want = {"first", "", "third line", "no newline at the end"};
+  for (std::size_t piece : {std::size_t{1}, std::size_t{2}, std::size_t{7}, input.size()})
+    EXPECT_EQ(ReadThroughPipe(input, piece), want) << piece << "-byte writes";
+  EXPECT_EQ(ReadThroughPipe("one\n", 3), std::vector<std::string>{"one"});
+  EXPECT_TRUE(ReadThroughPipe("", 1).empty());
+}
+
+TEST(LineReaderTest, ALineLongerThanTheBufferGrowsIt) {
+  const std::string long_line(2 * kLineReaderBufferBytes + 123, 'x');
+  std::string input = "a\n" + long_line;
+  input += "\nb\n";
+  int error = -1;
+  const auto lines = ReadThroughPipe(input, 65536, &error);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "a");
+  EXPECT_EQ(lines[1], long_line);
+  EXPECT_EQ(lines[2], "b");
+  EXPECT_EQ(error, 0);
+}
+
+TEST(LineReaderTest, AReadErrorEndsTheLinesAndIsReported) {
+  LineReader reader(-1);  // EBADF
+  std::string_view line;
+  EXPECT_FALSE(reader.Next(&line));
+  EXPECT_EQ(reader.error(), EBADF);
 }
 
 }  // namespace

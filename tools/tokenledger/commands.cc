@@ -466,17 +466,23 @@ int Import(const Flags& flags) {
     }
   }
   const std::string input = flags.Get("input", "-");
-  std::ifstream file;
+  int input_fd = STDIN_FILENO;
   std::uint64_t input_bytes = 0;
   if (input != "-") {
-    file.open(input, std::ios::binary);
-    if (!file) {
+    input_fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
+    if (input_fd < 0) {
       std::fprintf(stderr, "tokenledger import: cannot read '%s'\n", input.c_str());
       return kFinding;
     }
     input_bytes = std::filesystem::file_size(input, ec);
   }
-  std::istream& in = input == "-" ? std::cin : file;
+  struct CloseInput {
+    int fd;
+    ~CloseInput() {
+      if (fd != STDIN_FILENO) ::close(fd);
+    }
+  } close_input{input_fd};
+  LineReader in(input_fd);
   // SIGINT/SIGTERM stop the import between batches; the partial directory is then removed.
   // (SIGKILL or a crash leave it marked import_in_progress: the server refuses to serve it.)
   ::signal(SIGINT, OnSignal);
@@ -524,8 +530,8 @@ int Import(const Flags& flags) {
     auto read_batch = [&]() {
       Batch b;
       b.records.reserve(16384);
-      std::string line;
-      while (b.records.size() < 16384 && std::getline(in, line)) {
+      std::string_view line;
+      while (b.records.size() < 16384 && in.Next(&line)) {
         ++line_no;
         bytes += line.size() + 1;
         bar.Update(bytes, "load");
@@ -537,6 +543,8 @@ int Import(const Flags& flags) {
         }
         b.records.push_back(std::move(*record));
       }
+      if (in.error() && b.error.empty())
+        b.error = "cannot read the input: " + std::string(std::strerror(in.error()));
       return b;
     };
     TimePhase("load");

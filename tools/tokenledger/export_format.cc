@@ -1,6 +1,10 @@
 #include "tools/tokenledger/export_format.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
@@ -37,6 +41,44 @@ std::optional<std::string> ParseExportLine(std::string_view line) {
   std::string record(reinterpret_cast<const char*>(hash->data()), hash->size());
   record.append(line.substr(kBodyAt, line.size() - kBodyAt - 1));
   return record;
+}
+
+bool LineReader::Next(std::string_view* line) {
+  std::size_t scanned = begin_;  // no '\n' in buffer_[begin_, scanned)
+  for (;;) {
+    if (const void* nl = std::memchr(buffer_.data() + scanned, '\n', end_ - scanned)) {
+      const std::size_t at =
+          static_cast<std::size_t>(static_cast<const char*>(nl) - buffer_.data());
+      *line = std::string_view(buffer_.data() + begin_, at - begin_);
+      begin_ = at + 1;
+      return true;
+    }
+    scanned = end_;
+    if (eof_ || error_) {
+      if (begin_ == end_) return false;
+      *line = std::string_view(buffer_.data() + begin_, end_ - begin_);  // no final '\n'
+      begin_ = end_;
+      return true;
+    }
+    // Room for more: move the partial line to the front, or grow for a line longer than the
+    // buffer.
+    if (begin_ > 0) {
+      std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      scanned -= begin_;
+      begin_ = 0;
+    }
+    if (end_ == buffer_.size()) buffer_.resize(buffer_.size() * 2);
+    const ssize_t n = ::read(fd_, buffer_.data() + end_, buffer_.size() - end_);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error_ = errno;
+    } else if (n == 0) {
+      eof_ = true;
+    } else {
+      end_ += static_cast<std::size_t>(n);
+    }
+  }
 }
 
 }  // namespace tokenledger::cli

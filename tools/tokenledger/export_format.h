@@ -6,9 +6,11 @@
 // The body is embedded exactly as stored (not re-encoded), so export -> import -> export is
 // byte-identical and the hash chain still matches after an import.
 //
-// Thread-safety: pure functions, thread-safe.
+// Thread-safety: the functions are pure and thread-safe; a LineReader is used by one thread
+// at a time.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,5 +27,25 @@ std::string FormatExportLine(std::string_view record);
 // is not looked at here; the importer checks hashes, links and events.
 // Guarantee: for every accepted line, FormatExportLine(*ParseExportLine(line)) == line + "\n".
 std::optional<std::string> ParseExportLine(std::string_view line);
+
+// Reads the lines of a file descriptor (an export: a file or a pipe) through one buffer of
+// kLineReaderBufferBytes, grown only for a longer line. std::getline on std::cin went through
+// stdio one character at a time: 60% of an import's CPU when the export came on stdin.
+inline constexpr std::size_t kLineReaderBufferBytes = 1u << 20;
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd), buffer_(kLineReaderBufferBytes, '\0') {}
+  // The next line, without its '\n' (the last line may lack one), valid until the next call.
+  // False at the end of the input or on a read error (then error() is its errno).
+  bool Next(std::string_view* line);
+  int error() const { return error_; }
+
+ private:
+  int fd_;
+  std::string buffer_;
+  std::size_t begin_ = 0, end_ = 0;  // the unread bytes: buffer_[begin_, end_)
+  bool eof_ = false;
+  int error_ = 0;
+};
 
 }  // namespace tokenledger::cli
