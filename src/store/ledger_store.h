@@ -196,8 +196,9 @@ struct VerifyOptions {
   int list_parts = 16;
 };
 
-// The size at which rebuild starts a new SST file (see RebuildProjections).
-inline constexpr std::uint64_t kRebuildSstFileBytes = 256u << 20;
+// The entries (before compression) of each SST file the bulk paths write (rebuild, import):
+// files are built in parallel, each from a buffer of this size (ParallelSstWriter).
+inline constexpr std::uint64_t kRebuildSstFileBytes = 16u << 20;
 
 class LedgerStore {
  public:

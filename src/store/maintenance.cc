@@ -45,14 +45,13 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
   events::EventEnvelope* const e = &event;
   // A bulk import writes the events as SST files (store_impl.h), as long as its sort is there
   // to hold them (it is consumed by the rebuild: appends after that take the memtable path).
-  if (m.bulk_import && m.import_sort && !m.import_events_out) {
-    m.import_events_sst = std::make_unique<RollingSstWriter>(
+  if (m.bulk_import && m.import_sort && !m.import_events) {
+    m.import_events = std::make_unique<ParallelSstWriter>(
         rocksdb::Options(m.db_options, m.events_cf_options), m.events,
         m.import_sort->Dir() + "/events", kRebuildSstFileBytes);
-    m.import_events_out = std::make_unique<BackgroundSstWriter>(m.import_events_sst.get());
     m.import_streams_pending = true;
   }
-  BackgroundSstWriter* const sst = m.bulk_import ? m.import_events_out.get() : nullptr;
+  ParallelSstWriter* const sst = m.bulk_import ? m.import_events.get() : nullptr;
   for (const std::string& record : records) {
     const std::uint64_t expected = seq + 1;
     if (!events::StoredHashMatches(record))
@@ -148,12 +147,10 @@ Status LedgerStore::BeginImport(const std::string& temp_dir) {
 }
 
 Status LedgerStore::Impl::IngestImportedEvents() {
-  if (!import_events_out) return Status::Ok();
-  rocksdb::Status s = import_events_out->Flush();
-  import_events_out.reset();
-  if (s.ok()) s = import_events_sst->Finish();
-  const std::vector<std::string> files = import_events_sst->files();
-  import_events_sst.reset();
+  if (!import_events) return Status::Ok();
+  rocksdb::Status s = import_events->Finish();
+  const std::vector<std::string> files = import_events->files();
+  import_events.reset();
   if (!s.ok()) return StorageError(s, "writing imported events");
   if (files.empty()) return Status::Ok();
   rocksdb::IngestExternalFileOptions ingest;

@@ -3,10 +3,10 @@
 // in seq order into an external sort by token (TokenSort; an import sorts them while loading
 // instead), then the sorted events token by token, each token folded on its own with its usage
 // record (both in token order); rows and list index entries (sorted again) go into SST files,
-// built and compressed on a second thread, which are ingested into the new, empty families.
-// Memory is bounded by the sort's buffers (kTokenSortMemoryBytes), two batches of
-// kRebuildBatchBytes per family and the index of one SST file (files roll over at
-// kRebuildSstFileBytes), not by the ledger. Within an import (between BeginImport and
+// built and compressed on threads of their own (ParallelSstWriter), which are ingested into the
+// new, empty families. Memory is bounded by the sort's buffers (kTokenSortMemoryBytes) and,
+// per family being written, kSstFilesInFlight + 1 buffers of kRebuildSstFileBytes, not by the
+// ledger. Within an import (between BeginImport and
 // FinishImport) the fold also checks every stream's versions, which the bulk append skips. A
 // killed rebuild starts over (meta "rebuild" names its families, which the next run drops); the
 // old projections stay intact and in use until the switch.
@@ -151,14 +151,11 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   // ingested into the new (empty) families: no memtable, no WAL, no compaction.
   p = RebuildProgress{0, sort.Count(), "fold"};
   const rocksdb::Options sst_options(rocksdb::DBOptions(), m.cf_options);
-  RollingSstWriter details_sst(sst_options, new_details, sort.Dir() + "/details", sst_file_bytes);
-  BackgroundSstWriter details_out(&details_sst);
+  ParallelSstWriter details_out(sst_options, new_details, sort.Dir() + "/details", sst_file_bytes);
   // An import's stream index (AppendVerbatim left it to this fold, which meets its entries in
   // key order: token, then stream version).
   const bool write_streams = m.import_streams_pending;
-  RollingSstWriter streams_sst(rocksdb::Options(rocksdb::DBOptions(), m.cf_options), m.streams,
-                               sort.Dir() + "/streams", sst_file_bytes);
-  BackgroundSstWriter streams_out(&streams_sst);
+  ParallelSstWriter streams_out(sst_options, m.streams, sort.Dir() + "/streams", sst_file_bytes);
   std::uint64_t list_written = 0;
   std::unique_ptr<rocksdb::Iterator> uses(db->NewIterator(FullScanReadOptions(), m.usage));
   uses->SeekToFirst();
@@ -218,15 +215,14 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   }
   if (!uses->status().ok()) return StorageError(uses->status(), "reading usage records");
   uses.reset();
-  s = details_out.Flush();
+  s = details_out.Finish();
   if (!s.ok()) return StorageError(s, "writing rebuilt rows");
   if (write_streams) {
-    s = streams_out.Flush();
-    if (s.ok()) s = streams_sst.Finish();
-    if (s.ok() && !streams_sst.files().empty()) {
+    s = streams_out.Finish();
+    if (s.ok() && !streams_out.files().empty()) {
       rocksdb::IngestExternalFileOptions ingest;
       ingest.move_files = true;
-      s = db->IngestExternalFile(m.streams, streams_sst.files(), ingest);
+      s = db->IngestExternalFile(m.streams, streams_out.files(), ingest);
     }
     if (!s.ok()) return StorageError(s, "writing the imported stream index");
     m.import_streams_pending = false;
@@ -234,8 +230,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   if (Status fs = sort.Finish(); !fs) return fs;
   if (progress) progress(p);
   const rocksdb::Options list_sst_options(rocksdb::DBOptions(), m.list_cf_options);
-  RollingSstWriter list_sst(list_sst_options, new_list, sort.Dir() + "/list", sst_file_bytes);
-  BackgroundSstWriter list_out(&list_sst);
+  ParallelSstWriter list_out(list_sst_options, new_list, sort.Dir() + "/list", sst_file_bytes);
   {
     p = RebuildProgress{0, list_written, "index"};
     // The counters: an account's entries that give its counts (ListCountKeysOfEntry) sort
@@ -264,15 +259,13 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     }
     if (!it->status().ok()) return StorageError(it->status(), "reading the temporary sort");
     s = write_counts({});
-    if (s.ok()) s = list_out.Flush();
+    if (s.ok()) s = list_out.Finish();
     if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
   }
   rocksdb::IngestExternalFileOptions ingest;
   ingest.move_files = true;  // falls back to a copy across file systems
   for (auto [writer, family] :
-       {std::pair{&details_sst, new_details}, std::pair{&list_sst, new_list}}) {
-    s = writer->Finish();
-    if (!s.ok()) return StorageError(s, "finishing a rebuilt projection file");
+       {std::pair{&details_out, new_details}, std::pair{&list_out, new_list}}) {
     if (writer->files().empty()) continue;  // nothing to ingest (no visible token)
     s = db->IngestExternalFile(family, writer->files(), ingest);
     if (!s.ok()) return StorageError(s, "ingesting a rebuilt projection file");

@@ -168,8 +168,7 @@ struct LedgerStore::Impl {
   // IngestImportedEvents; their stream index entries are left to the rebuild's fold, which
   // meets them in key order (`import_streams_pending`). No memtable, no flush, no compaction:
   // those were most of the load's time.
-  std::unique_ptr<RollingSstWriter> import_events_sst;
-  std::unique_ptr<BackgroundSstWriter> import_events_out;  // feeds import_events_sst
+  std::unique_ptr<ParallelSstWriter> import_events;
   bool import_streams_pending = false;
   // Ingests the events written so far by a bulk import into the events family (nothing if
   // none), so that they can be read. Called by RebuildProjections and FinishImport.

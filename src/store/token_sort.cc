@@ -389,6 +389,19 @@ std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entri
 
 }  // namespace
 
+// A chunk being sorted and written as a run on a thread of its own.
+struct TokenSort::Spilling {
+  char tag = 0;
+  std::string chunk;
+  std::size_t entries = 0;
+  std::string path;
+  std::thread thread;
+  // Set by the thread: the run's common prefix length and first key (Runs::Note), its status.
+  std::size_t common = 0;
+  std::string first_key;
+  Status status = Status::Ok();
+};
+
 Result<std::unique_ptr<TokenSort>> TokenSort::Create(const std::string& parent,
                                                      std::size_t chunk_bytes) {
   std::error_code ec;
@@ -408,7 +421,7 @@ Result<std::unique_ptr<TokenSort>> TokenSort::Create(const std::string& parent,
 }
 
 TokenSort::~TokenSort() {
-  if (spiller_.joinable()) spiller_.join();
+  for (auto& sp : spilling_) sp->thread.join();
   runs_.clear();
   std::error_code ec;
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
@@ -472,59 +485,79 @@ Status TokenSort::Put(char tag, std::string_view key_tail, std::string_view valu
   chunk_.append(key_tail);
   chunk_.append(value);
   ++chunk_entries_;
-  // The chunk and the offsets its sort needs (20 bytes per entry) within half the budget: the
-  // other half is the chunk being sorted and written meanwhile.
-  if (chunk_.size() + 20 * chunk_entries_ + 256 >= chunk_bytes_ / 2) return Spill();
+  // The chunk and the offsets its sort needs (20 bytes per entry) within its share of the
+  // budget: the other buffers are chunks being sorted and written meanwhile.
+  if (chunk_.size() + 20 * chunk_entries_ + 256 >= chunk_bytes_ / kTokenSortChunkBuffers)
+    return Spill();
   return Status::Ok();
 }
 
 Status TokenSort::Spill() {
   if (chunk_entries_ == 0) return Status::Ok();
-  if (Status s = Wait(); !s) return s;
-  auto& runs = runs_[chunk_tag_];
-  if (!runs) runs = std::make_unique<Runs>();
-  // The full half is sorted and written on the spill thread while the other one fills.
-  chunk_.swap(spilling_);
-  const std::size_t entries = chunk_entries_;
+  if (spilling_.size() + 1 >= kTokenSortChunkBuffers) {
+    if (Status s = ReapOldest(); !s) return s;
+  }
+  auto sp = std::make_unique<Spilling>();
+  sp->tag = chunk_tag_;
+  sp->chunk.swap(chunk_);
+  sp->entries = chunk_entries_;
+  sp->path = dir_ + "/run-" + std::to_string(next_file_++);
+  chunk_.swap(spare_);  // empty, with a written chunk's capacity if there was one
   chunk_.clear();
   chunk_entries_ = 0;
-  spiller_ = std::thread(
-      [this, r = runs.get(), entries] { spill_status_ = WriteRun(r, spilling_, entries); });
+  Spilling* raw = sp.get();
+  raw->thread = std::thread([raw] { raw->status = WriteRun(*raw); });
+  spilling_.push_back(std::move(sp));
+  return Status::Ok();
+}
+
+Status TokenSort::ReapOldest() {
+  std::unique_ptr<Spilling> sp = std::move(spilling_.front());
+  spilling_.pop_front();
+  sp->thread.join();
+  sp->chunk.clear();
+  spare_.swap(sp->chunk);
+  if (!sp->status) return sp->status;
+  // Runs are registered here, in the order they were started, by this thread only.
+  auto& runs = runs_[sp->tag];
+  if (!runs) runs = std::make_unique<Runs>();
+  runs->Note(sp->common, sp->first_key);
+  runs->files.push_back(sp->path);
+  if (runs->files.size() < kTokenSortMaxRuns) return Status::Ok();
+  // Merge them into one, bounding the read buffers of the final merge.
+  const std::string merged = dir_ + "/run-" + std::to_string(next_file_++);
+  MergeIterator it(runs->Sources(), runs->Common());
+  RunWriter mw(merged);
+  for (it.SeekToFirst(); it.Valid(); it.Next()) {
+    if (!mw.Add(it.key().ToStringView(), it.value().ToStringView()))
+      return SortError("writing '" + merged + "'");
+  }
+  if (!it.status().ok()) return SortError("merging runs");
+  if (!mw.Close()) return SortError("writing '" + merged + "'");
+  for (const auto& f : runs->files) ::unlink(f.c_str());
+  runs->files = {merged};
   return Status::Ok();
 }
 
 Status TokenSort::Wait() {
-  if (spiller_.joinable()) spiller_.join();
-  return spill_status_;
+  Status first = Status::Ok();
+  while (!spilling_.empty()) {
+    if (Status s = ReapOldest(); !s && first) first = s;
+  }
+  return first;
 }
 
-Status TokenSort::WriteRun(Runs* runs, const std::string& chunk, std::size_t entries) {
-  std::size_t common = 0;
-  const std::vector<std::uint32_t> order = SortChunk(chunk, entries, &common);
-  runs->Note(common, std::string_view(chunk.data() + 8, GetU32(chunk.data())));
-  const std::string path = dir_ + "/run-" + std::to_string(next_file_++);
-  RunWriter w(path);
+Status TokenSort::WriteRun(Spilling& sp) {
+  const std::vector<std::uint32_t> order = SortChunk(sp.chunk, sp.entries, &sp.common);
+  sp.first_key.assign(sp.chunk.data() + 8, GetU32(sp.chunk.data()));
+  RunWriter w(sp.path);
   for (std::uint32_t at : order) {
-    const char* r = chunk.data() + at;
+    const char* r = sp.chunk.data() + at;
     const std::uint32_t k = GetU32(r), v = GetU32(r + 4);
     if (!w.Add(std::string_view(r + 8, k), std::string_view(r + 8 + k, v)))
-      return SortError("writing '" + path + "'");
+      return SortError("writing '" + sp.path + "'");
   }
-  if (!w.Close()) return SortError("writing '" + path + "'");
-  runs->files.push_back(path);
-  if (runs->files.size() >= kTokenSortMaxRuns) {  // merge them into one, bounding read buffers
-    const std::string merged = dir_ + "/run-" + std::to_string(next_file_++);
-    MergeIterator it(runs->Sources(), runs->Common());
-    RunWriter mw(merged);
-    for (it.SeekToFirst(); it.Valid(); it.Next()) {
-      if (!mw.Add(it.key().ToStringView(), it.value().ToStringView()))
-        return SortError("writing '" + merged + "'");
-    }
-    if (!it.status().ok()) return SortError("merging runs");
-    if (!mw.Close()) return SortError("writing '" + merged + "'");
-    for (const auto& f : runs->files) ::unlink(f.c_str());
-    runs->files = {merged};
-  }
+  if (!w.Close()) return SortError("writing '" + sp.path + "'");
   return Status::Ok();
 }
 
@@ -534,7 +567,7 @@ Status TokenSort::Finish() {
   auto& runs = runs_[chunk_tag_];
   if (!runs) runs = std::make_unique<Runs>();
   if (chunk_.size() + 16 * chunk_entries_ <=
-          std::min(kTokenSortSmallChunkBytes, chunk_bytes_ / 2) &&
+          std::min(kTokenSortSmallChunkBytes, chunk_bytes_ / kTokenSortChunkBuffers) &&
       runs->order.empty()) {
     // A small last chunk is iterated from memory (a copy of its size: the chunk's buffer is
     // reused for the next tag).
@@ -551,7 +584,9 @@ Status TokenSort::Finish() {
 }
 
 std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
-  if (chunk_tag_ == tag) {  // its last runs may still be being written
+  const bool writing = std::any_of(spilling_.begin(), spilling_.end(),
+                                   [tag](const auto& sp) { return sp->tag == tag; });
+  if (chunk_tag_ == tag || writing) {  // its last runs may still be being written
     if (Status s = Finish(); !s) {
       return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{}, 0,
                                              rocksdb::Status::IOError(s.error().message));
@@ -561,8 +596,8 @@ std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
   if (it == runs_.end())
     return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{});
   if (!chunk_entries_ && chunk_.capacity() && tag == chunk_tag_) {
-    std::string().swap(chunk_);  // iterating what was filled last: give the chunk back
-    std::string().swap(spilling_);
+    std::string().swap(chunk_);  // iterating what was filled last: give the chunks back
+    std::string().swap(spare_);
   }
   return std::make_unique<MergeIterator>(it->second->Sources(), it->second->Common());
 }

@@ -4,30 +4,33 @@
 // Other entries (idempotency pointers, list index entries) are sorted the same way, each tag in
 // its own key space.
 //
-// How: entries are appended to one in-memory chunk (half of kTokenSortChunkBytes); a full chunk
-// is sorted (an 8-byte integer prefix of each key past the chunk's common prefix, then memcmp
-// on ties) and written as a sorted run to a flat file in the sort's directory, on a second
-// thread while the other half fills (one spill in flight at a time); iteration is a
-// k-way merge of the runs through a binary heap. No RocksDB, no WAL, no memtable: the earlier
-// temporary RocksDB spent most of its time in the memtable flush's key comparisons (internal
-// keys, varint lengths, virtual comparator). If a tag has more than kTokenSortMaxRuns runs,
-// they are first merged into one, so the merge's read buffers stay bounded too.
+// How: entries are appended to one in-memory chunk (a kTokenSortChunkBuffers-th of
+// kTokenSortChunkBytes); a full chunk is sorted (an 8-byte integer prefix of each key past the
+// chunk's common prefix, then memcmp on ties) and written as a sorted run to a flat file in the
+// sort's directory, on a thread of its own while the next chunk fills (up to
+// kTokenSortChunkBuffers - 1 spills in flight: with one, the adding thread waited for it ~2 s of
+// a 1M-event rebuild, the second core half idle); iteration is a k-way merge of the runs
+// through a binary heap. No RocksDB, no WAL, no memtable: the earlier temporary RocksDB spent
+// most of its time in the memtable flush's key comparisons (internal keys, varint lengths,
+// virtual comparator). If a tag has more than kTokenSortMaxRuns runs, they are first merged
+// into one, so the merge's read buffers stay bounded too.
 //
-// Memory, whatever the ledger's size (kTokenSortMemoryBytes): the two half chunks (one being
-// filled, one being sorted and written), the read
-// buffers of the runs of one tag being iterated (kTokenSortMaxRuns x kTokenSortReadBytes), and
-// a small last chunk iterated in memory instead of written (at most kTokenSortSmallChunkBytes).
+// Memory, whatever the ledger's size (kTokenSortMemoryBytes): the chunk buffers (one being
+// filled, the others being sorted and written), the read buffers of the runs of one tag being
+// iterated (kTokenSortMaxRuns x kTokenSortReadBytes), and a small last chunk iterated in memory
+// instead of written (at most kTokenSortSmallChunkBytes).
 // At most one tag is filled while another is iterated (verify: idempotency pointers while
 // adding events; rebuild and verify: events while adding list entries).
 //
 // Only the fields the projections fold are kept (not actor, request id or idempotency key).
 // Equal keys are all kept (in no particular order). Thread-safety: one thread at a time (the
-// spill thread is internal).
+// spill threads are internal).
 // Internal to src/store.
 #pragma once
 
 #include <rocksdb/iterator.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,12 +43,13 @@
 namespace tokenledger::store {
 
 inline constexpr std::size_t kTokenSortChunkBytes = 96u << 20;
-// 64 runs of 48 MiB: ~3 GiB of entries (rebuild's list index at 1,000,000 events: ~1.8 GiB)
+inline constexpr std::size_t kTokenSortChunkBuffers = 3;
+// 64 runs of 32 MiB: ~2 GiB of entries (rebuild's list index at 1,000,000 events: ~1 GiB)
 // before a merge pass.
 inline constexpr std::size_t kTokenSortMaxRuns = 64;
 inline constexpr std::size_t kTokenSortReadBytes = 256u << 10;
 inline constexpr std::size_t kTokenSortSmallChunkBytes = 8u << 20;
-// Two half chunks + one tag's run read buffers + a small in-memory chunk + the run writer's
+// The chunk buffers + one tag's run read buffers + a small in-memory chunk + the run writer's
 // buffer.
 inline constexpr std::size_t kTokenSortMemoryBytes =
     kTokenSortChunkBytes + kTokenSortMaxRuns * kTokenSortReadBytes + kTokenSortSmallChunkBytes +
@@ -55,7 +59,7 @@ class TokenSort {
  public:
   // Creates a fresh private directory under `parent` (empty: the system's temporary
   // directory). Fails (kUnavailable) if it cannot be created.
-  // `chunk_bytes`: both half chunks' size (tests make it small to exercise runs and merges).
+  // `chunk_bytes`: all chunk buffers' size (tests make it small to exercise runs and merges).
   static Result<std::unique_ptr<TokenSort>> Create(const std::string& parent,
                                                    std::size_t chunk_bytes = kTokenSortChunkBytes);
   ~TokenSort();  // removes its directory
@@ -85,12 +89,16 @@ class TokenSort {
 
  private:
   TokenSort() = default;
+  struct Spilling;
   Status Put(char tag, std::string_view key_tail, std::string_view value);
-  // Hands the chunk to the spill thread, which sorts it and writes it as a run of its tag
-  // (after the spill in flight, if any, is done).
+  // Hands the chunk to a thread of its own, which sorts it and writes it as a run of its tag
+  // (after the oldest spill in flight is done, if kTokenSortChunkBuffers - 1 are).
   Status Spill();
-  Status Wait();  // for the spill in flight; its status
-  Status WriteRun(Runs* runs, const std::string& chunk, std::size_t entries);
+  // Waits for the oldest spill in flight and adds its run to its tag's runs (merging them
+  // into one if there are kTokenSortMaxRuns).
+  Status ReapOldest();
+  Status Wait();  // for every spill in flight; the first error
+  static Status WriteRun(Spilling& spill);
 
   std::string dir_;
   std::map<char, std::unique_ptr<Runs>> runs_;
@@ -99,9 +107,8 @@ class TokenSort {
   std::size_t chunk_entries_ = 0;
   std::size_t chunk_bytes_ = kTokenSortChunkBytes;
   char chunk_tag_ = 0;
-  std::string spilling_;  // the other half: the chunk the spill thread sorts and writes
-  std::thread spiller_;
-  Status spill_status_ = Status::Ok();
+  std::deque<std::unique_ptr<Spilling>> spilling_;  // oldest first
+  std::string spare_;  // a written chunk's buffer, reused for the next one to fill
   std::uint64_t count_ = 0;
   std::uint64_t next_file_ = 0;
 };
