@@ -3,9 +3,9 @@
 // of every 20 tokens two are later suspended and one revoked (10% and 5%, each about a thousand
 // tokens after its creation), so N events hold about N / 1.15 tokens, as in docs/PERFORMANCE.md.
 //
-// The records are encoded here and appended with the importer's bulk path (BeginImport,
-// AppendVerbatim in batches with the WAL off, FinishImport), then the projections are built
-// with RebuildProjections: the result is a ledger like any other, verified clean.
+// The records are encoded here and go the importer's way (BeginImport, AppendVerbatim in
+// batches with the WAL off, RebuildProjections, FinishImport): the result is a ledger like any
+// other, verified clean.
 //
 // usage: make_ledger --data-dir DIR --events N [--account ID]
 #include <chrono>
@@ -110,9 +110,9 @@ int Main(int argc, char** argv) {
     ++created;
   }
   if (!batch.empty()) check(ledger.AppendVerbatim(batch));
-  check(ledger.FinishImport());
   const double written = Seconds(start);
   check(ledger.RebuildProjections());
+  check(ledger.FinishImport());
   std::fprintf(stderr,
                "make_ledger: %llu events, %llu tokens of account %s in %s: appended in %.1f s, "
                "projections built in %.1f s\n",
