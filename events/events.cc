@@ -3,12 +3,21 @@
 namespace tokenledger::events {
 
 std::string_view ScopeName(TokenScope scope) {
-  return scope == TokenScope::kEnvironment ? "environment" : "account";
+  switch (scope) {
+    case TokenScope::kEnvironment:
+      return "environment";
+    case TokenScope::kIntrospection:
+      return "introspection";
+    case TokenScope::kAccount:
+      break;
+  }
+  return "account";
 }
 
 std::optional<TokenScope> ParseScope(std::string_view name) {
   if (name == "account") return TokenScope::kAccount;
   if (name == "environment") return TokenScope::kEnvironment;
+  if (name == "introspection") return TokenScope::kIntrospection;
   return std::nullopt;
 }
 

@@ -20,7 +20,14 @@
 
 namespace tokenledger::events {
 
-enum class TokenScope : std::uint8_t { kAccount = 1, kEnvironment = 2 };
+// Stored in events (by name) and in list index keys (by value): never renumber.
+//   account        everything on its account's tokens
+//   environment    ping, list and show its environment's tokens
+//   introspection  only POST /api/v1/introspect (a gateway's credential); minted by an
+//                  operator, never created through the API
+enum class TokenScope : std::uint8_t { kAccount = 1, kEnvironment = 2, kIntrospection = 3 };
+// Whether tokens of `scope` belong to an environment (environment_id required, else null).
+constexpr bool ScopeHasEnvironment(TokenScope scope) { return scope == TokenScope::kEnvironment; }
 
 std::string_view ScopeName(TokenScope scope);
 std::optional<TokenScope> ParseScope(std::string_view name);

@@ -71,6 +71,12 @@ std::string CountKey(const Id& account, char tag, std::string_view value) {
   return k;
 }
 
+// Account-scoped tokens are the zero environment's; introspection tokens have no place there
+// (a `token_scope=account` list reads it), so they are found through the scope partition only.
+bool InEnvironmentPartition(events::TokenScope scope) {
+  return scope == events::TokenScope::kAccount || events::ScopeHasEnvironment(scope);
+}
+
 std::string StatusByte(core::TokenStatus s) { return std::string(1, static_cast<char>(s)); }
 std::string ScopeByte(events::TokenScope s) { return std::string(1, static_cast<char>(s)); }
 
@@ -158,41 +164,56 @@ ListIndexEntrySet::ListIndexEntrySet(const TokenRow& row) {
   const char scope = static_cast<char>(s.scope);
   const Id environment = s.environment_id.value_or(Id());
   add(kByStatus, {&status, 1}, attributes_size);
-  add(kByEnvironment, environment.Bytes(), kSeqBytes);
-  if (s.scope == events::TokenScope::kEnvironment) add(kByScope, {&scope, 1}, kSeqBytes);
+  if (InEnvironmentPartition(s.scope)) add(kByEnvironment, environment.Bytes(), kSeqBytes);
+  if (s.scope != events::TokenScope::kAccount) add(kByScope, {&scope, 1}, kSeqBytes);
 }
 
 std::vector<std::string> ListCountKeys(const TokenRow& row) {
   const core::TokenState& s = row.state;
   assert(s.Visible());
-  const std::string env = EnvironmentBytes(s.environment_id);
-  return {
+  std::vector<std::string> keys = {
       CountKey(s.account_id, kAll, {}),
       CountKey(s.account_id, kByStatus, StatusByte(s.status)),
-      CountKey(s.account_id, kByEnvironment, env),
       CountKey(s.account_id, kByScope, ScopeByte(s.scope)),
-      CountKey(s.account_id, kCountStatusEnvironment, StatusByte(s.status) + env),
       CountKey(s.account_id, kCountStatusScope, StatusByte(s.status) + ScopeByte(s.scope)),
   };
+  if (InEnvironmentPartition(s.scope)) {  // the counters of the partition it is in
+    const std::string env = EnvironmentBytes(s.environment_id);
+    keys.push_back(CountKey(s.account_id, kByEnvironment, env));
+    keys.push_back(CountKey(s.account_id, kCountStatusEnvironment, StatusByte(s.status) + env));
+  }
+  return keys;
 }
 
 std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value) {
-  constexpr std::size_t kField = Id::kBytes + 1 + Id::kBytes;
-  if (key.size() <= kField || key[Id::kBytes] != kByEnvironment ||
-      static_cast<SortField>(key[kField]) != SortField::kStatus ||
+  // The environment partition's `status` entry (its environment, zero for account scope, and
+  // its status), or for a token outside that partition, the scope partition's (its scope,
+  // hence no environment, and its status).
+  const auto partition = PartitionLength(key);
+  if (!partition || key.size() <= *partition ||
+      static_cast<SortField>(key[*partition]) != SortField::kStatus ||
       !DecodeListIndexEntry(key, value)) {
     return {};
   }
-  const std::uint64_t status = ReadU64(key.substr(kField + 1));
+  const std::uint64_t status = ReadU64(key.substr(*partition + 1));
   if (status < 1 || status > 3) return {};
   TokenRow row;
   row.state.exists = true;
   row.state.account_id = *Id::FromBytes(key.substr(0, Id::kBytes));
   row.state.status = static_cast<core::TokenStatus>(status);
-  const Id env = *Id::FromBytes(key.substr(Id::kBytes + 1, Id::kBytes));
-  if (!env.IsZero()) {
-    row.state.scope = events::TokenScope::kEnvironment;
-    row.state.environment_id = env;
+  if (key[Id::kBytes] == kByEnvironment) {
+    const Id env = *Id::FromBytes(key.substr(Id::kBytes + 1, Id::kBytes));
+    if (!env.IsZero()) {
+      row.state.scope = events::TokenScope::kEnvironment;
+      row.state.environment_id = env;
+    }
+  } else if (key[Id::kBytes] == kByScope) {
+    const auto scope = static_cast<std::uint8_t>(key[Id::kBytes + 1]);
+    if (scope < 1 || scope > 3) return {};
+    row.state.scope = static_cast<events::TokenScope>(scope);
+    if (InEnvironmentPartition(row.state.scope)) return {};  // counted by its 'e' entry
+  } else {
+    return {};
   }
   return ListCountKeys(row);
 }
@@ -219,8 +240,8 @@ ListPlan PlanList(const Id& account, const ListFilter& filter) {
   ListPlan plan;
   plan.filter = filter;
   const bool account_scope = filter.scope == events::TokenScope::kAccount;
-  if (filter.environment_id && account_scope) {
-    plan.empty = true;  // account-scoped tokens have no environment
+  if (filter.environment_id && filter.scope && !events::ScopeHasEnvironment(*filter.scope)) {
+    plan.empty = true;  // tokens of that scope have no environment
     return plan;
   }
   // A known environment implies environment scope; account scope is the zero environment.
@@ -242,7 +263,7 @@ ListPlan PlanList(const Id& account, const ListFilter& filter) {
   } else if (env) {
     plan.partitions = {Partition(account, kByEnvironment, *env)};
     plan.count_key = CountKey(account, kByEnvironment, *env);
-  } else if (filter.scope) {  // environment scope, any environment
+  } else if (filter.scope) {  // another scope than account, any environment
     plan.partitions = {Partition(account, kByScope, ScopeByte(*filter.scope))};
     plan.count_key = CountKey(account, kByScope, ScopeByte(*filter.scope));
   } else {
@@ -289,7 +310,7 @@ std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::st
     if (value.size() != kSeqBytes + 1 && value.size() != kSeqBytes + 1 + Id::kBytes)
       return std::nullopt;
     const auto scope = static_cast<std::uint8_t>(value[kSeqBytes]);
-    if (scope < 1 || scope > 2) return std::nullopt;
+    if (scope < 1 || scope > 3) return std::nullopt;
     v.scope = static_cast<events::TokenScope>(scope);
     if (value.size() > kSeqBytes + 1) v.environment_id = Id::FromBytes(value.substr(kSeqBytes + 1));
   } else if (value.size() != kSeqBytes) {

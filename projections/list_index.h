@@ -8,7 +8,9 @@
 //
 //   partition 's' status (1)           tokens of one status (no `status` field: all equal)
 //             'e' environment id (20)  tokens of one environment; all zero: account scope
-//             'c' scope (1)            environment-scoped tokens only
+//                                      (introspection tokens, which have no environment and
+//                                      are not account-scoped, are not in it)
+//             'c' scope (1)            tokens of one scope, every scope but account
 //
 // so that one account's tokens matching a filter, ordered by any field with ties broken by
 // id, are one contiguous key range read forwards (asc) or backwards (desc) — or, without any
@@ -42,7 +44,8 @@ namespace tokenledger::projections {
 //   1  one entry per sort field, the value carrying status, scope, environment, created_seq
 //   2  partitions per filter and per-filter counters
 //   3  no all-tokens partition 'a' (above): 11 entries per token instead of 17, and a status
-//      change writes 20 keys instead of 24
+//      change writes 20 keys instead of 24. Introspection tokens (scope 3) came later, in
+//      's' and 'c' only: no ledger held one before, so existing v3 indexes stay valid.
 inline constexpr ProjectionInfo kTokenListIndex{"token_list_index", 3};
 
 // Field tags are part of the stored keys: never renumber.
@@ -99,8 +102,9 @@ std::vector<std::string> ListCountKeys(const TokenRow& row);
 bool IsListCountKey(std::string_view key);
 // The counters one stored entry stands for, so that the counters can be recounted from the
 // index alone: for the one entry per token whose key holds every filter attribute (the
-// environment partition's `status` entry: environment, hence scope, and status), the keys
-// ListCountKeys gives that token; empty for every other entry and for malformed ones. These
+// environment partition's `status` entry: environment, hence scope, and status; for a token
+// outside that partition, the scope partition's), the keys ListCountKeys gives that token;
+// empty for every other entry and for malformed ones. These
 // entries sort before the account's counters, so a writer in key order has the counts when
 // it reaches them.
 std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value);

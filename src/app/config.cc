@@ -159,6 +159,16 @@ std::vector<Option> Options() {
       {"max-token-lifetime", "TOKENLEDGER_MAX_TOKEN_LIFETIME", "DURATION",
        "longest allowed expiry; 0 = off (default 0)",
        duration([](Config& c) -> Micros& { return c.store.policy.max_lifetime; })},
+      {"introspection-cache", "TOKENLEDGER_INTROSPECTION_CACHE", "DURATION",
+       "how long a gateway may cache an introspection answer (Cache-Control max-age), so how "
+       "long a suspended token may still pass a caching gateway; 0 = no-store, at most 1h "
+       "(default 5s)",
+       [](Config& c, const std::string& v) {
+         Micros m;
+         if (!ParseDuration(v, &m) || m < 0 || m > kMicrosPerHour) return false;
+         c.introspection_cache = m;
+         return true;
+       }},
       {"log-level", "TOKENLEDGER_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)",
        [](Config& c, const std::string& v) { return ParseLogLevel(v, &c.log_level); }},
       {"no-sync", "TOKENLEDGER_NO_SYNC", "",

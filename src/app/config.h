@@ -16,6 +16,8 @@ struct Config {
   ServerOptions server;
   std::string signing_key_file;  // empty: <data-dir>/signing.key, created on first start
   LogLevel log_level = LogLevel::kInfo;
+  // How long a gateway may cache an introspection answer (0: no-store; at most 1h).
+  Micros introspection_cache = 5 * kMicrosPerSecond;
   bool rebuild_projections = false;
   bool show_help = false;
   bool show_version = false;

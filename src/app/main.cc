@@ -110,6 +110,7 @@ int Main(int argc, char** argv) {
   http::ApiOptions api_options;
   api_options.policy = config.store.policy;
   api_options.metrics_on_separate_listener = !config.server.metrics_listen.empty();
+  api_options.introspection_cache = config.introspection_cache;
   auto api = std::make_unique<http::Api>(*ledger, signer, api_options, metrics);
   http::Api* api_ptr = api.get();
   auto server = std::make_unique<http::Server>(

@@ -65,13 +65,18 @@ Decision DecideRecordUse(const RecordUse& c, const TokenState& state, const Deci
 }  // namespace
 
 std::optional<Rejection> ValidateCreate(const CreateToken& c, const DecideContext& ctx) {
-  if (c.scope == events::TokenScope::kEnvironment && !c.environment_id) {
-    return Reject(ErrorCode::kRequiredValue, "environment_id is required for environment scope",
-                  "environment_id");
+  const bool has_environment = events::ScopeHasEnvironment(c.scope);
+  if (has_environment && !c.environment_id) {
+    return Reject(
+        ErrorCode::kRequiredValue,
+        "environment_id is required for " + std::string(events::ScopeName(c.scope)) + " scope",
+        "environment_id");
   }
-  if (c.scope == events::TokenScope::kAccount && c.environment_id) {
-    return Reject(ErrorCode::kInvalidValue, "environment_id must be null for account scope",
-                  "environment_id");
+  if (!has_environment && c.environment_id) {
+    return Reject(
+        ErrorCode::kInvalidValue,
+        "environment_id must be null for " + std::string(events::ScopeName(c.scope)) + " scope",
+        "environment_id");
   }
   if (c.expires_at && *c.expires_at <= ctx.now) {
     return Reject(ErrorCode::kInvalidValue, "expires_at must be in the future", "expires_at");

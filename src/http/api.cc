@@ -7,6 +7,7 @@
 #include "events/hash_chain.h"
 #include "src/http/errors.h"
 #include "src/http/idempotency.h"
+#include "src/http/introspection.h"
 #include "src/http/json_views.h"
 #include "src/http/list_query.h"
 #include "src/http/write_requests.h"
@@ -88,15 +89,16 @@ Api::Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions op
       authenticator_(store, signer, options.policy.last_used_granularity),
       slow_reads_(options.slow_read_threads, options.max_queued_slow_reads) {
   routes_ = {
-      {"GET", "/api/v1/ping", &Api::Ping, Auth::kToken},
-      {"POST", "/api/v1/api_token", &Api::CreateToken, Auth::kToken},
-      {"GET", "/api/v1/api_token", &Api::ListTokens, Auth::kToken},
-      {"GET", "/api/v1/api_token/{id}", &Api::ShowToken, Auth::kToken},
-      {"DELETE", "/api/v1/api_token/{id}", &Api::Delete, Auth::kToken},
-      {"GET", "/api/v1/api_token/{id}/events", &Api::TokenEvents, Auth::kToken},
-      {"POST", "/api/v1/api_token/{id}/suspend", &Api::Suspend, Auth::kToken},
-      {"POST", "/api/v1/api_token/{id}/activate", &Api::Activate, Auth::kToken},
-      {"POST", "/api/v1/api_token/{id}/revoke", &Api::Revoke, Auth::kToken},
+      {"GET", "/api/v1/ping", &Api::Ping, Auth::kPing},
+      {"POST", "/api/v1/api_token", &Api::CreateToken, Auth::kWriteTokens},
+      {"GET", "/api/v1/api_token", &Api::ListTokens, Auth::kReadTokens},
+      {"GET", "/api/v1/api_token/{id}", &Api::ShowToken, Auth::kReadTokens},
+      {"DELETE", "/api/v1/api_token/{id}", &Api::Delete, Auth::kWriteTokens},
+      {"GET", "/api/v1/api_token/{id}/events", &Api::TokenEvents, Auth::kReadTokens},
+      {"POST", "/api/v1/api_token/{id}/suspend", &Api::Suspend, Auth::kWriteTokens},
+      {"POST", "/api/v1/api_token/{id}/activate", &Api::Activate, Auth::kWriteTokens},
+      {"POST", "/api/v1/api_token/{id}/revoke", &Api::Revoke, Auth::kWriteTokens},
+      {"POST", "/api/v1/introspect", &Api::Introspect, Auth::kIntrospect},
       {"GET", "/api/v1/openapi.json", &Api::OpenApi, Auth::kNone},
       {"GET", "/healthz", &Api::Healthz, Auth::kNone},
       {"GET", "/readyz", &Api::Readyz, Auth::kNone},
@@ -138,9 +140,11 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
     }
     call->route = match->route->pattern;
     call->params = match->params;
-    if (match->route->auth == Auth::kToken) {
+    if (match->route->auth != Auth::kNone) {
       auto caller = authenticator_.Authenticate(*call->req, call->now);
       if (!caller) return call->Fail(caller.error());
+      if (Status allowed = CheckScopeAllows(*caller, match->route->auth); !allowed)
+        return call->Fail(allowed.error());
       call->caller = *caller;
     }
     (this->*(match->route->handler))(call);
@@ -194,9 +198,6 @@ void Api::AnswerWrite(const std::shared_ptr<Call>& call, const store::CommandRes
 
 void Api::CreateToken(const std::shared_ptr<Call>& call) {
   const Caller& caller = call->caller;
-  if (caller.scope != events::TokenScope::kAccount) {
-    return call->Fail(Err(ErrorCode::kNotPermitted, "environment tokens cannot create tokens"));
-  }
   auto parsed = ParseCreateRequest(*call->req, caller.account_id);
   if (!parsed) return call->Fail(parsed.error());
   core::CreateToken& c = parsed->command;
@@ -214,10 +215,19 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
   SubmitWrite(call, std::move(c), std::move(parsed->key), std::move(canonical));
 }
 
+void Api::Introspect(const std::shared_ptr<Call>& call) {
+  auto token = ParseIntrospectionRequest(*call->req);
+  if (!token) return call->Fail(token.error());
+  auto found = authenticator_.Introspect(*token, call->now, call->req->post);
+  if (!found) return call->Fail(found.error());
+  HttpResponse r;
+  r.body = IntrospectionBody(*found);
+  r.headers.emplace_back(
+      "Cache-Control", IntrospectionCacheControl(*found, options_.introspection_cache, call->now));
+  call->Respond(std::move(r));
+}
+
 void Api::Action(const std::shared_ptr<Call>& call, core::Command command) {
-  if (call->caller.scope != events::TokenScope::kAccount) {
-    return call->Fail(Err(ErrorCode::kNotPermitted, "environment tokens cannot change tokens"));
-  }
   auto key = ParseActionRequest(*call->req);
   if (!key) return call->Fail(key.error());
   SubmitWrite(call, std::move(command), std::move(*key), "");

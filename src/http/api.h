@@ -41,6 +41,9 @@ struct ApiOptions {
   unsigned slow_read_threads = 1;
   // Such reads waiting for a thread; more are answered 503 at once. Default: 64.
   std::size_t max_queued_slow_reads = 64;
+  // How long a gateway may cache an introspection answer (Cache-Control max-age; 0:
+  // no-store): a suspended token may get through a caching gateway this long. Default: 5 s.
+  Micros introspection_cache = 5 * kMicrosPerSecond;
 };
 
 class Api {
@@ -74,6 +77,7 @@ class Api {
   void Readyz(const std::shared_ptr<Call>& call);
   void MetricsText(const std::shared_ptr<Call>& call);
   void OpenApi(const std::shared_ptr<Call>& call);
+  void Introspect(const std::shared_ptr<Call>& call);
 
   void Action(const std::shared_ptr<Call>& call, core::Command command);
   // Runs `read` on the slow-read pool (ReadPool); answers 503 if its queue is full.

@@ -74,18 +74,44 @@ Authenticator::Authenticator(store::LedgerStore& store, const auth::JwtSigner& s
                              Micros last_used_granularity)
     : store_(store), signer_(signer), uses_(last_used_granularity) {}
 
-Result<Caller> Authenticator::Authenticate(const HttpRequest& req, Micros now) {
-  auto token = BearerToken(req);
-  if (!token) return token.error();
-  auto claims = signer_.Verify(*token);
+Result<std::pair<Caller, projections::TokenRow>> Authenticator::Admit(std::string_view jwt,
+                                                                      Micros now) {
+  auto claims = signer_.Verify(jwt);
   if (!claims) return claims.error();
   auto row = store_.GetToken(claims->token_id);
   if (!row) return row.error();
   auto caller = AdmitCaller(*claims, row->has_value() ? &**row : nullptr, now);
-  if (!caller) return caller;
-  if (uses_.Admit(caller->token_id, (*row)->state.last_used_at, now))
-    RecordUse(caller->token_id, now, req.post);
-  return caller;
+  if (!caller) return caller.error();
+  return std::pair{std::move(*caller), std::move(**row)};
+}
+
+void Authenticator::NoteUse(const projections::TokenRow& row, Micros now, const PostFn& post) {
+  if (uses_.Admit(row.state.id, row.state.last_used_at, now)) RecordUse(row.state.id, now, post);
+}
+
+Result<Caller> Authenticator::Authenticate(const HttpRequest& req, Micros now) {
+  auto token = BearerToken(req);
+  if (!token) return token.error();
+  auto admitted = Admit(*token, now);
+  if (!admitted) return admitted.error();
+  NoteUse(admitted->second, now, req.post);
+  return std::move(admitted->first);
+}
+
+Result<std::optional<Authenticator::Introspected>> Authenticator::Introspect(std::string_view jwt,
+                                                                             Micros now,
+                                                                             const PostFn& post) {
+  auto admitted = Admit(jwt, now);
+  if (!admitted) {
+    // Every refusal of the token itself is "inactive"; only the store's failure is an error.
+    if (admitted.error().code == ErrorCode::kBadAuthToken) return std::optional<Introspected>();
+    return admitted.error();
+  }
+  const auto& [caller, row] = *admitted;
+  if (caller.scope == events::TokenScope::kIntrospection) return std::optional<Introspected>();
+  NoteUse(row, now, post);  // an active answer is a use, as an authentication is
+  return std::optional<Introspected>(
+      Introspected{caller, row.state.inserted_at, row.state.expires_at});
 }
 
 void Authenticator::RecordUse(const Id& token, Micros now, const PostFn& post) {

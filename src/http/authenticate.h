@@ -16,6 +16,7 @@
 #include <optional>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 #include "src/auth/jwt.h"
 #include "src/http/http_types.h"
@@ -76,7 +77,24 @@ class Authenticator {
   // through request.post (inline if empty), off the store's writer thread.
   Result<Caller> Authenticate(const HttpRequest& request, Micros now);
 
+  // What introspection tells about a token that would authenticate.
+  struct Introspected {
+    Caller caller;
+    Micros issued_at = 0;   // the token's inserted_at
+    Micros expires_at = 0;  // its stored expiry
+  };
+  // RFC 7662: whether `jwt` would authenticate right now (as Authenticate, without the
+  // header), then recording its use like an authentication. nullopt when it would not, for
+  // whatever reason (never said), and for introspection tokens: a gateway's credential is not
+  // an API token a gateway should let through. Fails only with the store's error.
+  Result<std::optional<Introspected>> Introspect(std::string_view jwt, Micros now,
+                                                 const PostFn& post);
+
  private:
+  // The caller `jwt` authenticates as, and its row.
+  Result<std::pair<Caller, projections::TokenRow>> Admit(std::string_view jwt, Micros now);
+  // Records the use of `row`'s token at `now` if LastUseLimiter lets it through.
+  void NoteUse(const projections::TokenRow& row, Micros now, const PostFn& post);
   void RecordUse(const Id& token, Micros now, const PostFn& post);
 
   store::LedgerStore& store_;

@@ -25,6 +25,7 @@ struct HttpRequest {
   std::string idempotency_key;          // Idempotency-Key header; the first one when repeated
   bool has_idempotency_key = false;
   bool repeated_idempotency_key = false;  // more than one Idempotency-Key field (refused)
+  std::string content_type;               // Content-Type header as received; empty when absent
   std::string request_id;  // X-Request-Id header as received (validated by the handler)
   std::string remote;      // peer address, for logs
   Listener listener = Listener::kApi;

@@ -129,8 +129,8 @@ Result<ListRequest> ParseListRequest(std::string_view raw, const Caller& caller,
   if (const auto* v = Get(*q, "token_scope")) {
     lq.scope = events::ParseScope(*v);
     if (!lq.scope)
-      return Err(ErrorCode::kInvalidValue, "token_scope must be account or environment",
-                 "token_scope");
+      return Err(ErrorCode::kInvalidValue,
+                 "token_scope must be account, environment or introspection", "token_scope");
   }
   if (const auto* v = Get(*q, "environment_id")) {
     auto id = ParseIdParam(*v, "environment_id");

@@ -13,6 +13,29 @@ bool EnvironmentInReach(const Caller& c, const std::optional<Id>& environment) {
 
 }  // namespace
 
+Status CheckScopeAllows(const Caller& caller, Auth need) {
+  using events::TokenScope;
+  std::string_view refusal;
+  switch (caller.scope) {
+    case TokenScope::kAccount:
+      if (need == Auth::kIntrospect) refusal = "only introspection tokens may introspect";
+      break;
+    case TokenScope::kEnvironment:
+      if (need == Auth::kWriteTokens) {
+        refusal = "environment tokens may not create or change tokens";
+      } else if (need == Auth::kIntrospect) {
+        refusal = "only introspection tokens may introspect";
+      }
+      break;
+    case TokenScope::kIntrospection:
+      if (need != Auth::kIntrospect)
+        refusal = "introspection tokens may only call POST /api/v1/introspect";
+      break;
+  }
+  if (refusal.empty()) return Status::Ok();
+  return Error{ErrorCode::kNotPermitted, std::string(refusal), {}};
+}
+
 bool InReach(const Caller& caller, const Id& account, const std::optional<Id>& environment) {
   return AccountInReach(caller, account) && EnvironmentInReach(caller, environment);
 }

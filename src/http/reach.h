@@ -1,5 +1,11 @@
-// Who is calling, and which tokens are in its reach: the one place that answers "may this
-// caller see tokens of this account and environment?".
+// Who is calling, what its scope allows, and which tokens are in its reach: the one place
+// that answers "may this caller make this kind of call?" and "may this caller see tokens of
+// this account and environment?".
+//
+// Scopes (SPEC.md): an account token may ping, read and write its account's tokens; an
+// environment token may ping and read (its environment's tokens); an introspection token may
+// only introspect (tokens of any account: a gateway's credential). Anything else is
+// not_permitted.
 //
 // Reach: a token is in a caller's reach when it belongs to the caller's account and, for an
 // environment token, to the caller's environment. Outside it a token is "not found" (its
@@ -11,8 +17,8 @@
 // current state, which only the committer reads, so the decider asks the account half itself
 // (core::Decide refuses another account's token as not found; see DecideAction in
 // src/core/decider.cc). It knows only the account because the environment half never applies
-// to writes: environment tokens may not change tokens, and the handlers refuse them before a
-// command is built. A create names its account, and InReach decides whether it may.
+// to writes: only account tokens may write (CheckScopeAllows refuses the others before a
+// handler runs). A create names its account, and InReach decides whether it may.
 //
 // Thread-safety: pure functions of their arguments.
 #pragma once
@@ -20,6 +26,7 @@
 #include <optional>
 
 #include "events/events.h"
+#include "src/http/router.h"
 #include "src/store/ledger_store.h"
 #include "tokenledger/error.h"
 #include "tokenledger/id.h"
@@ -34,6 +41,10 @@ struct Caller {
   std::optional<Id> environment_id;  // set for (and only for) environment scope
   std::optional<Id> admin_user_id;
 };
+
+// Whether the caller's scope allows a call that needs `need` (not kNone): OK, or
+// not_permitted saying what the scope may not do.
+Status CheckScopeAllows(const Caller& caller, Auth need);
 
 // Whether a token of `account` and `environment` is in the caller's reach: its own account,
 // and for an environment token also its own environment.

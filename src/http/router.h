@@ -12,7 +12,9 @@
 
 namespace tokenledger::http {
 
-enum class Auth { kNone, kToken };
+// What a route needs of its caller: nothing, or a token whose scope may make this kind of
+// call (which scope may what is decided in one place: reach.h, CheckScopeAllows).
+enum class Auth { kNone, kPing, kReadTokens, kWriteTokens, kIntrospect };
 
 template <typename Handler>
 struct Route {

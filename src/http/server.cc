@@ -302,6 +302,8 @@ struct Server::Impl {
       }
       if (auto it = req.find("X-Request-Id"); it != req.end())
         request->request_id = std::string(it->value());
+      if (auto it = req.find(bhttp::field::content_type); it != req.end())
+        request->content_type = std::string(it->value());
       request->remote = remote;
       request->listener = listener;
       request->post = [executor = stream.get_executor()](std::function<void()> work) {

@@ -77,6 +77,12 @@ Result<CreateRequest> ParseCreateRequest(const HttpRequest& request, const Id& c
     return Err(ErrorCode::kInvalidValue, "token_scope must be 'account' or 'environment'",
                "token_scope");
   }
+  if (*parsed_scope == events::TokenScope::kIntrospection) {
+    return Err(ErrorCode::kInvalidValue,
+               "introspection tokens are minted by an operator (tokenledger mint), not created "
+               "through the API",
+               "token_scope");
+  }
   c.scope = *parsed_scope;
   auto account = OptionalId(d, "account_id");
   if (!account) return account.error();

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -168,10 +169,14 @@ Response HttpClient::Request(const std::string& method, const std::string& targe
                              const std::string& body,
                              const std::vector<std::pair<std::string, std::string>>& headers) {
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  bool typed = false;
+  for (const auto& [k, v] : headers) {
+    req += k + ": " + v + "\r\n";
+    typed = typed || strcasecmp(k.c_str(), "Content-Type") == 0;
+  }
   if (!body.empty() || method == "POST" || method == "DELETE") {
-    req +=
-        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    if (!typed) req += "Content-Type: application/json\r\n";
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   }
   req += "\r\n" + body;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -323,15 +328,17 @@ void E2ETest::SetUp() {
 }
 
 Seeded E2ETest::Seed(const Id& account, std::optional<Id> environment,
-                     std::optional<Micros> expires_at, std::optional<Id> admin) {
+                     std::optional<Micros> expires_at, std::optional<Id> admin,
+                     std::optional<events::TokenScope> scope) {
   StoreOptions options;
   options.data_dir = data_dir_;
   auto opened = store::LedgerStore::Open(options);
   EXPECT_TRUE(opened.store) << opened.message;
   if (!opened.store) return {};
-  core::CreateToken c{account, environment,
-                      environment ? events::TokenScope::kEnvironment : events::TokenScope::kAccount,
-                      expires_at, admin};
+  core::CreateToken c{
+      account, environment,
+      scope.value_or(environment ? events::TokenScope::kEnvironment : events::TokenScope::kAccount),
+      expires_at, admin};
   store::CommandRequest req;
   req.command = c;
   req.request_id = "e2e-seed";

@@ -48,6 +48,7 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
+  // Bodies are sent as JSON unless `headers` give a Content-Type.
   Response Request(const std::string& method, const std::string& target,
                    const std::string& body = "",
                    const std::vector<std::pair<std::string, std::string>>& headers = {});
@@ -126,10 +127,12 @@ class E2ETest : public ::testing::Test {
   ~E2ETest() override;
   void SetUp() override;
 
-  // Seeds a token through the real ledger while the server is stopped.
+  // Seeds a token through the real ledger while the server is stopped. Its scope: `scope`,
+  // else environment with an environment, else account.
   Seeded Seed(const Id& account, std::optional<Id> environment = std::nullopt,
               std::optional<Micros> expires_at = std::nullopt,
-              std::optional<Id> admin = std::nullopt);
+              std::optional<Id> admin = std::nullopt,
+              std::optional<events::TokenScope> scope = std::nullopt);
   void StartServer(std::vector<std::string> extra_args = {});
   int StopServer(int signal = 15);
   void RestartServer();

@@ -144,6 +144,8 @@ class OpenApiTest : public E2ETest {
   void SetUp() override {
     E2ETest::SetUp();
     env_token_ = Seed(account_, ids_.Generate());
+    gateway_ = Seed(ids_.Generate(), std::nullopt, std::nullopt, std::nullopt,
+                    events::TokenScope::kIntrospection);
     StartServer();
     validator_ = std::make_unique<SchemaValidator>(Call("GET", "/api/v1/openapi.json", "").Json());
   }
@@ -153,7 +155,7 @@ class OpenApiTest : public E2ETest {
     for (auto& c : m) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     validator_->CheckResponse(m, doc_path, Call(method, target, jwt, body));
   }
-  Seeded env_token_;
+  Seeded env_token_, gateway_;
   std::unique_ptr<SchemaValidator> validator_;
 };
 
@@ -197,6 +199,14 @@ TEST_F(OpenApiTest, RealResponsesMatchTheDocument) {
   Check("DELETE", one, path, main_.jwt);
   Check("DELETE", one, path, main_.jwt);  // 404
   Check("GET", one + "/events", path + "/events", main_.jwt);
+  const std::string introspect = "/api/v1/introspect";
+  Check("POST", introspect, introspect, gateway_.jwt, R"({"token":")" + main_.jwt + R"("})");
+  Check("POST", introspect, introspect, gateway_.jwt, R"({"token":"nope"})");
+  Check("POST", introspect, introspect, gateway_.jwt, "{}");
+  Check("POST", introspect, introspect, main_.jwt, R"({"token":"nope"})");
+  Check("POST", introspect, introspect, "", R"({"token":"nope"})");
+  Check("GET", "/api/v1/ping", "/api/v1/ping", gateway_.jwt);
+  Check("GET", tokens, tokens, gateway_.jwt);
   Check("GET", "/healthz", "/healthz", "");
   Check("GET", "/readyz", "/readyz", "");
   Check("GET", "/metrics", "/metrics", "");

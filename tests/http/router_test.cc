@@ -6,11 +6,11 @@ namespace tokenledger::http {
 namespace {
 
 const std::vector<Route<int>> kRoutes = {
-    {"GET", "/api/v1/api_token", 1, Auth::kToken},
-    {"POST", "/api/v1/api_token", 2, Auth::kToken},
-    {"GET", "/api/v1/api_token/{id}", 3, Auth::kToken},
-    {"DELETE", "/api/v1/api_token/{id}", 4, Auth::kToken},
-    {"POST", "/api/v1/api_token/{id}/suspend", 5, Auth::kToken},
+    {"GET", "/api/v1/api_token", 1, Auth::kReadTokens},
+    {"POST", "/api/v1/api_token", 2, Auth::kReadTokens},
+    {"GET", "/api/v1/api_token/{id}", 3, Auth::kReadTokens},
+    {"DELETE", "/api/v1/api_token/{id}", 4, Auth::kReadTokens},
+    {"POST", "/api/v1/api_token/{id}/suspend", 5, Auth::kReadTokens},
     {"GET", "/healthz", 6, Auth::kNone},
 };
 

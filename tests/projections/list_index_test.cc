@@ -143,12 +143,14 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
   std::uint8_t n = 0;
   for (auto status :
        {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
-    for (int kind = 0; kind < 3; ++kind) {
+    for (int kind = 0; kind < 4; ++kind) {
       ++n;
       TokenRow r = Row(n, n, std::nullopt, status);
-      if (kind > 0) {
+      if (kind == 1 || kind == 2) {
         r.state.scope = events::TokenScope::kEnvironment;
         r.state.environment_id = kind == 1 ? kEnv : kAccount;  // two environments
+      } else if (kind == 3) {
+        r.state.scope = events::TokenScope::kIntrospection;  // no environment, not account
       }
       rows.push_back(r);
     }
@@ -158,7 +160,8 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
   for (std::optional<S> status :
        {std::optional<S>(), std::optional<S>(S::kActive), std::optional<S>(S::kRevoked)}) {
     for (std::optional<C> scope :
-         {std::optional<C>(), std::optional<C>(C::kAccount), std::optional<C>(C::kEnvironment)}) {
+         {std::optional<C>(), std::optional<C>(C::kAccount), std::optional<C>(C::kEnvironment),
+          std::optional<C>(C::kIntrospection)}) {
       for (std::optional<Id> env : {std::optional<Id>(), std::optional<Id>(kEnv)}) {
         const ListFilter filter{status, scope, env};
         const ListPlan plan = PlanList(kAccount, filter);
@@ -190,10 +193,39 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
         if (!plan.empty) {
           EXPECT_EQ(counted, static_cast<std::int64_t>(expected.size()));
         }
-        EXPECT_EQ(plan.empty, expected.empty() && scope == C::kAccount && env);
+        EXPECT_EQ(plan.empty,
+                  expected.empty() && scope && !events::ScopeHasEnvironment(*scope) && env);
       }
     }
   }
+}
+
+// Verify and rebuild recount the counters from the stored entries alone: for every kind of
+// token, exactly one of its entries stands for exactly the counters it adds one to.
+TEST(ListIndexTest, TheCountersOfEveryKindOfTokenCanBeRecountedFromItsEntries) {
+  for (int kind = 0; kind < 3; ++kind) {
+    for (auto status :
+         {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
+      TokenRow r = Row(1, 100, 150, status);
+      if (kind == 1) {
+        r.state.scope = events::TokenScope::kEnvironment;
+        r.state.environment_id = kEnv;
+      } else if (kind == 2) {
+        r.state.scope = events::TokenScope::kIntrospection;
+      }
+      std::multiset<std::string> recounted;
+      for (const auto& e : ListIndexEntrySet(r)) {
+        for (auto& k : ListCountKeysOfEntry(e.Key(), e.Value())) recounted.insert(k);
+      }
+      const auto keys = ListCountKeys(r);
+      EXPECT_EQ(recounted, std::multiset<std::string>(keys.begin(), keys.end()))
+          << "kind " << kind << " status " << int(status);
+    }
+  }
+  TokenRow introspection = Row(1, 100, std::nullopt, core::TokenStatus::kActive);
+  introspection.state.scope = events::TokenScope::kIntrospection;
+  EXPECT_EQ(ListIndexEntrySet(introspection).size(), 11u) << "by status (5) + by scope (6)";
+  EXPECT_EQ(ListCountKeys(introspection).size(), 4u) << "no environment counters";
 }
 
 TEST(ListIndexTest, CountsRoundTrip) {

@@ -579,8 +579,29 @@ TEST_F(CliTest, MintedTokenAuthenticatesAndIsAudited) {
   EXPECT_NE(past.err.find("expires_at must be in the future (--expires-at)"), std::string::npos)
       << past.err;
   EXPECT_EQ(Tool(Args({"mint"})).exit_code, 2);
+  // A gateway's credential: only mint makes one, and it may only introspect.
+  ToolRun gateway =
+      Tool(Args({"mint", "--account", account.ToString(), "--scope", "introspection"}));
+  ASSERT_EQ(gateway.exit_code, 0) << gateway.err;
+  EXPECT_NE(gateway.err.find("(introspection scope)"), std::string::npos) << gateway.err;
+  std::string gateway_jwt = gateway.out;
+  while (!gateway_jwt.empty() && gateway_jwt.back() == '\n') gateway_jwt.pop_back();
+  ToolRun gateway_env = Tool(Args({"mint", "--account", account.ToString(), "--scope",
+                                   "introspection", "--environment", ids_.Generate().ToString()}));
+  EXPECT_EQ(gateway_env.exit_code, 2);
+  EXPECT_NE(
+      gateway_env.err.find("environment_id must be null for introspection scope (--environment)"),
+      std::string::npos)
+      << gateway_env.err;
   StartServer();
   EXPECT_EQ(Call("GET", "/api/v1/ping", jwt).status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/ping", gateway_jwt).status, 403);
+  const auto introspected =
+      client_->Request("POST", "/api/v1/introspect", "token=" + jwt,
+                       {{"Authorization", "Bearer " + gateway_jwt},
+                        {"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(introspected.status, 200) << introspected.body;
+  EXPECT_EQ(introspected.Json().at("active"), json::value(true)) << introspected.body;
   const auto list = Call("GET", "/api/v1/api_token?sorting=inserted_at", jwt).Json();
   const auto& d = list.at("summaries").at(0);
   EXPECT_EQ(d.at("created_by_admin_user_id"), admin.ToString());
@@ -588,7 +609,7 @@ TEST_F(CliTest, MintedTokenAuthenticatesAndIsAudited) {
   ToolRun replay =
       Tool(Args({"replay", "--account", account.ToString(), "--type", "TokenCreated"}));
   const auto events = Lines(replay.out);
-  ASSERT_EQ(events.size(), 2u);
+  ASSERT_EQ(events.size(), 3u);
   EXPECT_EQ(events[0].at("actor").at("admin_user_id"), admin.ToString());
   EXPECT_EQ(events[0].at("request_id"), "tokenledger-mint");
 }

@@ -329,7 +329,8 @@ int Mint(const Flags& flags) {
   c.account_id = *account;
   auto scope = events::ParseScope(flags.Get("scope"));
   if (!scope) {
-    std::fprintf(stderr, "tokenledger mint: --scope must be account or environment\n");
+    std::fprintf(stderr,
+                 "tokenledger mint: --scope must be account, environment or introspection\n");
     return kUsage;
   }
   c.scope = *scope;
@@ -731,10 +732,12 @@ std::vector<Command> AllCommands() {
       {"mint",
        "create a token offline and print its JWT once",
        "Appends a real TokenCreated event (audited like any other) for any account, and prints\n"
-       "the token's JWT once on stdout. Needs exclusive access: stop the server first.",
+       "the token's JWT once on stdout. Needs exclusive access: stop the server first.\n"
+       "An introspection token is a gateway's credential: it may only call\n"
+       "POST /api/v1/introspect (for tokens of any account), and only this command makes one.",
        {kDataDir,
-        {"account", "ID", "the account (required)", ""},
-        {"scope", "account|environment", "token scope", "account"},
+        {"account", "ID", "the account (required; for introspection, the one that owns it)", ""},
+        {"scope", "account|environment|introspection", "token scope", "account"},
         {"environment", "ID", "the environment (environment scope)", ""},
         {"expires-at", "TIME", "expiry, RFC 3339 (default: now + 365 days)", ""},
         {"admin-user", "ID", "admin user recorded as created_by_admin_user_id and as the actor",

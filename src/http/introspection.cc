@@ -1,0 +1,97 @@
+#include "src/http/introspection.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cassert>
+#include <vector>
+
+#include "src/http/router.h"
+
+namespace tokenledger::http {
+namespace json = boost::json;
+namespace {
+
+Error Bad(ErrorCode code, std::string message, std::string field = {}) {
+  return Error{code, std::move(message), std::move(field)};
+}
+
+// The media type of a Content-Type value, lowercased, without parameters.
+std::string MediaType(std::string_view content_type) {
+  content_type = content_type.substr(0, content_type.find(';'));
+  while (!content_type.empty() && content_type.back() == ' ') content_type.remove_suffix(1);
+  while (!content_type.empty() && content_type.front() == ' ') content_type.remove_prefix(1);
+  std::string out(content_type);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+Result<std::string> Required(std::optional<std::string> token) {
+  if (!token || token->empty()) return Bad(ErrorCode::kRequiredValue, "token is required", "token");
+  return std::move(*token);
+}
+
+std::int64_t UnixSeconds(Micros t) {
+  // Floor: a time before the epoch (never for a token, but defined) rounds down too.
+  return t >= 0 ? t / kMicrosPerSecond : -((-t + kMicrosPerSecond - 1) / kMicrosPerSecond);
+}
+
+}  // namespace
+
+Result<std::string> ParseIntrospectionRequest(const HttpRequest& request) {
+  const std::string type = MediaType(request.content_type);
+  if (type == "application/json") {
+    boost::system::error_code ec;
+    json::value v = json::parse(request.body, ec);
+    if (ec || !v.is_object())
+      return Bad(ErrorCode::kBadRequest, "the body must be a JSON object {\"token\":\"...\"}");
+    const json::value* token = v.get_object().if_contains("token");
+    if (!token || token->is_null()) return Required(std::nullopt);
+    if (!token->is_string()) return Bad(ErrorCode::kInvalidValue, "token must be a string", "token");
+    return Required(std::string(token->get_string()));
+  }
+  if (!type.empty() && type != "application/x-www-form-urlencoded") {
+    return Bad(ErrorCode::kBadRequest,
+               "the body must be form-encoded (token=...) or JSON ({\"token\":\"...\"})");
+  }
+  std::vector<std::pair<std::string, std::string>> params;
+  if (!ParseQuery(request.body, params))
+    return Bad(ErrorCode::kBadRequest, "the form-encoded body is malformed");
+  std::optional<std::string> token;
+  for (auto& [name, value] : params) {
+    if (name != "token") continue;
+    // RFC 7662 §2.1 via RFC 6749 §3.1: a parameter must not be sent more than once.
+    if (token) return Bad(ErrorCode::kBadRequest, "the token parameter is repeated");
+    token = std::move(value);
+  }
+  return Required(std::move(token));
+}
+
+std::string IntrospectionBody(const std::optional<Authenticator::Introspected>& found) {
+  if (!found) return R"({"active":false})";
+  const Caller& c = found->caller;
+  json::object o;
+  o["active"] = true;
+  o["sub"] = c.token_id.ToString();
+  o["jti"] = c.token_id.ToString();
+  o["token_type"] = "api";
+  o["scope"] = events::ScopeName(c.scope);
+  o["account_id"] = c.account_id.ToString();
+  o["environment_id"] = c.environment_id ? json::value(c.environment_id->ToString()) : nullptr;
+  o["agent_id"] = nullptr;
+  o["exp"] = UnixSeconds(found->expires_at);
+  o["iat"] = UnixSeconds(found->issued_at);
+  return json::serialize(o);
+}
+
+std::string IntrospectionCacheControl(const std::optional<Authenticator::Introspected>& found,
+                                      Micros bound, Micros now) {
+  assert(bound >= 0 && bound <= kMaxIntrospectionCache);
+  Micros age = bound;
+  if (found) age = std::min(age, std::max<Micros>(0, found->expires_at - now));
+  const std::int64_t seconds = age / kMicrosPerSecond;
+  if (seconds <= 0) return "no-store";
+  return "max-age=" + std::to_string(seconds);
+}
+
+}  // namespace tokenledger::http

@@ -1,0 +1,132 @@
+// Who may call what (CheckScopeAllows), and the pieces of an introspection call: its one
+// parameter, its answer and how long a gateway may cache it.
+#include "src/http/introspection.h"
+
+#include <gtest/gtest.h>
+
+#include "src/http/reach.h"
+
+namespace tokenledger::http {
+namespace {
+
+const Id kToken = *Id::Parse("013xrzp12g3nqk8ngskn1wtxgka5b0nf");
+const Id kAccount = *Id::Parse("013xrzp12g3nqk8nh0qrc2b1jfanmvb9");
+const Id kEnv = *Id::Parse("013xrzp12g3nqk8nzxvq7jm2arsfg5h1");
+
+// "ok", or "code|field|message". R: a Result or a Status.
+template <typename R>
+std::string Outcome(const R& r) {
+  if (r) return "ok";
+  std::string out(WireCode(r.error().code));  // appends only: GCC bug 105329
+  return out.append("|").append(r.error().field).append("|").append(r.error().message);
+}
+
+TEST(ScopeTest, EachScopeMayMakeItsCallsAndNoOther) {
+  using S = events::TokenScope;
+  struct Case {
+    S scope;
+    Auth need;
+    std::string outcome;
+  };
+  const std::string introspection_only =
+      "not_permitted||introspection tokens may only call POST /api/v1/introspect";
+  const std::string no_introspect = "not_permitted||only introspection tokens may introspect";
+  for (const Case& c : std::vector<Case>{
+           {S::kAccount, Auth::kPing, "ok"},
+           {S::kAccount, Auth::kReadTokens, "ok"},
+           {S::kAccount, Auth::kWriteTokens, "ok"},
+           {S::kAccount, Auth::kIntrospect, no_introspect},
+           {S::kEnvironment, Auth::kPing, "ok"},
+           {S::kEnvironment, Auth::kReadTokens, "ok"},
+           {S::kEnvironment, Auth::kWriteTokens,
+            "not_permitted||environment tokens may not create or change tokens"},
+           {S::kEnvironment, Auth::kIntrospect, no_introspect},
+           {S::kIntrospection, Auth::kPing, introspection_only},
+           {S::kIntrospection, Auth::kReadTokens, introspection_only},
+           {S::kIntrospection, Auth::kWriteTokens, introspection_only},
+           {S::kIntrospection, Auth::kIntrospect, "ok"},
+       }) {
+    Caller caller{kToken, kAccount, c.scope, std::nullopt, std::nullopt};
+    if (c.scope == S::kEnvironment) caller.environment_id = kEnv;
+    EXPECT_EQ(Outcome(CheckScopeAllows(caller, c.need)), c.outcome)
+        << events::ScopeName(c.scope) << " " << static_cast<int>(c.need);
+  }
+}
+
+HttpRequest Body(std::string body, std::string content_type = {}) {
+  HttpRequest r;
+  r.method = "POST";
+  r.body = std::move(body);
+  r.content_type = std::move(content_type);
+  return r;
+}
+
+TEST(IntrospectionTest, TheTokenComesFromAFormOrAJsonBody) {
+  EXPECT_EQ(*ParseIntrospectionRequest(Body("token=a.b.c")), "a.b.c");
+  EXPECT_EQ(*ParseIntrospectionRequest(
+                Body("token_type_hint=x&token=a.b.c", "application/x-www-form-urlencoded")),
+            "a.b.c");
+  EXPECT_EQ(*ParseIntrospectionRequest(
+                Body("token=a%2Eb", "Application/X-WWW-Form-Urlencoded; charset=UTF-8")),
+            "a.b");
+  EXPECT_EQ(*ParseIntrospectionRequest(Body(R"({"token":"a.b.c","x":1})", "application/json")),
+            "a.b.c");
+  const std::string required = "required_value|token|token is required";
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body(""))), required);
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("token="))), required);
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("other=1"))), required);
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body(R"({"token":null})", "application/json"))),
+            required);
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body(R"({"token":""})", "application/json"))),
+            required);
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body(R"({"token":1})", "application/json"))),
+            "invalid_value|token|token must be a string");
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("token=a&token=b"))),
+            "bad_request||the token parameter is repeated");
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("token=%4"))),
+            "bad_request||the form-encoded body is malformed");
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("[]", "application/json"))),
+            R"(bad_request||the body must be a JSON object {"token":"..."})");
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("token=a", "text/plain"))),
+            R"(bad_request||the body must be form-encoded (token=...) or JSON ({"token":"..."}))");
+}
+
+Authenticator::Introspected Found(std::optional<Id> environment, Micros expires_at) {
+  Caller c{kToken, kAccount,
+           environment ? events::TokenScope::kEnvironment : events::TokenScope::kAccount,
+           environment, std::nullopt};
+  return {c, 1'700'000'000'123'456, expires_at};
+}
+
+TEST(IntrospectionTest, TheAnswerHasEveryFieldOrOnlyActiveFalse) {
+  EXPECT_EQ(IntrospectionBody(std::nullopt), R"({"active":false})");
+  std::string want = R"({"active":true,"sub":")";
+  want.append(kToken.ToString())
+      .append(R"(","jti":")")
+      .append(kToken.ToString())
+      .append(R"(","token_type":"api","scope":"environment","account_id":")")
+      .append(kAccount.ToString())
+      .append(R"(","environment_id":")")
+      .append(kEnv.ToString())
+      .append(R"(","agent_id":null,"exp":1800000000,"iat":1700000000})");
+  EXPECT_EQ(IntrospectionBody(Found(kEnv, 1'800'000'000'999'999)), want);
+}
+
+TEST(IntrospectionTest, AGatewayCachesForTheBoundButNeverPastTheExpiry) {
+  const Micros now = 1'750'000'000'000'000;
+  const Micros s = kMicrosPerSecond;
+  EXPECT_EQ(IntrospectionCacheControl(std::nullopt, 5 * s, now), "max-age=5");
+  EXPECT_EQ(IntrospectionCacheControl(std::nullopt, 0, now), "no-store");
+  EXPECT_EQ(IntrospectionCacheControl(std::nullopt, s / 2, now), "no-store") << "whole seconds";
+  EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + 3600 * s), 5 * s, now),
+            "max-age=5");
+  EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + 3 * s + 1), 5 * s, now),
+            "max-age=3");
+  EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + s / 2), 5 * s, now), "no-store");
+  EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + 3600 * s), kMaxIntrospectionCache,
+                                      now),
+            "max-age=3600");
+}
+
+}  // namespace
+}  // namespace tokenledger::http
