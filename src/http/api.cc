@@ -216,12 +216,14 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
 }
 
 void Api::Introspect(const std::shared_ptr<Call>& call) {
-  auto token = ParseIntrospectionRequest(*call->req);
-  if (!token) return call->Fail(token.error());
-  auto found = authenticator_.Introspect(*token, call->now, call->req->post);
+  auto request = ParseIntrospectionRequest(*call->req, call->query);
+  if (!request) return call->Fail(request.error());
+  auto found = authenticator_.Introspect(request->token, call->now, call->req->post);
   if (!found) return call->Fail(found.error());
   HttpResponse r;
+  if (!*found) r.status = request->inactive_status;
   r.body = IntrospectionBody(*found);
+  r.headers = IntrospectionHeaders(*found);
   r.headers.emplace_back(
       "Cache-Control", IntrospectionCacheControl(*found, options_.introspection_cache, call->now));
   call->Respond(std::move(r));

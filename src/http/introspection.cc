@@ -36,9 +36,7 @@ std::int64_t UnixSeconds(Micros t) {
   return t >= 0 ? t / kMicrosPerSecond : -((-t + kMicrosPerSecond - 1) / kMicrosPerSecond);
 }
 
-}  // namespace
-
-Result<std::string> ParseIntrospectionRequest(const HttpRequest& request) {
+Result<std::string> ParseToken(const HttpRequest& request) {
   const std::string type = MediaType(request.content_type);
   if (type == "application/json") {
     boost::system::error_code ec;
@@ -47,7 +45,8 @@ Result<std::string> ParseIntrospectionRequest(const HttpRequest& request) {
       return Bad(ErrorCode::kBadRequest, "the body must be a JSON object {\"token\":\"...\"}");
     const json::value* token = v.get_object().if_contains("token");
     if (!token || token->is_null()) return Required(std::nullopt);
-    if (!token->is_string()) return Bad(ErrorCode::kInvalidValue, "token must be a string", "token");
+    if (!token->is_string())
+      return Bad(ErrorCode::kInvalidValue, "token must be a string", "token");
     return Required(std::string(token->get_string()));
   }
   if (!type.empty() && type != "application/x-www-form-urlencoded") {
@@ -67,6 +66,28 @@ Result<std::string> ParseIntrospectionRequest(const HttpRequest& request) {
   return Required(std::move(token));
 }
 
+}  // namespace
+
+Result<IntrospectionRequest> ParseIntrospectionRequest(const HttpRequest& request,
+                                                       std::string_view query) {
+  IntrospectionRequest out;
+  std::vector<std::pair<std::string, std::string>> query_params;
+  if (!ParseQuery(query, query_params))
+    return Bad(ErrorCode::kBadRequest, "malformed query string");
+  for (const auto& [name, value] : query_params) {
+    if (name != "inactive_status")
+      return Bad(ErrorCode::kBadRequest, "unknown query parameter '" + name + "'");
+    if (value != "401" && value != "403") {
+      return Bad(ErrorCode::kInvalidValue, "inactive_status must be 401 or 403", "inactive_status");
+    }
+    out.inactive_status = value == "401" ? 401 : 403;
+  }
+  auto token = ParseToken(request);
+  if (!token) return token.error();
+  out.token = std::move(*token);
+  return out;
+}
+
 std::string IntrospectionBody(const std::optional<Authenticator::Introspected>& found) {
   if (!found) return R"({"active":false})";
   const Caller& c = found->caller;
@@ -82,6 +103,19 @@ std::string IntrospectionBody(const std::optional<Authenticator::Introspected>& 
   o["exp"] = UnixSeconds(found->expires_at);
   o["iat"] = UnixSeconds(found->issued_at);
   return json::serialize(o);
+}
+
+std::vector<std::pair<std::string, std::string>> IntrospectionHeaders(
+    const std::optional<Authenticator::Introspected>& found) {
+  if (!found) return {};
+  const Caller& c = found->caller;
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {"X-Token-Id", c.token_id.ToString()},
+      {"X-Token-Account-Id", c.account_id.ToString()},
+      {"X-Token-Scope", std::string(events::ScopeName(c.scope))}};
+  if (c.environment_id)
+    headers.emplace_back("X-Token-Environment-Id", c.environment_id->ToString());
+  return headers;
 }
 
 std::string IntrospectionCacheControl(const std::optional<Authenticator::Introspected>& found,

@@ -22,14 +22,15 @@ class IntrospectTest : public E2ETest {
   Response Introspect(const std::string& body, const std::string& content_type,
                       const std::string& caller) {
     if (content_type.empty()) {
-      auto r = client_->Raw("POST /api/v1/introspect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                            "Authorization: Bearer " +
-                            caller + "\r\nContent-Length: " + std::to_string(body.size()) +
-                            "\r\n\r\n" + body);
+      auto r = client_->Raw(
+          "POST /api/v1/introspect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+          "Authorization: Bearer " +
+          caller + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
       return r.empty() ? Response{} : r[0];
     }
-    return client_->Request("POST", "/api/v1/introspect", body,
-                            {{"Authorization", "Bearer " + caller}, {"Content-Type", content_type}});
+    return client_->Request(
+        "POST", "/api/v1/introspect", body,
+        {{"Authorization", "Bearer " + caller}, {"Content-Type", content_type}});
   }
   Response Introspect(const std::string& jwt) {
     return Introspect("token=" + jwt, "application/x-www-form-urlencoded", gateway_.jwt);
@@ -68,6 +69,22 @@ TEST_F(IntrospectTest, AnActiveTokenIsDescribedAndTheAnswerMayBeCachedForTheBoun
   EXPECT_EQ(j.at("environment_id"), env_.ToString());
   Response hinted = Introspect("token_type_hint=access_token&token=" + main_.jwt, "", gateway_.jwt);
   EXPECT_EQ(hinted.Json().at("active"), json::value(true));
+  // For gateways that read the status and headers only (nginx's auth_request).
+  EXPECT_EQ(r.Header("x-token-id"), main_.token_id.ToString());
+  EXPECT_EQ(r.Header("x-token-account-id"), account_.ToString());
+  EXPECT_EQ(r.Header("x-token-scope"), "account");
+  EXPECT_EQ(r.Header("x-token-environment-id"), "");
+  EXPECT_EQ(as_json.Header("x-token-environment-id"), env_.ToString());
+  auto gateway_call = [&](const std::string& jwt) {
+    return client_->Request("POST", "/api/v1/introspect?inactive_status=401", "token=" + jwt,
+                            {{"Authorization", "Bearer " + gateway_.jwt},
+                             {"Content-Type", "application/x-www-form-urlencoded"}});
+  };
+  EXPECT_EQ(gateway_call(main_.jwt).status, 200);
+  Response refused = gateway_call("garbage");
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(refused.body, kInactive);
+  EXPECT_EQ(refused.Header("x-token-id"), "");
 }
 
 TEST_F(IntrospectTest, EveryKindOfTokenThatWouldNotAuthenticateIsOnlyInactive) {
@@ -120,14 +137,14 @@ TEST_F(IntrospectTest, OnlyIntrospectionTokensIntrospectAndTheyDoNothingElse) {
   EXPECT_EQ(Call("POST", "/api/v1/introspect", "", "token=x").Json().at("code"),
             "not_authenticated");
   const std::string token_path = "/api/v1/api_token/" + main_.token_id.ToString();
-  for (const auto& [method, target] : std::vector<std::pair<std::string, std::string>>{
-           {"GET", "/api/v1/ping"},
-           {"GET", "/api/v1/api_token"},
-           {"GET", token_path},
-           {"GET", token_path + "/events"},
-           {"POST", "/api/v1/api_token"},
-           {"POST", token_path + "/suspend"},
-           {"DELETE", token_path}}) {
+  for (const auto& [method, target] :
+       std::vector<std::pair<std::string, std::string>>{{"GET", "/api/v1/ping"},
+                                                        {"GET", "/api/v1/api_token"},
+                                                        {"GET", token_path},
+                                                        {"GET", token_path + "/events"},
+                                                        {"POST", "/api/v1/api_token"},
+                                                        {"POST", token_path + "/suspend"},
+                                                        {"DELETE", token_path}}) {
     Response r = Call(method, target, gateway_.jwt, method == "GET" ? "" : "{}");
     EXPECT_EQ(r.status, 403) << method << " " << target;
     EXPECT_EQ(r.Json().at("code"), "not_permitted") << method << " " << target;
@@ -172,11 +189,9 @@ TEST_F(IntrospectTest, AnActiveAnswerRecordsAUseOfTheIntrospectedToken) {
   ASSERT_EQ(Introspect(unused.jwt).Json().at("active"), json::value(true));
   // Recorded off the request path: wait for it.
   json::value last_used;
-  for (int i = 0; i < 200 && (last_used = Call("GET", path, main_.jwt)
-                                              .Json()
-                                              .at("details")
-                                              .at("last_used_at"))
-                                 .is_null();
+  for (int i = 0;
+       i < 200 &&
+       (last_used = Call("GET", path, main_.jwt).Json().at("details").at("last_used_at")).is_null();
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

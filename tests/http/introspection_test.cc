@@ -53,6 +53,11 @@ TEST(ScopeTest, EachScopeMayMakeItsCallsAndNoOther) {
   }
 }
 
+std::string Token(const HttpRequest& request) {
+  auto r = ParseIntrospectionRequest(request);
+  return r ? r->token : "refused: " + r.error().message;
+}
+
 HttpRequest Body(std::string body, std::string content_type = {}) {
   HttpRequest r;
   r.method = "POST";
@@ -62,15 +67,11 @@ HttpRequest Body(std::string body, std::string content_type = {}) {
 }
 
 TEST(IntrospectionTest, TheTokenComesFromAFormOrAJsonBody) {
-  EXPECT_EQ(*ParseIntrospectionRequest(Body("token=a.b.c")), "a.b.c");
-  EXPECT_EQ(*ParseIntrospectionRequest(
-                Body("token_type_hint=x&token=a.b.c", "application/x-www-form-urlencoded")),
+  EXPECT_EQ(Token(Body("token=a.b.c")), "a.b.c");
+  EXPECT_EQ(Token(Body("token_type_hint=x&token=a.b.c", "application/x-www-form-urlencoded")),
             "a.b.c");
-  EXPECT_EQ(*ParseIntrospectionRequest(
-                Body("token=a%2Eb", "Application/X-WWW-Form-Urlencoded; charset=UTF-8")),
-            "a.b");
-  EXPECT_EQ(*ParseIntrospectionRequest(Body(R"({"token":"a.b.c","x":1})", "application/json")),
-            "a.b.c");
+  EXPECT_EQ(Token(Body("token=a%2Eb", "Application/X-WWW-Form-Urlencoded; charset=UTF-8")), "a.b");
+  EXPECT_EQ(Token(Body(R"({"token":"a.b.c","x":1})", "application/json")), "a.b.c");
   const std::string required = "required_value|token|token is required";
   EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body(""))), required);
   EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("token="))), required);
@@ -89,6 +90,18 @@ TEST(IntrospectionTest, TheTokenComesFromAFormOrAJsonBody) {
             R"(bad_request||the body must be a JSON object {"token":"..."})");
   EXPECT_EQ(Outcome(ParseIntrospectionRequest(Body("token=a", "text/plain"))),
             R"(bad_request||the body must be form-encoded (token=...) or JSON ({"token":"..."}))");
+}
+
+TEST(IntrospectionTest, AGatewayMayAskForAnInactiveStatus) {
+  const HttpRequest form = Body("token=a.b.c");
+  EXPECT_EQ(ParseIntrospectionRequest(form)->inactive_status, 200);
+  EXPECT_EQ(ParseIntrospectionRequest(form, "inactive_status=401")->inactive_status, 401);
+  EXPECT_EQ(ParseIntrospectionRequest(form, "inactive_status=403")->inactive_status, 403);
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(form, "inactive_status=500")),
+            "invalid_value|inactive_status|inactive_status must be 401 or 403");
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(form, "token=x")),
+            "bad_request||unknown query parameter 'token'");
+  EXPECT_EQ(Outcome(ParseIntrospectionRequest(form, "%")), "bad_request||malformed query string");
 }
 
 Authenticator::Introspected Found(std::optional<Id> environment, Micros expires_at) {
@@ -110,6 +123,14 @@ TEST(IntrospectionTest, TheAnswerHasEveryFieldOrOnlyActiveFalse) {
       .append(kEnv.ToString())
       .append(R"(","agent_id":null,"exp":1800000000,"iat":1700000000})");
   EXPECT_EQ(IntrospectionBody(Found(kEnv, 1'800'000'000'999'999)), want);
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(IntrospectionHeaders(Found(kEnv, 0)),
+            (Headers{{"X-Token-Id", kToken.ToString()},
+                     {"X-Token-Account-Id", kAccount.ToString()},
+                     {"X-Token-Scope", "environment"},
+                     {"X-Token-Environment-Id", kEnv.ToString()}}));
+  EXPECT_EQ(IntrospectionHeaders(Found(std::nullopt, 0)).size(), 3u);
+  EXPECT_TRUE(IntrospectionHeaders(std::nullopt).empty());
 }
 
 TEST(IntrospectionTest, AGatewayCachesForTheBoundButNeverPastTheExpiry) {
@@ -123,9 +144,9 @@ TEST(IntrospectionTest, AGatewayCachesForTheBoundButNeverPastTheExpiry) {
   EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + 3 * s + 1), 5 * s, now),
             "max-age=3");
   EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + s / 2), 5 * s, now), "no-store");
-  EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + 3600 * s), kMaxIntrospectionCache,
-                                      now),
-            "max-age=3600");
+  EXPECT_EQ(
+      IntrospectionCacheControl(Found(std::nullopt, now + 3600 * s), kMaxIntrospectionCache, now),
+      "max-age=3600");
 }
 
 }  // namespace
