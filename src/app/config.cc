@@ -183,6 +183,14 @@ std::vector<Option> Options() {
          c.rebuild_projections = true;
          return true;
        }},
+      {"no-first-token", "TOKENLEDGER_NO_FIRST_TOKEN", "",
+       "on an empty ledger, do not create a first account and token (printed once on stdout); "
+       "mint one with `tokenledger mint` instead (the packaged service sets this: its stdout "
+       "is the journal)",
+       [](Config& c, const std::string&) {
+         c.first_token = false;
+         return true;
+       }},
       {"help", "", "", "show this help",
        [](Config& c, const std::string&) {
          c.show_help = true;

@@ -19,6 +19,8 @@ struct Config {
   // How long a gateway may cache an introspection answer (0: no-store; at most 1h).
   Micros introspection_cache = 5 * kMicrosPerSecond;
   bool rebuild_projections = false;
+  // On an empty ledger, create an account and a token and print it once on stdout.
+  bool first_token = true;
   bool show_help = false;
   bool show_version = false;
 };

@@ -1,5 +1,6 @@
 // tokenledgerd: options, wiring, signals, first-start bootstrap. Nothing else.
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include "src/http/api.h"
 #include "src/http/server.h"
 #include "src/store/ledger_store.h"
+#include "tokenledger/version.h"
 
 extern char** environ;
 
@@ -63,7 +65,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (config.show_version) {
-    std::cout << "tokenledgerd " << TOKENLEDGER_VERSION << "\n";
+    std::cout << "tokenledgerd " << Version() << " (commit " << Commit() << ")\n";
     return 0;
   }
   SetLogLevel(config.log_level);
@@ -124,7 +126,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "tokenledgerd: %s\n", s.error().message.c_str());
     return 1;
   }
-  if (ledger->LastSeq() == 0) {
+  if (ledger->LastSeq() == 0 && config.first_token) {
     if (int rc = Bootstrap(*ledger, *api, config, server->ApiPort()); rc != 0) return rc;
   }
   Log(LogLevel::kInfo, "listening",
@@ -133,8 +135,13 @@ int Main(int argc, char** argv) {
        {"metrics_port", static_cast<long long>(server->MetricsPort())},
        {"data_dir", config.store.data_dir},
        {"last_seq", static_cast<long long>(ledger->LastSeq())},
-       {"version", TOKENLEDGER_VERSION}});
+       {"version", std::string(Version())},
+       {"commit", std::string(Commit())}});
+  // Under systemd (Type=notify): started once the ledger is open and the sockets listen.
+  // Without NOTIFY_SOCKET these do nothing.
+  sd_notify(0, "READY=1");
   server->Run();
+  sd_notify(0, "STOPPING=1");
   api->StopSlowReads();  // reads still on the slow-read pool finish before the store closes
   // The ledger first: closing it finishes every queued write and answers it (into the
   // stopped server, which must still exist), then the API and the server.

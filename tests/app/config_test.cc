@@ -24,6 +24,22 @@ TEST(ConfigTest, DefaultsMatchTheDocs) {
   EXPECT_EQ(c.store.idempotency_ttl, 24 * kMicrosPerHour);
   EXPECT_EQ(c.store.policy.last_used_granularity, kMicrosPerMinute);
   EXPECT_TRUE(c.store.sync);
+  EXPECT_EQ(c.introspection_cache, 5 * kMicrosPerSecond);
+  EXPECT_TRUE(c.first_token);
+}
+
+TEST(ConfigTest, IntrospectionCacheAndFirstToken) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(Parse({"--introspection-cache", "0"}, {"TOKENLEDGER_NO_FIRST_TOKEN=1"}, &c, &error))
+      << error;
+  EXPECT_EQ(c.introspection_cache, 0);
+  EXPECT_FALSE(c.first_token);
+  ASSERT_TRUE(Parse({"--introspection-cache", "1h"}, {}, &c, &error)) << error;
+  EXPECT_EQ(c.introspection_cache, kMicrosPerHour);
+  Config refused;
+  EXPECT_FALSE(Parse({"--introspection-cache", "61m"}, {}, &refused, &error));
+  EXPECT_NE(error.find("introspection-cache"), std::string::npos) << error;
 }
 
 TEST(ConfigTest, FlagsWinOverEnvironment) {

@@ -227,8 +227,8 @@ TEST_F(GatewayTest, ASuspensionThroughTheApiReachesTheGatewayWithinTheCacheBound
   EXPECT_EQ(status, 401);
   // nginx keeps a cached answer's lifetime in whole seconds of its clock: up to one more.
   EXPECT_LE(took, std::chrono::microseconds(kCacheBound) + std::chrono::milliseconds(1500))
-      << "refused after "
-      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+      << "refused after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+      << " ms";
 }
 
 }  // namespace

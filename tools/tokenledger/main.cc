@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "tokenledger/version.h"
 #include "tools/tokenledger/cli.h"
 
 namespace {
@@ -17,9 +18,9 @@ std::string Usage(const std::vector<tokenledger::cli::Command>& commands) {
     out += name + c.summary + "\n";
   }
   out +=
-      "\n`tokenledger <command> --help` shows a command's flags. Exit codes: 0 success, 1 a "
-      "finding\n"
-      "or a failure, 2 bad usage or the data directory in use.\n";
+      "\n`tokenledger <command> --help` shows a command's flags, `tokenledger --version` the\n"
+      "version. Exit codes: 0 success, 1 a finding or a failure, 2 bad usage or the data\n"
+      "directory in use.\n";
   return out;
 }
 
@@ -27,6 +28,12 @@ std::string Usage(const std::vector<tokenledger::cli::Command>& commands) {
 
 int main(int argc, char** argv) {
   const auto commands = tokenledger::cli::AllCommands();
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("tokenledger %.*s (commit %.*s)\n", static_cast<int>(tokenledger::Version().size()),
+                tokenledger::Version().data(), static_cast<int>(tokenledger::Commit().size()),
+                tokenledger::Commit().data());
+    return tokenledger::cli::kOk;
+  }
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {
     std::fputs(Usage(commands).c_str(), argc < 2 ? stderr : stdout);
