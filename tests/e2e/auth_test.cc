@@ -1,4 +1,5 @@
 // Authentication and scopes against the real server.
+#include <atomic>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
@@ -215,6 +216,99 @@ TEST_F(AuthTest, LastUsedAtMovesOnAuthenticationAtMostOncePerMinute) {
   const json::value history = events.Json();
   for (const auto& e : history.at("events").as_array()) uses += e.at("type") == "TokenUsed";
   EXPECT_EQ(uses, 1);
+}
+
+// Reads race the writes that change a token: readers on their own connections authenticate
+// with the token (ping, show, introspect) as fast as they can while it is suspended and
+// activated again, over and over. Whatever a server caches, every request sent after the
+// suspend's answer arrived (and answered before the activate was sent) is refused, and every
+// one sent after the activate's answer arrived (and answered before the next suspend was sent)
+// succeeds. Requests that overlap a write may go either way.
+TEST_F(AuthTest, EveryReadSentAfterASuspendIsAnsweredIsRefused) {
+  StopServer();
+  const Seeded gateway = Seed(other_account_, std::nullopt, std::nullopt, std::nullopt,
+                              events::TokenScope::kIntrospection);
+  StartServer();
+  const auto created = CreateViaApi(main_.jwt);
+  const std::string id = JsonString(created.at("details").at("id"));
+  const std::string jwt = JsonString(created.at("token"));
+  using Clock = std::chrono::steady_clock;
+  struct Sample {
+    Clock::time_point sent, answered;
+    bool accepted;
+  };
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<Sample>> samples(3);
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      HttpClient client(server_->port());
+      const std::vector<std::pair<std::string, std::string>> auth = {
+          {"Authorization", "Bearer " + jwt}};
+      while (!stop) {
+        const Clock::time_point sent = Clock::now();
+        bool accepted = false;
+        if (r == 0) {
+          accepted = client.Request("GET", "/api/v1/ping", "", auth).status == 200;
+        } else if (r == 1) {
+          accepted = client.Request("GET", "/api/v1/api_token/" + id, "", auth).status == 200;
+        } else {
+          Response answer = client.Request("POST", "/api/v1/introspect", "token=" + jwt,
+                                           {{"Authorization", "Bearer " + gateway.jwt},
+                                            {"Content-Type", "application/x-www-form-urlencoded"}});
+          accepted = answer.status == 200 && answer.body.starts_with(R"({"active":true)");
+        }
+        samples[r].push_back({sent, Clock::now(), accepted});
+      }
+    });
+  }
+  // [suspend answered, activate sent) must refuse; [activate answered, next suspend sent) accept.
+  std::vector<std::pair<Clock::time_point, Clock::time_point>> refused, accepted;
+  Clock::time_point accepting_since = Clock::now();
+  for (int cycle = 0; cycle < 20; ++cycle) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    const Clock::time_point suspend_sent = Clock::now();
+    accepted.emplace_back(accepting_since, suspend_sent);
+    ASSERT_EQ(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt).status, 200);
+    const Clock::time_point suspended = Clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    const Clock::time_point activate_sent = Clock::now();
+    refused.emplace_back(suspended, activate_sent);
+    ASSERT_EQ(Call("POST", "/api/v1/api_token/" + id + "/activate", main_.jwt).status, 200);
+    accepting_since = Clock::now();
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  int checked_refused = 0, checked_accepted = 0;
+  for (int r = 0; r < 3; ++r) {
+    for (const Sample& s : samples[r]) {
+      for (const auto& [from, to] : refused) {
+        if (s.sent >= from && s.answered < to) {
+          EXPECT_FALSE(s.accepted)
+              << "reader " << r << ": accepted "
+              << std::chrono::duration_cast<std::chrono::microseconds>(s.sent - from).count()
+              << " us after the suspend answered, answered "
+              << std::chrono::duration_cast<std::chrono::microseconds>(to - s.answered).count()
+              << " us before the activate was sent";
+          ++checked_refused;
+        }
+      }
+      for (const auto& [from, to] : accepted) {
+        if (s.sent >= from && s.answered < to) {
+          EXPECT_TRUE(s.accepted)
+              << "reader " << r << ": refused "
+              << std::chrono::duration_cast<std::chrono::microseconds>(s.sent - from).count()
+              << " us after the activate answered, answered "
+              << std::chrono::duration_cast<std::chrono::microseconds>(to - s.answered).count()
+              << " us before the suspend was sent";
+          ++checked_accepted;
+        }
+      }
+    }
+  }
+  // The race was real: both kinds of windows were hit, many times.
+  EXPECT_GT(checked_refused, 20);
+  EXPECT_GT(checked_accepted, 20);
 }
 
 }  // namespace
