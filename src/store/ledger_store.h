@@ -182,7 +182,8 @@ struct VerifyReport {
 struct RebuildProgress {
   std::uint64_t events_done = 0;
   std::uint64_t events_total = 0;
-  std::string_view phase;  // "sort" (reading the ledger) or "fold" (in token order)
+  std::string_view phase;            // "sort" (reading the ledger) or "fold" (in token order), ...
+  std::string_view unit = "events";  // what done and total count ("ranges" in verify's scan)
 };
 
 struct VerifyOptions {

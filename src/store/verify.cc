@@ -20,6 +20,7 @@
 // token's fold, one RocksDB iterator per scan thread (at most kMaxScanThreads), and the list
 // counters of at most two accounts per list part (an account's filter combinations).
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -267,11 +268,16 @@ class ScanTasks {
     tasks_.push_back(std::move(task));
     results_.emplace_back();
   }
-  // Runs tasks until none is left (or Stop()).
-  void Work() {
-    for (std::size_t i; !stop_.load() && (i = next_.fetch_add(1)) < tasks_.size();)
+  // Runs tasks until none is left (or Stop()); `after_each` (if any) after each it ran.
+  void Work(const std::function<void()>& after_each = {}) {
+    for (std::size_t i; !stop_.load() && (i = next_.fetch_add(1)) < tasks_.size();) {
       results_[i].status = tasks_[i](results_[i]);
+      done_.fetch_add(1);
+      if (after_each) after_each();
+    }
   }
+  std::size_t done() const { return done_.load(); }
+  std::size_t size() const { return tasks_.size(); }
   void Stop() { stop_ = true; }
   const std::atomic<bool>& stopping() const { return stop_; }
   std::vector<ScanResult>& results() { return results_; }
@@ -279,7 +285,7 @@ class ScanTasks {
  private:
   std::vector<std::function<Status(ScanResult&)>> tasks_;
   std::vector<ScanResult> results_;
-  std::atomic<std::size_t> next_{0};
+  std::atomic<std::size_t> next_{0}, done_{0};
   std::atomic<bool> stop_{false};
 };
 
@@ -636,8 +642,17 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
   if (Status fs = fold({.first = true}); !fs) return fs.error();
 
   // 3, second half: this thread takes the scans that are left, then the sums are compared.
-  if (options.progress) options.progress({0, 0, "scan"});
-  scans.Work();
+  // Progress in scan tasks (the stored families' key ranges), also while the helper
+  // finishes the last ones.
+  auto scan_progress = [&] {
+    if (options.progress) options.progress({scans.done(), scans.size(), "scan", "ranges"});
+  };
+  scan_progress();
+  scans.Work(scan_progress);
+  while (scans.done() < scans.size() && !stopping.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    scan_progress();
+  }
   scan_threads.clear();  // joins
   std::vector<ScanResult>& found = scans.results();
   for (const ScanResult& r : found) {

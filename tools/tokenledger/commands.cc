@@ -262,6 +262,7 @@ int Rebuild(const Flags& flags) {
   Progress bar("rebuild", total, flags.Has("quiet"));
   auto progress = [&](const store::RebuildProgress& p) {
     TimePhase(p.phase);
+    bar.SetUnit(std::string(p.unit));
     bar.Update(p.events_done, p.phase, p.events_total);
   };
   Status s = opened.store->RebuildProjections(progress, *chunk, flags.Get("temp-dir"));
@@ -292,6 +293,7 @@ int Verify(const Flags& flags) {
   options.temp_dir = flags.Get("temp-dir");
   options.progress = [&](const store::RebuildProgress& p) {
     TimePhase(p.phase);
+    bar.SetUnit(std::string(p.unit));
     bar.Update(p.events_done, p.phase, p.events_total);
   };
   auto report = opened.store->Verify(options);
@@ -566,6 +568,7 @@ int Import(const Flags& flags) {
     auto step = [&](const store::RebuildProgress& p) {
       if (g_stop) throw Interrupted{};
       TimePhase(p.phase);
+      bar.SetUnit(std::string(p.unit));
       bar.Update(p.events_done, p.phase, p.events_total);
     };
     bar.SetUnit("events");
