@@ -1,5 +1,6 @@
 // Micro-benchmarks of the work under every request: decide, event codec and hash, JWT verify,
-// and a list page as an account grows (the one read whose cost depends on the account size).
+// a show's look-up and render, the request log line, and a list page as an account grows (the
+// one read whose cost depends on the account size).
 // Run: build/bench/micro_bench  (see docs/PERFORMANCE.md)
 #include <benchmark/benchmark.h>
 
@@ -10,6 +11,7 @@
 #include "events/hash_chain.h"
 #include "src/auth/jwt.h"
 #include "src/core/decider.h"
+#include "src/http/json_views.h"
 #include "src/store/ledger_store.h"
 #include "tokenledger/log.h"
 
@@ -111,6 +113,50 @@ void BM_ListPage(benchmark::State& state) {
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_ListPage)->Arg(100)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond);
+
+// The pieces of an authenticated show (issue 10): the look-up (one point read of a token's
+// row, round-robin over 4,096 tokens as scripts/bench-http's show; real RocksDB on disk, rows in
+// the block cache) and the render (the row to its JSON answer, serialized). The JWT verify is
+// BM_JwtVerify, the log line BM_LogRequestLine.
+void BM_ShowLookUp(benchmark::State& state) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("tokenledger-bench-" + std::to_string(std::random_device{}())))
+                              .string();
+  {
+    StoreOptions options;
+    options.data_dir = dir;
+    options.sync = false;  // set-up only; the measured part is a read
+    auto opened = store::LedgerStore::Open(options);
+    std::vector<std::future<store::CommandResult>> pending;
+    for (int i = 0; i < 4096; ++i)
+      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{kAccount}}));
+    std::vector<Id> ids;
+    for (auto& f : pending) ids.push_back(f.get().after->state.id);
+    std::size_t i = 0;
+    for (auto _ : state) benchmark::DoNotOptimize(opened.store->GetToken(ids[i++ % ids.size()]));
+  }
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_ShowLookUp);
+
+void BM_ShowRender(benchmark::State& state) {
+  projections::TokenRow row;
+  row.state.exists = true;
+  row.state.id = kToken;
+  row.state.account_id = kAccount;
+  row.state.inserted_at = 1'764'460'800'000'000;
+  row.state.updated_at = row.state.inserted_at;
+  row.state.expires_at = row.state.inserted_at + 365 * kMicrosPerDay;
+  row.state.last_used_at = row.state.inserted_at + 5;
+  row.created_seq = 42;
+  for (auto _ : state) {
+    boost::json::object body;
+    body["status"] = "success";
+    body["details"] = http::TokenDetailsJson(row);
+    benchmark::DoNotOptimize(http::SuccessResponse(body));
+  }
+}
+BENCHMARK(BM_ShowRender);
 
 // One request-log line with the fields Api logs per request, as the I/O thread pays for it:
 // format and hand to the background writer (the server's mode). Run with stderr sent to
