@@ -3,6 +3,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -90,7 +91,19 @@ int Main(int argc, char** argv) {
   if (!ledger->ProjectionsCurrent()) {
     Log(LogLevel::kInfo, "rebuilding projections from the ledger",
         {{"events", static_cast<long long>(ledger->LastSeq())}});
-    if (Status s = ledger->RebuildProjections(); !s) {
+    // Under systemd, each progress report extends the start timeout: a rebuild of a large
+    // ledger takes minutes, and being killed for it would only start it over.
+    auto extend =
+        [last = std::chrono::steady_clock::time_point()](const store::RebuildProgress& p) mutable {
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last < std::chrono::seconds(5)) return;
+          last = now;
+          sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=rebuilding projections: %s %llu/%llu",
+                     60'000'000ull, std::string(p.phase).c_str(),
+                     static_cast<unsigned long long>(p.events_done),
+                     static_cast<unsigned long long>(p.events_total));
+        };
+    if (Status s = ledger->RebuildProjections(extend); !s) {
       Log(LogLevel::kError, "projection rebuild failed", {{"reason", s.error().message}});
       return 1;
     }

@@ -122,7 +122,12 @@ std::string IntrospectionCacheControl(const std::optional<Authenticator::Introsp
                                       Micros bound, Micros now) {
   assert(bound >= 0 && bound <= kMaxIntrospectionCache);
   Micros age = bound;
-  if (found) age = std::min(age, std::max<Micros>(0, found->expires_at - now));
+  // The token stops authenticating at its signed `exp`, the stored expiry in whole seconds
+  // rounded down: no later than that.
+  if (found) {
+    const Micros signed_expiry = UnixSeconds(found->expires_at) * kMicrosPerSecond;
+    age = std::min(age, std::max<Micros>(0, signed_expiry - now));
+  }
   const std::int64_t seconds = age / kMicrosPerSecond;
   if (seconds <= 0) return "no-store";
   return "max-age=" + std::to_string(seconds);

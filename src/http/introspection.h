@@ -51,7 +51,8 @@ std::vector<std::pair<std::string, std::string>> IntrospectionHeaders(
     const std::optional<Authenticator::Introspected>& found);
 
 // `Cache-Control` of an answer at `now`: `max-age=N` with N the whole seconds of `bound`, and
-// for an active token no later than its expiry; `no-store` when N is 0.
+// for an active token no later than its signed expiry (`exp`, the stored one rounded down to a
+// second); `no-store` when N is 0.
 // REQUIRES: 0 <= bound <= kMaxIntrospectionCache.
 std::string IntrospectionCacheControl(const std::optional<Authenticator::Introspected>& found,
                                       Micros bound, Micros now);

@@ -41,7 +41,7 @@ rocksdb::Status ParallelSstWriter::Put(std::string_view key, std::string_view va
 }
 
 rocksdb::Status ParallelSstWriter::StartFile() {
-  if (filling_.empty()) return status_;
+  if (filling_.empty() || !status_.ok()) return status_;  // after an error, nothing more
   if (in_flight_.size() >= kSstFilesInFlight) {
     if (rocksdb::Status s = Reap(); !s.ok()) return s;
   }

@@ -473,7 +473,8 @@ Status TokenSort::Put(char tag, std::string_view key_tail, std::string_view valu
   if (chunk_entries_ && tag != chunk_tag_) {
     if (Status s = Spill(); !s) return s;
   }
-  if (chunk_.capacity() < chunk_bytes_ / 2) chunk_.reserve(chunk_bytes_ / 2);
+  if (chunk_.capacity() < chunk_bytes_ / kTokenSortChunkBuffers)
+    chunk_.reserve(chunk_bytes_ / kTokenSortChunkBuffers);
   chunk_tag_ = tag;
   const auto k = static_cast<std::uint32_t>(key_tail.size() + 1);
   const auto v = static_cast<std::uint32_t>(value.size());

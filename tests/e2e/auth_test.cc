@@ -240,6 +240,16 @@ TEST_F(AuthTest, EveryReadSentAfterASuspendIsAnsweredIsRefused) {
   std::atomic<bool> stop{false};
   std::vector<std::vector<Sample>> samples(3);
   std::vector<std::thread> readers;
+  // However this test ends (an ASSERT returns early), the readers stop and are joined first.
+  struct StopReaders {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& readers;
+    ~StopReaders() {
+      stop = true;
+      for (auto& t : readers)
+        if (t.joinable()) t.join();
+    }
+  } stop_readers{stop, readers};
   for (int r = 0; r < 3; ++r) {
     readers.emplace_back([&, r] {
       HttpClient client(server_->port());
@@ -279,6 +289,7 @@ TEST_F(AuthTest, EveryReadSentAfterASuspendIsAnsweredIsRefused) {
   }
   stop = true;
   for (auto& t : readers) t.join();
+  readers.clear();
   int checked_refused = 0, checked_accepted = 0;
   for (int r = 0; r < 3; ++r) {
     for (const Sample& s : samples[r]) {

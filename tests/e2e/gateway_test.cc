@@ -105,9 +105,8 @@ class GatewayTest : public E2ETest {
     E2ETest::SetUp();
     gateway_ = Seed(ids_.Generate(), std::nullopt, std::nullopt, std::nullopt,
                     events::TokenScope::kIntrospection);
-    // On a whole second: the signed `exp` is in whole seconds and counts too.
-    short_expiry_ = (NowMicros() / kMicrosPerSecond + 3) * kMicrosPerSecond;
-    short_lived_ = Seed(account_, std::nullopt, short_expiry_);
+    env_ = ids_.Generate();
+    env_token_ = Seed(account_, env_);
     StartServer({"--introspection-cache", "2s"});
 
     const std::string nginx_dir = dir_.path() + "/nginx";
@@ -136,7 +135,8 @@ class GatewayTest : public E2ETest {
         "/tokenledger-gateway.conf;\n  server {\n    listen 127.0.0.1:" +
         std::to_string(upstream_port) +
         ";\n    location / { return 200 \"account=$http_x_account_id "
-        "token=$http_x_token_id\\n\"; }\n  }\n}\n";
+        "token=$http_x_token_id scope=$http_x_token_scope "
+        "environment=$http_x_token_environment_id\\n\"; }\n  }\n}\n";
     nginx_.Start(nginx_dir, conf, gateway_port_);
     gateway_client_ = std::make_unique<HttpClient>(gateway_port_);
   }
@@ -147,12 +147,14 @@ class GatewayTest : public E2ETest {
     return gateway_client_->Request("GET", "/orders/42", "", headers);
   }
   Response WithToken(const std::string& jwt) { return ThroughGateway("Bearer " + jwt); }
-  std::string Reached(const Seeded& token) {
-    return "account=" + token.account_id.ToString() + " token=" + token.token_id.ToString() + "\n";
+  std::string Reached(const Seeded& token, const std::string& scope = "account",
+                      const std::string& environment = "") {
+    return "account=" + token.account_id.ToString() + " token=" + token.token_id.ToString() +
+           " scope=" + scope + " environment=" + environment + "\n";
   }
 
-  Seeded gateway_, short_lived_;
-  Micros short_expiry_ = 0;
+  Seeded gateway_, env_token_;
+  Id env_;
   unsigned short gateway_port_ = 0;
   Nginx nginx_;
   std::unique_ptr<HttpClient> gateway_client_;
@@ -163,9 +165,29 @@ TEST_F(GatewayTest, AnActiveTokenReachesTheUpstreamWithItsAccount) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body, Reached(main_));
   EXPECT_EQ(ThroughGateway("bearer " + main_.jwt).status, 200) << "the scheme in any case";
-  // What the client claims is replaced by what the ledger says.
-  Response spoofed = ThroughGateway("Bearer " + main_.jwt, {{"X-Account-Id", "someone-else"}});
+  // An environment token's scope and environment go along: the application must hold it to
+  // that environment.
+  EXPECT_EQ(WithToken(env_token_.jwt).body, Reached(env_token_, "environment", env_.ToString()));
+  // What the client claims is replaced by what the ledger says, or dropped where the ledger
+  // says nothing (an account token has no environment).
+  Response spoofed = ThroughGateway("Bearer " + main_.jwt, {{"X-Account-Id", "someone-else"},
+                                                            {"X-Token-Id", "forged"},
+                                                            {"X-Token-Scope", "admin"},
+                                                            {"X-Token-Environment-Id", "prod"}});
   EXPECT_EQ(spoofed.body, Reached(main_));
+}
+
+TEST_F(GatewayTest, RefusalsAreNotCachedAndTheGatewayFailsClosedWithoutTheLedger) {
+  const auto c = CreateViaApi(main_.jwt);
+  const std::string id = JsonString(c.at("details").at("id"));
+  const std::string jwt = JsonString(c.at("token"));
+  ASSERT_EQ(Call("POST", "/api/v1/api_token/" + id + "/suspend", main_.jwt).status, 200);
+  EXPECT_EQ(WithToken(jwt).status, 401);
+  ASSERT_EQ(Call("POST", "/api/v1/api_token/" + id + "/activate", main_.jwt).status, 200);
+  EXPECT_EQ(WithToken(jwt).status, 200) << "a cached refusal would still say 401";
+  StopServer();
+  Response down = WithToken(main_.jwt);  // never asked before: not in the cache
+  EXPECT_EQ(down.status, 500) << down.body;
 }
 
 TEST_F(GatewayTest, EveryOtherTokenIsRefusedByNginxWith401) {
@@ -199,10 +221,16 @@ TEST_F(GatewayTest, EveryOtherTokenIsRefusedByNginxWith401) {
     Response r = ThroughGateway(authorization);
     EXPECT_EQ(r.status, 401) << what << ": " << r.body;
   }
-  // Expired: through until its expiry, refused after it.
-  EXPECT_EQ(WithToken(short_lived_.jwt).status, 200);
-  std::this_thread::sleep_for(std::chrono::microseconds(short_expiry_ - NowMicros() + 100'000));
-  EXPECT_EQ(WithToken(short_lived_.jwt).status, 401) << "the cache never outlives the expiry";
+  // Expired: through until its expiry (made just now, on a whole second, 3 s ahead: the
+  // signed `exp` is whole seconds), refused after it although its answer was cached.
+  const Micros soon = (NowMicros() / kMicrosPerSecond + 3) * kMicrosPerSecond;
+  const std::string short_lived =
+      JsonString(CreateViaApi(main_.jwt, R"({"token_scope":"account","expires_at":")" +
+                                             FormatRfc3339(soon) + R"("})")
+                     .at("token"));
+  EXPECT_EQ(WithToken(short_lived).status, 200);
+  std::this_thread::sleep_for(std::chrono::microseconds(soon - NowMicros() + 100'000));
+  EXPECT_EQ(WithToken(short_lived).status, 401) << "the cache never outlives the expiry";
 }
 
 TEST_F(GatewayTest, ASuspensionThroughTheApiReachesTheGatewayWithinTheCacheBound) {

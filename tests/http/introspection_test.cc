@@ -144,6 +144,12 @@ TEST(IntrospectionTest, AGatewayCachesForTheBoundButNeverPastTheExpiry) {
   EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + 3 * s + 1), 5 * s, now),
             "max-age=3");
   EXPECT_EQ(IntrospectionCacheControl(Found(std::nullopt, now + s / 2), 5 * s, now), "no-store");
+  // Never past the signed `exp` (whole seconds, rounded down), even when the stored expiry is
+  // later within its second.
+  const Micros at = 1'750'000'000'600'000;  // x.6 s
+  EXPECT_EQ(
+      IntrospectionCacheControl(Found(std::nullopt, at - 600'000 + 3 * s + 700'000), 5 * s, at),
+      "max-age=2");
   EXPECT_EQ(
       IntrospectionCacheControl(Found(std::nullopt, now + 3600 * s), kMaxIntrospectionCache, now),
       "max-age=3600");
