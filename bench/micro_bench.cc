@@ -1,9 +1,10 @@
-// Micro-benchmarks of the work under every request: decide, event codec and hash, JWT verify,
-// a show's look-up and render, the request log line, and a list page as an account grows (the
-// one read whose cost depends on the account size).
+// Micro-benchmarks of the work under every request: decide, event codec and hash, and the
+// pieces of an authenticated show (parse, JWT verify, look-up, render, the request log line),
+// and a list page as an account grows (the one read whose cost depends on the account size).
 // Run: build/bench/micro_bench  (see docs/PERFORMANCE.md)
 #include <benchmark/benchmark.h>
 
+#include <boost/beast/http.hpp>
 #include <filesystem>
 #include <random>
 
@@ -118,6 +119,28 @@ BENCHMARK(BM_ListPage)->Arg(100)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(bench
 // row, round-robin over 4,096 tokens as scripts/bench-http's show; real RocksDB on disk, rows in
 // the block cache) and the render (the row to its JSON answer, serialized). The JWT verify is
 // BM_JwtVerify, the log line BM_LogRequestLine.
+// A show request as a client sends it, parsed as the server does (Beast's request parser with
+// a string body, one per request).
+void BM_ShowParse(benchmark::State& state) {
+  namespace bhttp = boost::beast::http;
+  const std::string bytes =
+      "GET /api/v1/api_token/013xrzp12g3nqk8n7f8f9jbg8d18q7tm HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+      "Authorization: Bearer "
+      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+      "eyJqdGkiOiIwMTN4cnpwMTJnM25xazhuN2Y4ZjlqYmc4ZDE4cTd0bSJ9."
+      "c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl\r\nUser-Agent: sdk/1.0\r\n"
+      "Accept: application/json\r\n\r\n";
+  for (auto _ : state) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.eager(true);
+    boost::system::error_code ec;
+    parser.put(boost::asio::buffer(bytes), ec);
+    benchmark::DoNotOptimize(parser.is_done());
+    benchmark::DoNotOptimize(parser.get()[bhttp::field::authorization]);
+  }
+}
+BENCHMARK(BM_ShowParse);
+
 void BM_ShowLookUp(benchmark::State& state) {
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("tokenledger-bench-" + std::to_string(std::random_device{}())))
