@@ -92,33 +92,48 @@ void BM_JwtVerify(benchmark::State& state) {
 }
 BENCHMARK(BM_JwtVerify);
 
-// One page of 25, newest first, from an account of state.range(0) tokens (real RocksDB on disk).
-void BM_ListPage(benchmark::State& state) {
-  const std::string dir = (std::filesystem::temp_directory_path() /
-                           ("tokenledger-bench-" + std::to_string(std::random_device{}())))
-                              .string();
-  {
+// A ledger on disk (real RocksDB, in a temporary directory removed at the end) holding `n`
+// account-scoped tokens of kAccount, for the benchmarks that read.
+class BenchLedger {
+ public:
+  explicit BenchLedger(std::int64_t n)
+      : dir_((std::filesystem::temp_directory_path() /
+              ("tokenledger-bench-" + std::to_string(std::random_device{}())))
+                 .string()) {
     StoreOptions options;
-    options.data_dir = dir;
+    options.data_dir = dir_;
     options.sync = false;  // set-up only; the measured part is a read
-    auto opened = store::LedgerStore::Open(options);
+    store_ = std::move(store::LedgerStore::Open(options).store);
     std::vector<std::future<store::CommandResult>> pending;
-    for (std::int64_t i = 0; i < state.range(0); ++i) {
-      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{kAccount}}));
-    }
-    for (auto& f : pending) f.get();
-    store::ListQuery q;
-    q.account_id = kAccount;
-    for (auto _ : state) benchmark::DoNotOptimize(opened.store->ListTokens(q));
+    for (std::int64_t i = 0; i < n; ++i)
+      pending.push_back(store_->Submit(store::CommandRequest{core::CreateToken{kAccount}}));
+    for (auto& f : pending) ids_.push_back(f.get().after->state.id);
   }
-  std::filesystem::remove_all(dir);
+  ~BenchLedger() {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  store::LedgerStore& store() { return *store_; }
+  const std::vector<Id>& ids() const { return ids_; }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<store::LedgerStore> store_;
+  std::vector<Id> ids_;
+};
+
+// One page of 25, newest first, from an account of state.range(0) tokens.
+void BM_ListPage(benchmark::State& state) {
+  BenchLedger ledger(state.range(0));
+  store::ListQuery q;
+  q.account_id = kAccount;
+  for (auto _ : state) benchmark::DoNotOptimize(ledger.store().ListTokens(q));
 }
 BENCHMARK(BM_ListPage)->Arg(100)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond);
 
-// The pieces of an authenticated show (issue 10): the look-up (one point read of a token's
-// row, round-robin over 4,096 tokens as scripts/bench-http's show; real RocksDB on disk, rows in
-// the block cache) and the render (the row to its JSON answer, serialized). The JWT verify is
-// BM_JwtVerify, the log line BM_LogRequestLine.
+// The pieces of an authenticated show (issue 10): parse, look-up and render here; the JWT
+// verify is BM_JwtVerify, the log line BM_LogRequestLine.
+//
 // A show request as a client sends it, parsed as the server does (Beast's request parser with
 // a string body, one per request).
 void BM_ShowParse(benchmark::State& state) {
@@ -141,27 +156,17 @@ void BM_ShowParse(benchmark::State& state) {
 }
 BENCHMARK(BM_ShowParse);
 
+// One point read of a token's row, round-robin over 4,096 tokens as scripts/bench-http's show
+// (rows in the block cache).
 void BM_ShowLookUp(benchmark::State& state) {
-  const std::string dir = (std::filesystem::temp_directory_path() /
-                           ("tokenledger-bench-" + std::to_string(std::random_device{}())))
-                              .string();
-  {
-    StoreOptions options;
-    options.data_dir = dir;
-    options.sync = false;  // set-up only; the measured part is a read
-    auto opened = store::LedgerStore::Open(options);
-    std::vector<std::future<store::CommandResult>> pending;
-    for (int i = 0; i < 4096; ++i)
-      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{kAccount}}));
-    std::vector<Id> ids;
-    for (auto& f : pending) ids.push_back(f.get().after->state.id);
-    std::size_t i = 0;
-    for (auto _ : state) benchmark::DoNotOptimize(opened.store->GetToken(ids[i++ % ids.size()]));
-  }
-  std::filesystem::remove_all(dir);
+  BenchLedger ledger(4096);
+  const std::vector<Id>& ids = ledger.ids();
+  std::size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(ledger.store().GetToken(ids[i++ % ids.size()]));
 }
 BENCHMARK(BM_ShowLookUp);
 
+// The row to its JSON answer, serialized.
 void BM_ShowRender(benchmark::State& state) {
   projections::TokenRow row;
   row.state.exists = true;

@@ -149,13 +149,12 @@ Status LedgerStore::BeginImport(const std::string& temp_dir) {
 Status LedgerStore::Impl::IngestImportedEvents() {
   if (!import_events) return Status::Ok();
   rocksdb::Status s = import_events->Finish();
-  const std::vector<std::string> files = import_events->files();
+  if (!s.ok()) {
+    import_events.reset();
+    return StorageError(s, "writing imported events");
+  }
+  s = import_events->IngestInto(db.get());
   import_events.reset();
-  if (!s.ok()) return StorageError(s, "writing imported events");
-  if (files.empty()) return Status::Ok();
-  rocksdb::IngestExternalFileOptions ingest;
-  ingest.move_files = true;  // falls back to a copy across file systems
-  s = db->IngestExternalFile(events, files, ingest);
   if (!s.ok()) return StorageError(s, "ingesting imported events");
   return Status::Ok();
 }

@@ -219,11 +219,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   if (!s.ok()) return StorageError(s, "writing rebuilt rows");
   if (write_streams) {
     s = streams_out.Finish();
-    if (s.ok() && !streams_out.files().empty()) {
-      rocksdb::IngestExternalFileOptions ingest;
-      ingest.move_files = true;
-      s = db->IngestExternalFile(m.streams, streams_out.files(), ingest);
-    }
+    if (s.ok()) s = streams_out.IngestInto(db);
     if (!s.ok()) return StorageError(s, "writing the imported stream index");
     m.import_streams_pending = false;
   }
@@ -262,12 +258,8 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     if (s.ok()) s = list_out.Finish();
     if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
   }
-  rocksdb::IngestExternalFileOptions ingest;
-  ingest.move_files = true;  // falls back to a copy across file systems
-  for (auto [writer, family] :
-       {std::pair{&details_out, new_details}, std::pair{&list_out, new_list}}) {
-    if (writer->files().empty()) continue;  // nothing to ingest (no visible token)
-    s = db->IngestExternalFile(family, writer->files(), ingest);
+  for (const ParallelSstWriter* writer : {&details_out, &list_out}) {
+    s = writer->IngestInto(db);  // none if no token is visible
     if (!s.ok()) return StorageError(s, "ingesting a rebuilt projection file");
   }
   if (progress) progress(p);

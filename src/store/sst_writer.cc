@@ -87,4 +87,12 @@ rocksdb::Status ParallelSstWriter::Finish() {
   return s.ok() ? status_ : s;
 }
 
+rocksdb::Status ParallelSstWriter::IngestInto(rocksdb::DB* db) const {
+  assert(in_flight_.empty());
+  if (files_.empty()) return rocksdb::Status::OK();
+  rocksdb::IngestExternalFileOptions ingest;
+  ingest.move_files = true;  // falls back to a copy across file systems
+  return db->IngestExternalFile(family_, files_, ingest);
+}
+
 }  // namespace tokenledger::store

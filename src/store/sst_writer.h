@@ -3,6 +3,7 @@
 // no WAL, no flush or compaction. Internal to src/store.
 #pragma once
 
+#include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/sst_file_writer.h>
 
@@ -44,6 +45,9 @@ class ParallelSstWriter {
   rocksdb::Status Finish();
   // The files written, in key order (none if nothing was put).
   const std::vector<std::string>& files() const { return files_; }
+  // Ingests the files into the writer's family of `db` (moved where the file system allows,
+  // else copied); nothing if there are none. REQUIRES: Finish() succeeded.
+  rocksdb::Status IngestInto(rocksdb::DB* db) const;
 
  private:
   struct File {

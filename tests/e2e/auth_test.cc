@@ -226,8 +226,7 @@ TEST_F(AuthTest, LastUsedAtMovesOnAuthenticationAtMostOncePerMinute) {
 // succeeds. Requests that overlap a write may go either way.
 TEST_F(AuthTest, EveryReadSentAfterASuspendIsAnsweredIsRefused) {
   StopServer();
-  const Seeded gateway = Seed(other_account_, std::nullopt, std::nullopt, std::nullopt,
-                              events::TokenScope::kIntrospection);
+  const Seeded gateway = SeedGateway();
   StartServer();
   const auto created = CreateViaApi(main_.jwt);
   const std::string id = JsonString(created.at("details").at("id"));

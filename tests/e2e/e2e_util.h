@@ -133,6 +133,11 @@ class E2ETest : public ::testing::Test {
               std::optional<Micros> expires_at = std::nullopt,
               std::optional<Id> admin = std::nullopt,
               std::optional<events::TokenScope> scope = std::nullopt);
+  // Seeds a gateway's credential: an introspection token of a fresh account.
+  Seeded SeedGateway() {
+    return Seed(ids_.Generate(), std::nullopt, std::nullopt, std::nullopt,
+                events::TokenScope::kIntrospection);
+  }
   void StartServer(std::vector<std::string> extra_args = {});
   int StopServer(int signal = 15);
   void RestartServer();

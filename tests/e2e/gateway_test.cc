@@ -62,7 +62,6 @@ class Nginx {
   }
   // Starts it with `conf` and waits until `port` accepts connections.
   void Start(const std::string& dir, const std::string& conf, unsigned short port) {
-    dir_ = dir;
     const std::string path = dir + "/nginx.conf";
     std::ofstream(path) << conf;
     std::string binary = "/usr/sbin/nginx";
@@ -95,7 +94,6 @@ class Nginx {
   }
 
  private:
-  std::string dir_;
   pid_t pid_ = -1;
 };
 
@@ -103,8 +101,7 @@ class GatewayTest : public E2ETest {
  protected:
   void SetUp() override {
     E2ETest::SetUp();
-    gateway_ = Seed(ids_.Generate(), std::nullopt, std::nullopt, std::nullopt,
-                    events::TokenScope::kIntrospection);
+    gateway_ = SeedGateway();
     env_ = ids_.Generate();
     env_token_ = Seed(account_, env_);
     StartServer({"--introspection-cache", "2s"});

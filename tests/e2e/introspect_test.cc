@@ -13,8 +13,7 @@ class IntrospectTest : public E2ETest {
  protected:
   void SetUp() override {
     E2ETest::SetUp();
-    gateway_ = Seed(ids_.Generate(), std::nullopt, std::nullopt, std::nullopt,
-                    events::TokenScope::kIntrospection);
+    gateway_ = SeedGateway();
     env_ = ids_.Generate();
     env_token_ = Seed(account_, env_);
   }

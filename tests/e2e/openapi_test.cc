@@ -153,8 +153,7 @@ class OpenApiTest : public E2ETest {
   void SetUp() override {
     E2ETest::SetUp();
     env_token_ = Seed(account_, ids_.Generate());
-    gateway_ = Seed(ids_.Generate(), std::nullopt, std::nullopt, std::nullopt,
-                    events::TokenScope::kIntrospection);
+    gateway_ = SeedGateway();
     StartServer();
     validator_ = std::make_unique<SchemaValidator>(Call("GET", "/api/v1/openapi.json", "").Json());
   }
