@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include "src/http/json_views.h"
+#include "tests/http/outcome.h"
 
 namespace tokenledger::http {
 namespace {
@@ -16,19 +17,7 @@ const Id kEnv = *Id::Parse("013xrzp12g3nqk8nzxvq7jm2arsfg5h1");
 const Id kToken = *Id::Parse("013xrzp12g3nqk8n7f8f9jbg8d18q7tm");
 constexpr Micros kT0 = 1'704'067'200'000'000;  // 2024-01-01
 
-template <typename T>
-std::string Outcome(const Result<T>& r) {
-  if (r) return "ok";
-  // Appends only: GCC 12 at -O3 reports a false -Wrestrict on `std::string + "literal"`
-  // chains (GCC bug 105329), which stops the Release build under -Werror.
-  std::string out(WireCode(r.error().code));
-  return out.append("|").append(r.error().field).append("|").append(r.error().message);
-}
-std::string Outcome(const Status& s) {
-  if (s) return "ok";
-  std::string out(WireCode(s.error().code));
-  return out.append("|").append(s.error().field).append("|").append(s.error().message);
-}
+using http::testing::Outcome;
 
 std::string Header(const HttpResponse& r, std::string_view name) {
   for (const auto& [k, v] : r.headers)

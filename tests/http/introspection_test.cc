@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "src/http/reach.h"
+#include "tests/http/outcome.h"
 
 namespace tokenledger::http {
 namespace {
@@ -13,13 +14,7 @@ const Id kToken = *Id::Parse("013xrzp12g3nqk8ngskn1wtxgka5b0nf");
 const Id kAccount = *Id::Parse("013xrzp12g3nqk8nh0qrc2b1jfanmvb9");
 const Id kEnv = *Id::Parse("013xrzp12g3nqk8nzxvq7jm2arsfg5h1");
 
-// "ok", or "code|field|message". R: a Result or a Status.
-template <typename R>
-std::string Outcome(const R& r) {
-  if (r) return "ok";
-  std::string out(WireCode(r.error().code));  // appends only: GCC bug 105329
-  return out.append("|").append(r.error().field).append("|").append(r.error().message);
-}
+using http::testing::Outcome;
 
 TEST(ScopeTest, EachScopeMayMakeItsCallsAndNoOther) {
   using S = events::TokenScope;

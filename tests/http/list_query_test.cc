@@ -1,6 +1,7 @@
 // The query grammar: each refusal with its exact code, field and message (they are answered
 // verbatim), the defaults, and that the first failing check in the documented order answers.
 #include "src/http/list_query.h"
+#include "tests/http/outcome.h"
 
 #include <gtest/gtest.h>
 
@@ -17,15 +18,7 @@ Caller EnvironmentCaller() {
   return Caller{kToken, kAccount, events::TokenScope::kEnvironment, kEnv, {}};
 }
 
-// "code|field|message" of a failed result, or "ok".
-template <typename T>
-std::string Outcome(const Result<T>& r) {
-  if (r) return "ok";
-  // Appends only: GCC 12 at -O3 reports a false -Wrestrict on `std::string + "literal"`
-  // chains (GCC bug 105329), which stops the Release build under -Werror.
-  std::string out(WireCode(r.error().code));
-  return out.append("|").append(r.error().field).append("|").append(r.error().message);
-}
+using http::testing::Outcome;
 
 Result<ListRequest> List(std::string_view query, const Caller& caller = AccountCaller()) {
   return ParseListRequest(query, caller, PageLimits{25, 100});

@@ -1,5 +1,6 @@
 // The bodies of writes: what a create and an action accept, and each refusal's exact words.
 #include "src/http/write_requests.h"
+#include "tests/http/outcome.h"
 
 #include <gtest/gtest.h>
 
@@ -10,14 +11,7 @@ const Id kAccount = *Id::Parse("013xrzp12g3nqk8ngskn1wtxgka5b0nf");
 const Id kOther = *Id::Parse("013xrzp12g3nqk8nh0qrc2b1jfanmvb9");
 const Id kEnv = *Id::Parse("013xrzp12g3nqk8nzxvq7jm2arsfg5h1");
 
-template <typename T>
-std::string Outcome(const Result<T>& r) {
-  if (r) return "ok";
-  // Appends only: GCC 12 at -O3 reports a false -Wrestrict on `std::string + "literal"`
-  // chains (GCC bug 105329), which stops the Release build under -Werror.
-  std::string out(WireCode(r.error().code));
-  return out.append("|").append(r.error().field).append("|").append(r.error().message);
-}
+using http::testing::Outcome;
 
 HttpRequest Body(std::string body) {
   HttpRequest r;
