@@ -64,6 +64,15 @@ Result<Micros> GetTime(const json::object& o, std::string_view key) {
   return *t;
 }
 
+Result<std::optional<std::string>> GetOptString(const json::object& o, std::string_view key) {
+  auto v = Field(o, key);
+  if (!v) return v.error();
+  if ((*v)->is_null()) return std::optional<std::string>();
+  auto text = GetString(o, key);
+  if (!text) return text.error();
+  return std::optional<std::string>(std::move(*text));
+}
+
 Result<const json::object*> GetObject(const json::object& o, std::string_view key) {
   auto v = Field(o, key);
   if (!v) return v.error();
@@ -91,7 +100,16 @@ Result<EventData> DecodeData(std::string_view type, const json::object& d) {
     auto admin = GetOptId(d, "created_by_admin_user_id");
     if (!admin) return admin.error();
     e.created_by_admin_user_id = *admin;
-    return EventData(e);
+    auto agent = GetOptId(d, "agent_id");
+    if (!agent) return agent.error();
+    e.agent_id = *agent;
+    auto deployment = GetOptId(d, "agent_deployment_id");
+    if (!deployment) return deployment.error();
+    e.agent_deployment_id = *deployment;
+    auto kid = GetOptString(d, "signing_kid");
+    if (!kid) return kid.error();
+    e.signing_kid = std::move(*kid);
+    return EventData(std::move(e));
   }
   if (type == "TokenSuspended") return EventData(TokenSuspended{});
   if (type == "TokenActivated") return EventData(TokenActivated{});
@@ -376,12 +394,15 @@ bool DecodeCanonicalEventBody(std::string_view body, EventEnvelope* out) {
           !c.Lit(",\"environment_id\":") || !c.OptIdValue(&d.environment_id) ||
           !c.Lit(",\"token_scope\":") || !c.RawString(&scope) || !c.Lit(",\"expires_at\":") ||
           !c.TimeValue(&d.expires_at) || !c.Lit(",\"created_by_admin_user_id\":") ||
-          !c.OptIdValue(&d.created_by_admin_user_id) || !c.Lit("}"))
+          !c.OptIdValue(&d.created_by_admin_user_id) || !c.Lit(",\"agent_id\":") ||
+          !c.OptIdValue(&d.agent_id) || !c.Lit(",\"agent_deployment_id\":") ||
+          !c.OptIdValue(&d.agent_deployment_id) || !c.Lit(",\"signing_kid\":") ||
+          !c.OptStringValue(&d.signing_kid) || !c.Lit("}"))
         return false;
       auto s = ParseScope(scope);
       if (!s) return false;
       d.scope = *s;
-      e.data = d;
+      e.data = std::move(d);
       break;
     }
     case 5: {
@@ -442,7 +463,21 @@ Result<json::object> UpcasterRegistry::Upcast(std::string_view type, std::uint32
 }
 
 const UpcasterRegistry& DefaultUpcasters() {
-  static const UpcasterRegistry registry;
+  static const UpcasterRegistry registry = [] {
+    UpcasterRegistry r;
+    // TokenCreated 1 -> 2: every token before version 2 had no agent and was signed by the
+    // ledger's original key (no `kid`).
+    r.Register("TokenCreated", 1, [](json::object data) -> Result<json::object> {
+      for (std::string_view key : {"agent_id", "agent_deployment_id", "signing_kid"}) {
+        if (data.contains(key)) {
+          return Corrupt("TokenCreated schema version 1 has a field '" + std::string(key) + "'");
+        }
+        data[key] = nullptr;
+      }
+      return data;
+    });
+    return r;
+  }();
   return registry;
 }
 
@@ -454,6 +489,9 @@ json::object EventDataToJson(const EventData& data) {
     d["token_scope"] = ScopeName(c->scope);
     d["expires_at"] = FormatRfc3339(c->expires_at);
     d["created_by_admin_user_id"] = OptId(c->created_by_admin_user_id);
+    d["agent_id"] = OptId(c->agent_id);
+    d["agent_deployment_id"] = OptId(c->agent_deployment_id);
+    d["signing_kid"] = c->signing_kid ? json::value(*c->signing_kid) : json::value(nullptr);
   } else if (const auto* u = std::get_if<TokenUsed>(&data)) {
     d["used_at"] = FormatRfc3339(u->used_at);
   }

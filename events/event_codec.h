@@ -39,7 +39,7 @@ class UpcasterRegistry {
   std::map<std::pair<std::string, std::uint32_t>, Upcaster, std::less<>> steps_;
 };
 
-// The registry holding every production upcaster (none yet: all types are at version 1).
+// The registry holding every production upcaster: TokenCreated 1 -> 2.
 const UpcasterRegistry& DefaultUpcasters();
 
 // The canonical body (everything but `hash`).

@@ -8,6 +8,8 @@ std::string_view ScopeName(TokenScope scope) {
       return "environment";
     case TokenScope::kIntrospection:
       return "introspection";
+    case TokenScope::kAgentDeployment:
+      return "agent_deployment";
     case TokenScope::kAccount:
       break;
   }
@@ -18,6 +20,7 @@ std::optional<TokenScope> ParseScope(std::string_view name) {
   if (name == "account") return TokenScope::kAccount;
   if (name == "environment") return TokenScope::kEnvironment;
   if (name == "introspection") return TokenScope::kIntrospection;
+  if (name == "agent_deployment") return TokenScope::kAgentDeployment;
   return std::nullopt;
 }
 
@@ -33,8 +36,9 @@ std::string_view TypeName(const EventData& data) {
   return std::visit(Visitor{}, data);
 }
 
-std::uint32_t CurrentSchemaVersion(std::string_view) {
-  // Every type is at its first version. Bump one here together with an upcaster.
+std::uint32_t CurrentSchemaVersion(std::string_view type_name) {
+  // Bump a type's version here together with an upcaster (event_codec.cc, DefaultUpcasters).
+  if (type_name == "TokenCreated") return 2;
   return 1;
 }
 

@@ -25,19 +25,39 @@ namespace tokenledger::events {
 //   environment    ping, list and show its environment's tokens
 //   introspection  only POST /api/v1/introspect (a gateway's credential); minted by an
 //                  operator, never created through the API
-enum class TokenScope : std::uint8_t { kAccount = 1, kEnvironment = 2, kIntrospection = 3 };
+//   agent_deployment  an agent deployed in an environment (the platform's SDK creates these):
+//                  ping, and introspect itself; always has an agent_id
+enum class TokenScope : std::uint8_t {
+  kAccount = 1,
+  kEnvironment = 2,
+  kIntrospection = 3,
+  kAgentDeployment = 4,
+};
 // Whether tokens of `scope` belong to an environment (environment_id required, else null).
-constexpr bool ScopeHasEnvironment(TokenScope scope) { return scope == TokenScope::kEnvironment; }
+constexpr bool ScopeHasEnvironment(TokenScope scope) {
+  return scope == TokenScope::kEnvironment || scope == TokenScope::kAgentDeployment;
+}
+// Whether tokens of `scope` belong to an agent (agent_id required, else null; an
+// agent_deployment_id only with one).
+constexpr bool ScopeHasAgent(TokenScope scope) { return scope == TokenScope::kAgentDeployment; }
 
 std::string_view ScopeName(TokenScope scope);
 std::optional<TokenScope> ParseScope(std::string_view name);
 
+// Schema versions: 1 the fields up to created_by_admin_user_id; 2 adds agent_id,
+// agent_deployment_id and signing_kid (null in every version-1 event, see the upcaster).
 struct TokenCreated {
   Id account_id;
   std::optional<Id> environment_id;
   TokenScope scope = TokenScope::kAccount;
   Micros expires_at = 0;
   std::optional<Id> created_by_admin_user_id;
+  std::optional<Id> agent_id;             // v2: agent_deployment scope only
+  std::optional<Id> agent_deployment_id;  // v2: agent_deployment scope only, when given
+  // v2: the `kid` of the key that signed the token (never the key), so a replayed create
+  // re-signs with the same key. Null: the ledger's original key, with no `kid` in the JWT
+  // header (every token created before the key ring).
+  std::optional<std::string> signing_kid;
   friend bool operator==(const TokenCreated&, const TokenCreated&) = default;
 };
 struct TokenSuspended {

@@ -15,6 +15,8 @@ constexpr char kByScope = 'c';
 constexpr char kCounter = 'n';
 constexpr char kCountStatusEnvironment = 'x';
 constexpr char kCountStatusScope = 'y';
+constexpr char kCountScopeEnvironment = 'z';
+constexpr char kCountStatusScopeEnvironment = 'w';
 
 constexpr std::size_t kSeqBytes = 8;
 
@@ -71,14 +73,21 @@ std::string CountKey(const Id& account, char tag, std::string_view value) {
   return k;
 }
 
-// Account-scoped tokens are the zero environment's; introspection tokens have no place there
-// (a `token_scope=account` list reads it), so they are found through the scope partition only.
+// Account-scoped tokens are the zero environment's, environment and agent tokens their
+// environment's; introspection tokens have no place there (a `token_scope=account` list reads
+// the zero environment), so they are found through the scope partition only.
 bool InEnvironmentPartition(events::TokenScope scope) {
   return scope == events::TokenScope::kAccount || events::ScopeHasEnvironment(scope);
 }
 
 std::string StatusByte(core::TokenStatus s) { return std::string(1, static_cast<char>(s)); }
 std::string ScopeByte(events::TokenScope s) { return std::string(1, static_cast<char>(s)); }
+
+std::optional<events::TokenScope> ScopeFromByte(char byte) {
+  const auto scope = static_cast<events::TokenScope>(static_cast<std::uint8_t>(byte));
+  if (events::ParseScope(events::ScopeName(scope)) != scope) return std::nullopt;  // unknown
+  return scope;
+}
 
 // The partition's length in a key: account + tag + the tag's value.
 std::optional<std::size_t> PartitionLength(std::string_view key) {
@@ -123,7 +132,7 @@ std::optional<SortField> ParseSortField(std::string_view name) {
 ListIndexEntrySet::ListIndexEntrySet(const TokenRow& row) {
   const core::TokenState& s = row.state;
   assert(s.Visible());
-  // Values: created_seq, then (in 's' entries only) scope and environment.
+  // Values: created_seq, then scope ('s' and 'e' entries) and environment ('s' entries).
   char attributes[kMaxListIndexValueBytes];
   StoreU64(attributes, row.created_seq);
   attributes[kSeqBytes] = static_cast<char>(s.scope);
@@ -164,7 +173,7 @@ ListIndexEntrySet::ListIndexEntrySet(const TokenRow& row) {
   const char scope = static_cast<char>(s.scope);
   const Id environment = s.environment_id.value_or(Id());
   add(kByStatus, {&status, 1}, attributes_size);
-  if (InEnvironmentPartition(s.scope)) add(kByEnvironment, environment.Bytes(), kSeqBytes);
+  if (InEnvironmentPartition(s.scope)) add(kByEnvironment, environment.Bytes(), kSeqBytes + 1);
   if (s.scope != events::TokenScope::kAccount) add(kByScope, {&scope, 1}, kSeqBytes);
 }
 
@@ -181,20 +190,26 @@ std::vector<std::string> ListCountKeys(const TokenRow& row) {
     const std::string env = EnvironmentBytes(s.environment_id);
     keys.push_back(CountKey(s.account_id, kByEnvironment, env));
     keys.push_back(CountKey(s.account_id, kCountStatusEnvironment, StatusByte(s.status) + env));
+    if (s.environment_id) {  // two scopes share an environment: a filter on both needs these
+      keys.push_back(CountKey(s.account_id, kCountScopeEnvironment, ScopeByte(s.scope) + env));
+      keys.push_back(CountKey(s.account_id, kCountStatusScopeEnvironment,
+                              StatusByte(s.status) + ScopeByte(s.scope) + env));
+    }
   }
   return keys;
 }
 
 std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value) {
-  // The environment partition's `status` entry (its environment, zero for account scope, and
-  // its status), or for a token outside that partition, the scope partition's (its scope,
-  // hence no environment, and its status).
+  // The environment partition's `status` entry (its environment, zero for account scope, its
+  // status, and in its value its scope), or for a token outside that partition, the scope
+  // partition's (its scope, hence no environment, and its status).
   const auto partition = PartitionLength(key);
   if (!partition || key.size() <= *partition ||
-      static_cast<SortField>(key[*partition]) != SortField::kStatus ||
-      !DecodeListIndexEntry(key, value)) {
+      static_cast<SortField>(key[*partition]) != SortField::kStatus) {
     return {};
   }
+  const std::optional<ListIndexValue> decoded = DecodeListIndexEntry(key, value);
+  if (!decoded) return {};
   const std::uint64_t status = ReadU64(key.substr(*partition + 1));
   if (status < 1 || status > 3) return {};
   TokenRow row;
@@ -202,15 +217,12 @@ std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_
   row.state.account_id = *Id::FromBytes(key.substr(0, Id::kBytes));
   row.state.status = static_cast<core::TokenStatus>(status);
   if (key[Id::kBytes] == kByEnvironment) {
-    const Id env = *Id::FromBytes(key.substr(Id::kBytes + 1, Id::kBytes));
-    if (!env.IsZero()) {
-      row.state.scope = events::TokenScope::kEnvironment;
-      row.state.environment_id = env;
-    }
+    row.state.scope = *decoded->scope;  // DecodeListIndexEntry checked it fits the environment
+    row.state.environment_id = decoded->environment_id;
   } else if (key[Id::kBytes] == kByScope) {
-    const auto scope = static_cast<std::uint8_t>(key[Id::kBytes + 1]);
-    if (scope < 1 || scope > 3) return {};
-    row.state.scope = static_cast<events::TokenScope>(scope);
+    const auto scope = ScopeFromByte(key[Id::kBytes + 1]);
+    if (!scope) return {};
+    row.state.scope = *scope;
     if (InEnvironmentPartition(row.state.scope)) return {};  // counted by its 'e' entry
   } else {
     return {};
@@ -244,12 +256,24 @@ ListPlan PlanList(const Id& account, const ListFilter& filter) {
     plan.empty = true;  // tokens of that scope have no environment
     return plan;
   }
-  // A known environment implies environment scope; account scope is the zero environment.
+  // Account scope is the zero environment. A known environment holds tokens of every scope
+  // with an environment (environment, agent_deployment).
   std::optional<std::string> env;
   if (filter.environment_id) env = EnvironmentBytes(filter.environment_id);
   if (account_scope) env = EnvironmentBytes(std::nullopt);
 
-  if (filter.status) {
+  if (filter.environment_id && filter.scope) {  // a scope with an environment, and that one
+    const std::string scope_env = ScopeByte(*filter.scope) + *env;
+    plan.check_values = true;
+    if (filter.status) {
+      const std::string status = StatusByte(*filter.status);
+      plan.partitions = {Partition(account, kByStatus, status)};
+      plan.count_key = CountKey(account, kCountStatusScopeEnvironment, status + scope_env);
+    } else {
+      plan.partitions = {Partition(account, kByEnvironment, *env)};
+      plan.count_key = CountKey(account, kCountScopeEnvironment, scope_env);
+    }
+  } else if (filter.status) {
     const std::string status = StatusByte(*filter.status);
     plan.partitions = {Partition(account, kByStatus, status)};
     plan.check_values = filter.scope || filter.environment_id;
@@ -309,10 +333,18 @@ std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::st
   if (key[Id::kBytes] == kByStatus) {
     if (value.size() != kSeqBytes + 1 && value.size() != kSeqBytes + 1 + Id::kBytes)
       return std::nullopt;
-    const auto scope = static_cast<std::uint8_t>(value[kSeqBytes]);
-    if (scope < 1 || scope > 3) return std::nullopt;
-    v.scope = static_cast<events::TokenScope>(scope);
+    v.scope = ScopeFromByte(value[kSeqBytes]);
+    if (!v.scope) return std::nullopt;
     if (value.size() > kSeqBytes + 1) v.environment_id = Id::FromBytes(value.substr(kSeqBytes + 1));
+  } else if (key[Id::kBytes] == kByEnvironment) {
+    if (value.size() != kSeqBytes + 1) return std::nullopt;
+    v.scope = ScopeFromByte(value[kSeqBytes]);
+    const Id env = *Id::FromBytes(key.substr(Id::kBytes + 1, Id::kBytes));
+    if (!env.IsZero()) v.environment_id = env;
+    // The zero environment is account scope's; any other, a scope with an environment's.
+    if (!v.scope || (*v.scope == events::TokenScope::kAccount) != env.IsZero() ||
+        (!env.IsZero() && !events::ScopeHasEnvironment(*v.scope)))
+      return std::nullopt;
   } else if (value.size() != kSeqBytes) {
     return std::nullopt;
   }

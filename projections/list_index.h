@@ -7,7 +7,8 @@
 //   account (20) | partition | field tag (1) | sort value (8, none for `id`) | token id (20)
 //
 //   partition 's' status (1)           tokens of one status (no `status` field: all equal)
-//             'e' environment id (20)  tokens of one environment; all zero: account scope
+//             'e' environment id (20)  tokens of one environment (environment and
+//                                      agent_deployment scope); all zero: account scope
 //                                      (introspection tokens, which have no environment and
 //                                      are not account-scoped, are not in it)
 //             'c' scope (1)            tokens of one scope, every scope but account
@@ -17,15 +18,16 @@
 // filter, the merge of the three status partitions' ranges (sorted by status: those ranges
 // one after the other). There is no all-tokens partition: it would be a fourth copy of every
 // sort field, rewritten on every status change for nothing the merge cannot do. Values hold
-// created_seq (8, the snapshot filter) and, in 's' entries only, the token's scope (1) and
-// environment (20, environment scope only): the attributes that never change, so a status
-// change rewrites only entries whose key changes.
+// created_seq (8, the snapshot filter), in 's' and 'e' entries the token's scope (1), and in
+// 's' entries its environment (20, scopes with one): the attributes that never change, so a
+// status change rewrites only entries whose key changes.
 //
 // Counters. `account (20) | 'n' | counter` keys hold how many visible tokens fall in each
 // filter combination (int64, little-endian, maintained with the add merge operator in the
 // same batch as the entries), so item_count is one read:
 //   'a'  all             's' status          'e' environment (zero: account scope)
 //   'c'  scope           'x' status + env    'y' status + scope
+//   'z'  scope + env     'w' status + scope + env   (tokens with an environment only)
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -46,7 +48,10 @@ namespace tokenledger::projections {
 //   3  no all-tokens partition 'a' (above): 11 entries per token instead of 17, and a status
 //      change writes 20 keys instead of 24. Introspection tokens (scope 3) came later, in
 //      's' and 'c' only: no ledger held one before, so existing v3 indexes stay valid.
-inline constexpr ProjectionInfo kTokenListIndex{"token_list_index", 3};
+//   4  agent_deployment tokens (scope 4) share their environment's 'e' partition with
+//      environment tokens: 'e' values carry the scope, and the 'z'/'w' counters count a filter
+//      on scope and environment together
+inline constexpr ProjectionInfo kTokenListIndex{"token_list_index", 4};
 
 // Field tags are part of the stored keys: never renumber.
 enum class SortField : std::uint8_t {
@@ -66,8 +71,8 @@ std::optional<SortField> ParseSortField(std::string_view name);
 
 // The most entries one token has: every field in 'e' and 'c', all but `status` in 's'.
 inline constexpr std::size_t kMaxListIndexEntries = 3 * std::size(kAllSortFields) - 1;
-// The longest entry key (an 'e' entry with a sort value) and value (an 's' entry of an
-// environment-scoped token).
+// The longest entry key (an 'e' entry with a sort value) and value (an 's' entry of a token
+// with an environment).
 inline constexpr std::size_t kMaxListIndexKeyBytes = 20 + 1 + 20 + 1 + 8 + 20;
 inline constexpr std::size_t kMaxListIndexValueBytes = 8 + 1 + 20;
 
@@ -145,8 +150,8 @@ struct ListIndexValue {
   Id token_id;
   std::uint64_t created_seq = 0;
   Micros inserted_at = 0;                   // only when decoded from an inserted_at entry
-  std::optional<events::TokenScope> scope;  // 's' entries only
-  std::optional<Id> environment_id;         // 's' entries of environment-scoped tokens
+  std::optional<events::TokenScope> scope;  // 's' and 'e' entries
+  std::optional<Id> environment_id;         // 's' and 'e' entries of tokens with one
 };
 
 // Decodes an index entry (not a counter); nullopt if it is not a well-formed entry.

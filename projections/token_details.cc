@@ -35,8 +35,8 @@ void ApplyEvent(std::optional<TokenRow>& row, const events::EventEnvelope& event
 
 // Written by hand, not through a json::object: verify and rebuild encode a row per token, and
 // the DOM's allocations and hashing were most of that. The bytes are those json::serialize
-// gives an object with these keys in this order (tested against it): every string here is an
-// id's text, a scope or a status name, none of which needs escaping.
+// gives an object with these keys in this order (tested against it): every string here but
+// the signing kid is an id's text, a scope or a status name, none of which needs escaping.
 void EncodeTokenRowInto(const TokenRow& row, std::string& out) {
   const core::TokenState& s = row.state;
   out.clear();
@@ -90,6 +90,16 @@ void EncodeTokenRowInto(const TokenRow& row, std::string& out) {
   text(core::StatusName(s.status));
   key("created_by_admin_user_id");
   opt_id(s.created_by_admin_user_id);
+  key("agent_id");
+  opt_id(s.agent_id);
+  key("agent_deployment_id");
+  opt_id(s.agent_deployment_id);
+  key("signing_kid");
+  if (s.signing_kid) {
+    out += json::serialize(json::string_view(*s.signing_kid));  // escaped as the DOM would
+  } else {
+    out += "null";
+  }
   key("expires_at");
   number(s.expires_at);
   key("inserted_at");
@@ -145,6 +155,10 @@ Result<TokenRow> DecodeTokenRow(std::string_view bytes) {
     s.scope = *scope;
     s.status = *status;
     s.created_by_admin_user_id = id(o.at("created_by_admin_user_id"));
+    s.agent_id = id(o.at("agent_id"));
+    s.agent_deployment_id = id(o.at("agent_deployment_id"));
+    if (!o.at("signing_kid").is_null())
+      s.signing_kid = std::string(o.at("signing_kid").as_string());
     s.expires_at = o.at("expires_at").to_number<Micros>();
     s.inserted_at = o.at("inserted_at").to_number<Micros>();
     s.updated_at = o.at("updated_at").to_number<Micros>();

@@ -27,7 +27,8 @@ struct ProjectionInfo {
 // Version history (never reuse a number):
 //   1  the token's state and created_seq
 //   2  adds status_changed_at and revoked_at (shown in details)
-inline constexpr ProjectionInfo kTokenDetails{"token_details", 2};
+//   3  adds agent_id, agent_deployment_id and signing_kid (TokenCreated schema version 2)
+inline constexpr ProjectionInfo kTokenDetails{"token_details", 3};
 
 struct TokenRow {
   core::TokenState state;

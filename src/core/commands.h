@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -21,6 +22,11 @@ struct CreateToken {
   events::TokenScope scope = events::TokenScope::kAccount;
   std::optional<Micros> expires_at;  // nullopt: now + the default lifetime
   std::optional<Id> created_by_admin_user_id;
+  std::optional<Id> agent_id;             // required for agent_deployment scope, else null
+  std::optional<Id> agent_deployment_id;  // agent_deployment scope only, optional
+  // Set by the service, never by a client: the `kid` of the key that will sign the token (the
+  // key ring's active key when the command is built); nullopt: the original key, no `kid`.
+  std::optional<std::string> signing_kid;
 };
 struct SuspendToken {
   Id token_id;

@@ -33,6 +33,9 @@ Decision DecideCreate(const CreateToken& c, const TokenState& state, const Decid
       .scope = c.scope,
       .expires_at = expires_at,
       .created_by_admin_user_id = c.created_by_admin_user_id,
+      .agent_id = c.agent_id,
+      .agent_deployment_id = c.agent_deployment_id,
+      .signing_kid = c.signing_kid,
   }};
 }
 
@@ -77,6 +80,23 @@ std::optional<Rejection> ValidateCreate(const CreateToken& c, const DecideContex
         ErrorCode::kInvalidValue,
         "environment_id must be null for " + std::string(events::ScopeName(c.scope)) + " scope",
         "environment_id");
+  }
+  const bool has_agent = events::ScopeHasAgent(c.scope);
+  if (has_agent && !c.agent_id) {
+    return Reject(ErrorCode::kRequiredValue,
+                  "agent_id is required for " + std::string(events::ScopeName(c.scope)) + " scope",
+                  "agent_id");
+  }
+  if (!has_agent && c.agent_id) {
+    return Reject(ErrorCode::kInvalidValue,
+                  "agent_id must be null for " + std::string(events::ScopeName(c.scope)) + " scope",
+                  "agent_id");
+  }
+  if (!has_agent && c.agent_deployment_id) {
+    return Reject(ErrorCode::kInvalidValue,
+                  "agent_deployment_id must be null for " +
+                      std::string(events::ScopeName(c.scope)) + " scope",
+                  "agent_deployment_id");
   }
   if (c.expires_at && *c.expires_at <= ctx.now) {
     return Reject(ErrorCode::kInvalidValue, "expires_at must be in the future", "expires_at");
@@ -127,6 +147,9 @@ TokenState Evolve(TokenState s, const events::EventEnvelope& e) {
           s.scope = data.scope;
           s.status = TokenStatus::kActive;
           s.created_by_admin_user_id = data.created_by_admin_user_id;
+          s.agent_id = data.agent_id;
+          s.agent_deployment_id = data.agent_deployment_id;
+          s.signing_kid = data.signing_kid;
           s.expires_at = data.expires_at;
           s.inserted_at = e.at;
           s.updated_at = e.at;

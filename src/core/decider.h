@@ -49,13 +49,14 @@ struct UseEffect {
 // REQUIRES: state.Visible().
 UseEffect DecideUse(const TokenState& state, Micros used_at, const TokenPolicy& policy);
 
-// The stateless checks of a create, the one place they live: an environment token needs an
-// environment, an account token has none, and the expiry (context.policy.default_lifetime
-// from context.now when absent) is in the future and within context.policy.max_lifetime.
-// Returns the rejection Decide would give for `create`, or nullopt if none of them refuses
-// it. Uses context.now and context.policy only. Decide calls it for every create; callers
-// outside the committer (the HTTP handler's precheck, `tokenledger mint`) call it to refuse a
-// create before queueing it.
+// The stateless checks of a create, the one place they live: an environment or agent token
+// needs an environment, the other scopes have none; an agent token needs an agent_id, the
+// others have neither agent_id nor agent_deployment_id; and the expiry
+// (context.policy.default_lifetime from context.now when absent) is in the future and within
+// context.policy.max_lifetime. Returns the rejection Decide would give for `create`, or nullopt if
+// none of them refuses it. Uses context.now and context.policy only. Decide calls it for every
+// create; callers outside the committer (the HTTP handler's precheck, `tokenledger mint`) call it
+// to refuse a create before queueing it.
 std::optional<Rejection> ValidateCreate(const CreateToken& create, const DecideContext& context);
 
 // `state` is the target token's current state (default-constructed when it does not exist;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "events/events.h"
@@ -41,6 +42,9 @@ struct TokenState {
   TokenScope scope = TokenScope::kAccount;
   TokenStatus status = TokenStatus::kActive;
   std::optional<Id> created_by_admin_user_id;
+  std::optional<Id> agent_id;              // agent_deployment scope only
+  std::optional<Id> agent_deployment_id;   // agent_deployment scope only, when given
+  std::optional<std::string> signing_kid;  // null: the original key (see TokenCreated)
   Micros expires_at = 0;
   Micros inserted_at = 0;
   Micros updated_at = 0;

@@ -218,7 +218,7 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
 void Api::Introspect(const std::shared_ptr<Call>& call) {
   auto request = ParseIntrospectionRequest(*call->req, call->query);
   if (!request) return call->Fail(request.error());
-  auto found = authenticator_.Introspect(request->token, call->now, call->req->post);
+  auto found = authenticator_.Introspect(call->caller, request->token, call->now, call->req->post);
   if (!found) return call->Fail(found.error());
   HttpResponse r;
   if (!*found) r.status = request->inactive_status;

@@ -45,7 +45,8 @@ Result<Caller> AdmitCaller(const auth::Claims& claims, const projections::TokenR
   }
   if (Status expiry = auth::CheckNotExpired(claims, s.expires_at, now); !expiry)
     return expiry.error();
-  return Caller{s.id, s.account_id, s.scope, s.environment_id, s.created_by_admin_user_id};
+  return Caller{s.id,      s.account_id, s.scope, s.environment_id, s.created_by_admin_user_id,
+                s.agent_id};
 }
 
 LastUseLimiter::LastUseLimiter(Micros granularity) : granularity_(granularity) {
@@ -98,7 +99,8 @@ Result<Caller> Authenticator::Authenticate(const HttpRequest& req, Micros now) {
   return std::move(admitted->first);
 }
 
-Result<std::optional<Authenticator::Introspected>> Authenticator::Introspect(std::string_view jwt,
+Result<std::optional<Authenticator::Introspected>> Authenticator::Introspect(const Caller& asker,
+                                                                             std::string_view jwt,
                                                                              Micros now,
                                                                              const PostFn& post) {
   auto admitted = Admit(jwt, now);
@@ -109,6 +111,7 @@ Result<std::optional<Authenticator::Introspected>> Authenticator::Introspect(std
   }
   const auto& [caller, row] = *admitted;
   if (caller.scope == events::TokenScope::kIntrospection) return std::optional<Introspected>();
+  if (!MayIntrospect(asker, caller.token_id)) return std::optional<Introspected>();
   NoteUse(row, now, post);  // an active answer is a use, as an authentication is
   return std::optional<Introspected>(
       Introspected{caller, row.state.inserted_at, row.state.expires_at});

@@ -85,10 +85,12 @@ class Authenticator {
   };
   // RFC 7662: whether `jwt` would authenticate right now (as Authenticate, without the
   // header), then recording its use like an authentication. nullopt when it would not, for
-  // whatever reason (never said), and for introspection tokens: a gateway's credential is not
-  // an API token a gateway should let through. Fails only with the store's error.
-  Result<std::optional<Introspected>> Introspect(std::string_view jwt, Micros now,
-                                                 const PostFn& post);
+  // whatever reason (never said), for introspection tokens (a gateway's credential is not an
+  // API token a gateway should let through) and for tokens `asker` may not introspect
+  // (MayIntrospect: nothing about them is said, and no use is recorded). Fails only with the
+  // store's error.
+  Result<std::optional<Introspected>> Introspect(const Caller& asker, std::string_view jwt,
+                                                 Micros now, const PostFn& post);
 
  private:
   // The caller `jwt` authenticates as, and its row.

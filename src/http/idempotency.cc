@@ -86,7 +86,11 @@ std::string Fingerprint(std::string_view method, std::string_view route,
 std::string CanonicalCreate(const core::CreateToken& c) {
   return std::string(events::ScopeName(c.scope)) + "|" + c.account_id.ToString() + "|" +
          (c.environment_id ? c.environment_id->ToString() : "") + "|" +
-         (c.expires_at ? std::to_string(*c.expires_at) : "");
+         (c.expires_at ? std::to_string(*c.expires_at) : "") +
+         // Appended only when present, so a create without them (every create before the
+         // agent_deployment scope) keeps its fingerprint and its stored replays.
+         (c.agent_id ? "|agent:" + c.agent_id->ToString() : "") +
+         (c.agent_deployment_id ? "|deployment:" + c.agent_deployment_id->ToString() : "");
 }
 
 HttpResponse RenderWrite(const store::CommandResult& r, const JwtFn& jwt) {

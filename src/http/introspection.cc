@@ -99,7 +99,7 @@ std::string IntrospectionBody(const std::optional<Authenticator::Introspected>& 
   o["scope"] = events::ScopeName(c.scope);
   o["account_id"] = c.account_id.ToString();
   o["environment_id"] = c.environment_id ? json::value(c.environment_id->ToString()) : nullptr;
-  o["agent_id"] = nullptr;
+  o["agent_id"] = c.agent_id ? json::value(c.agent_id->ToString()) : nullptr;
   o["exp"] = UnixSeconds(found->expires_at);
   o["iat"] = UnixSeconds(found->issued_at);
   return json::serialize(o);
@@ -115,6 +115,7 @@ std::vector<std::pair<std::string, std::string>> IntrospectionHeaders(
       {"X-Token-Scope", std::string(events::ScopeName(c.scope))}};
   if (c.environment_id)
     headers.emplace_back("X-Token-Environment-Id", c.environment_id->ToString());
+  if (c.agent_id) headers.emplace_back("X-Token-Agent-Id", c.agent_id->ToString());
   return headers;
 }
 

@@ -46,7 +46,8 @@ std::string IntrospectionBody(const std::optional<Authenticator::Introspected>& 
 
 // The headers of an active answer, for gateways that read headers only (nginx's
 // auth_request_set): X-Token-Id, X-Token-Account-Id, X-Token-Scope and, for a token with an
-// environment, X-Token-Environment-Id. None for an inactive one.
+// environment, X-Token-Environment-Id, for a token with an agent, X-Token-Agent-Id. None for
+// an inactive one.
 std::vector<std::pair<std::string, std::string>> IntrospectionHeaders(
     const std::optional<Authenticator::Introspected>& found);
 

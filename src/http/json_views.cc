@@ -19,6 +19,8 @@ json::object TokenSummaryJson(const core::TokenState& s) {
   o["account_id"] = s.account_id.ToString();
   o["environment_id"] = OptId(s.environment_id);
   o["token_scope"] = events::ScopeName(s.scope);
+  o["agent_id"] = OptId(s.agent_id);
+  o["agent_deployment_id"] = OptId(s.agent_deployment_id);
   o["status"] = core::StatusName(s.status);
   o["created_by_admin_user_id"] = OptId(s.created_by_admin_user_id);
   o["expires_at"] = FormatRfc3339(s.expires_at);

@@ -1,5 +1,7 @@
 #include "src/http/reach.h"
 
+#include <cassert>
+
 namespace tokenledger::http {
 namespace {
 
@@ -18,22 +20,32 @@ Status CheckScopeAllows(const Caller& caller, Auth need) {
   std::string_view refusal;
   switch (caller.scope) {
     case TokenScope::kAccount:
-      if (need == Auth::kIntrospect) refusal = "only introspection tokens may introspect";
+      if (need == Auth::kIntrospect)
+        refusal = "only introspection and agent_deployment tokens may introspect";
       break;
     case TokenScope::kEnvironment:
       if (need == Auth::kWriteTokens) {
         refusal = "environment tokens may not create or change tokens";
       } else if (need == Auth::kIntrospect) {
-        refusal = "only introspection tokens may introspect";
+        refusal = "only introspection and agent_deployment tokens may introspect";
       }
       break;
     case TokenScope::kIntrospection:
       if (need != Auth::kIntrospect)
         refusal = "introspection tokens may only call POST /api/v1/introspect";
       break;
+    case TokenScope::kAgentDeployment:
+      if (need != Auth::kPing && need != Auth::kIntrospect)
+        refusal = "agent_deployment tokens may only ping and introspect themselves";
+      break;
   }
   if (refusal.empty()) return Status::Ok();
   return Error{ErrorCode::kNotPermitted, std::string(refusal), {}};
+}
+
+bool MayIntrospect(const Caller& caller, const Id& token) {
+  assert(CheckScopeAllows(caller, Auth::kIntrospect));
+  return caller.scope == events::TokenScope::kIntrospection || token == caller.token_id;
 }
 
 bool InReach(const Caller& caller, const Id& account, const std::optional<Id>& environment) {

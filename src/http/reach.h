@@ -4,8 +4,8 @@
 //
 // Scopes (SPEC.md): an account token may ping, read and write its account's tokens; an
 // environment token may ping and read (its environment's tokens); an introspection token may
-// only introspect (tokens of any account: a gateway's credential). Anything else is
-// not_permitted.
+// only introspect (tokens of any account: a gateway's credential); an agent_deployment token
+// may ping and introspect itself. Anything else is not_permitted.
 //
 // Reach: a token is in a caller's reach when it belongs to the caller's account and, for an
 // environment token, to the caller's environment. Outside it a token is "not found" (its
@@ -38,13 +38,20 @@ struct Caller {
   Id token_id;
   Id account_id;
   events::TokenScope scope = events::TokenScope::kAccount;
-  std::optional<Id> environment_id;  // set for (and only for) environment scope
+  std::optional<Id> environment_id;  // set for (and only for) scopes with an environment
   std::optional<Id> admin_user_id;
+  std::optional<Id> agent_id;  // set for (and only for) agent_deployment scope
 };
 
 // Whether the caller's scope allows a call that needs `need` (not kNone): OK, or
 // not_permitted saying what the scope may not do.
 Status CheckScopeAllows(const Caller& caller, Auth need);
+
+// Whether the caller may learn through introspection whether `token` is active. REQUIRES: the
+// caller's scope allows Auth::kIntrospect. An introspection token may ask about any token, an
+// agent_deployment token only about itself (RFC 7662 §4: about any other it learns
+// `{"active":false}`, as for an invalid one).
+bool MayIntrospect(const Caller& caller, const Id& token);
 
 // Whether a token of `account` and `environment` is in the caller's reach: its own account,
 // and for an environment token also its own environment.

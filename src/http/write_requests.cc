@@ -61,7 +61,8 @@ Result<CreateRequest> ParseCreateRequest(const HttpRequest& request, const Id& c
   }
   const json::object& d = details_value->get_object();
   for (const auto& [k, v] : d) {
-    if (k != "token_scope" && k != "account_id" && k != "environment_id" && k != "expires_at") {
+    if (k != "token_scope" && k != "account_id" && k != "environment_id" && k != "expires_at" &&
+        k != "agent_id" && k != "agent_deployment_id") {
       return Err(ErrorCode::kBadRequest, "unexpected field 'details." + std::string(k) + "'");
     }
   }
@@ -74,8 +75,8 @@ Result<CreateRequest> ParseCreateRequest(const HttpRequest& request, const Id& c
   const auto parsed_scope =
       scope->is_string() ? events::ParseScope(scope->get_string()) : std::nullopt;
   if (!parsed_scope) {
-    return Err(ErrorCode::kInvalidValue, "token_scope must be 'account' or 'environment'",
-               "token_scope");
+    return Err(ErrorCode::kInvalidValue,
+               "token_scope must be 'account', 'environment' or 'agent_deployment'", "token_scope");
   }
   if (*parsed_scope == events::TokenScope::kIntrospection) {
     return Err(ErrorCode::kInvalidValue,
@@ -88,8 +89,14 @@ Result<CreateRequest> ParseCreateRequest(const HttpRequest& request, const Id& c
   if (!account) return account.error();
   auto environment = OptionalId(d, "environment_id");
   if (!environment) return environment.error();
+  auto agent = OptionalId(d, "agent_id");
+  if (!agent) return agent.error();
+  auto deployment = OptionalId(d, "agent_deployment_id");
+  if (!deployment) return deployment.error();
   c.account_id = account->value_or(caller_account);
   c.environment_id = *environment;
+  c.agent_id = *agent;
+  c.agent_deployment_id = *deployment;
   if (const json::value* exp = d.if_contains("expires_at"); exp && !exp->is_null()) {
     const auto t = exp->is_string() ? ParseRfc3339(exp->get_string()) : std::nullopt;
     if (!t)

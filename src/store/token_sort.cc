@@ -447,6 +447,14 @@ Status TokenSort::Add(const events::EventEnvelope& e) {
           v.push_back(static_cast<char>(d.scope));
           PutU64(v, static_cast<std::uint64_t>(d.expires_at));
           PutOptId(v, d.created_by_admin_user_id);
+          PutOptId(v, d.agent_id);
+          PutOptId(v, d.agent_deployment_id);
+          // The kid: a presence byte, then its length (u64) and bytes.
+          v.push_back(d.signing_kid ? 1 : 0);
+          if (d.signing_kid) {
+            PutU64(v, d.signing_kid->size());
+            v.append(*d.signing_kid);
+          }
         } else if constexpr (std::is_same_v<T, events::TokenSuspended>) {
           v.push_back(kSuspended);
         } else if constexpr (std::is_same_v<T, events::TokenActivated>) {
@@ -638,8 +646,17 @@ bool TokenSort::Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEn
       if (!opt_id(c.environment_id) || end - p < 9) return false;
       c.scope = static_cast<events::TokenScope>(*p++);
       c.expires_at = static_cast<Micros>(GetU64(p));
-      if (!opt_id(c.created_by_admin_user_id)) return false;
-      out->data = c;
+      if (!opt_id(c.created_by_admin_user_id) || !opt_id(c.agent_id) ||
+          !opt_id(c.agent_deployment_id) || p >= end)
+        return false;
+      if (*p++ != 0) {
+        if (end - p < 8) return false;
+        const std::uint64_t size = GetU64(p);
+        if (static_cast<std::uint64_t>(end - p) < size) return false;
+        c.signing_kid.emplace(p, size);
+        p += size;
+      }
+      out->data = std::move(c);
       return true;
     }
     case kSuspended:

@@ -720,7 +720,8 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
       li->Next();
     } else {
       if (want->value() != li->value()) {
-        add("index", 0, token_of(li->key(), li->value()), Hex(want->value().ToStringView()),
+        // The wanted value names the token: the stored one may be what is malformed.
+        add("index", 0, token_of(li->key(), want->value()), Hex(want->value().ToStringView()),
             Hex(li->value().ToStringView()), "list index entry value differs");
       }
       want->Next();

@@ -222,6 +222,53 @@ TEST(DeciderTest, CreateValidation) {
             ErrorCode::kUnexpected);
 }
 
+// agent_deployment (SPEC.md, v1.1): environment_id and agent_id required, agent_deployment_id
+// optional; no other scope takes either agent field. All three reach the event, and the kid
+// the service signs with too.
+TEST(DeciderTest, AgentDeploymentNeedsAnAgentAndAnEnvironment) {
+  const Micros now = kT0;
+  const Id agent = kAdmin, deployment = kEnv;
+  auto reject = [&](const CreateToken& c) {
+    return std::get<Rejection>(Decide(c, TokenState{}, Context(now)));
+  };
+  auto r =
+      reject({.account_id = kAccount, .scope = TokenScope::kAgentDeployment, .agent_id = agent});
+  EXPECT_EQ(r.code, ErrorCode::kRequiredValue);
+  EXPECT_EQ(r.field, "environment_id");
+  r = reject(
+      {.account_id = kAccount, .environment_id = kEnv, .scope = TokenScope::kAgentDeployment});
+  EXPECT_EQ(r.code, ErrorCode::kRequiredValue);
+  EXPECT_EQ(r.field, "agent_id");
+  EXPECT_EQ(r.message, "agent_id is required for agent_deployment scope");
+  r = reject({.account_id = kAccount,
+              .environment_id = kEnv,
+              .scope = TokenScope::kEnvironment,
+              .agent_id = agent});
+  EXPECT_EQ(r.code, ErrorCode::kInvalidValue);
+  EXPECT_EQ(r.field, "agent_id");
+  r = reject(
+      {.account_id = kAccount, .scope = TokenScope::kAccount, .agent_deployment_id = deployment});
+  EXPECT_EQ(r.code, ErrorCode::kInvalidValue);
+  EXPECT_EQ(r.field, "agent_deployment_id");
+
+  const CreateToken ok{.account_id = kAccount,
+                       .environment_id = kEnv,
+                       .scope = TokenScope::kAgentDeployment,
+                       .agent_id = agent,
+                       .agent_deployment_id = deployment,
+                       .signing_kid = "k2"};
+  const auto events = Events(Decide(ok, TokenState{}, Context(now)));
+  ASSERT_EQ(events.size(), 1u);
+  const auto& created = std::get<events::TokenCreated>(events[0]);
+  EXPECT_EQ(created.agent_id, agent);
+  EXPECT_EQ(created.agent_deployment_id, deployment);
+  EXPECT_EQ(created.signing_kid, "k2");
+  EXPECT_EQ(created.environment_id, kEnv);
+  CreateToken without_deployment = ok;
+  without_deployment.agent_deployment_id.reset();
+  EXPECT_EQ(Events(Decide(without_deployment, TokenState{}, Context(now))).size(), 1u);
+}
+
 // ValidateCreate is the stateless half of a create's decision: the HTTP handler's precheck and
 // `tokenledger mint` call it, so it must give exactly the rejection Decide gives, or none.
 TEST(DeciderTest, ValidateCreateGivesDecidesRejectionOfAFreshCreate) {

@@ -25,7 +25,9 @@ class ApiTest : public E2ETest {
   }
 
   void ExpectDetails(const json::object& d, std::string_view status) {
-    EXPECT_EQ(d.size(), 14u) << json::serialize(d);
+    EXPECT_EQ(d.size(), 16u) << json::serialize(d);
+    EXPECT_TRUE(d.at("agent_id").is_null()) << "null unless agent_deployment scope";
+    EXPECT_TRUE(d.at("agent_deployment_id").is_null());
     EXPECT_TRUE(std::regex_match(JsonString(d.at("id")), kIdRe));
     EXPECT_EQ(d.at("type"), "api_token");
     EXPECT_EQ(d.at("account_id"), account_.ToString());
@@ -178,7 +180,7 @@ TEST_F(ApiTest, WholeLifecycle) {
     const auto& e = events[i].as_object();
     EXPECT_EQ(e.size(), 10u);
     EXPECT_EQ(e.at("stream_version").to_number<std::size_t>(), i + 1);
-    EXPECT_EQ(e.at("schema_version"), 1);
+    EXPECT_EQ(e.at("schema_version"), e.at("type") == "TokenCreated" ? 2 : 1);
     EXPECT_EQ(JsonString(e.at("hash")).size(), 64u);
     if (e.at("type") != "TokenUsed") {
       EXPECT_EQ(e.at("actor").at("token_id"), main_.token_id.ToString());
@@ -198,7 +200,7 @@ TEST_F(ApiTest, ListShapePaginationAndSorting) {
   const auto& rows = body.at("summaries").as_array();
   ASSERT_EQ(rows.size(), 3u);
   for (const auto& row : rows) {
-    EXPECT_EQ(row.as_object().size(), 11u);
+    EXPECT_EQ(row.as_object().size(), 13u);
     EXPECT_FALSE(row.as_object().contains("available_actions")) << "summaries have no actions";
   }
   const auto& p = body.at("pagination").as_object();

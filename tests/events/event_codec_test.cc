@@ -35,6 +35,8 @@ std::vector<EventData> EveryType() {
   return {TokenCreated{kAccount, kEnv, TokenScope::kEnvironment, 1'735'689'600'000'000, kAdmin},
           TokenCreated{kAccount, std::nullopt, TokenScope::kAccount, 1'735'689'600'000'000,
                        std::nullopt},
+          TokenCreated{kAccount, kEnv, TokenScope::kAgentDeployment, 1'735'689'600'000'000,
+                       std::nullopt, kAdmin, kToken, "kid-\u00e9\"\\"},
           TokenSuspended{},
           TokenActivated{},
           TokenRevoked{},
@@ -97,7 +99,7 @@ TEST(EventCodecTest, RejectsCorruptBodies) {
       DecodeEventBody(replace("\"token_scope\":\"account\"", "\"token_scope\":\"galaxy\"")));
   EXPECT_FALSE(DecodeEventBody(replace("\"seq\":42", "\"seq\":-1")));
   EXPECT_FALSE(DecodeEventBody(replace(kAccount.ToString(), "not-an-id")));
-  auto newer = DecodeEventBody(replace("\"schema_version\":1", "\"schema_version\":7"));
+  auto newer = DecodeEventBody(replace("\"schema_version\":2", "\"schema_version\":7"));
   ASSERT_FALSE(newer);
   EXPECT_NE(newer.error().message.find("newer release"), std::string::npos);
   EXPECT_FALSE(DecodeStoredEvent("short"));
@@ -140,18 +142,57 @@ TEST(EventCodecTest, UpcasterTurnsTheOldFixtureIntoTheCurrentVersion) {
     up["created_by_admin_user_id"] = nullptr;
     return up;
   });
+  // Then the production step 1 -> 2.
+  registry.Register("TokenCreated", 1, [](boost::json::object d) {
+    return DefaultUpcasters().Upcast("TokenCreated", 1, std::move(d));
+  });
   auto decoded = DecodeEventBody(fixture, registry);
   ASSERT_TRUE(decoded) << decoded.error().message;
-  EXPECT_EQ(decoded->schema_version, 1u);
+  EXPECT_EQ(decoded->schema_version, 2u);
   const auto& created = std::get<TokenCreated>(decoded->data);
   EXPECT_EQ(created.account_id, kAccount);
   EXPECT_EQ(created.scope, TokenScope::kAccount);
   EXPECT_EQ(created.expires_at, *ParseRfc3339("2025-01-01T00:00:00Z"));
   EXPECT_FALSE(created.environment_id);
+  EXPECT_FALSE(created.agent_id);
+  EXPECT_FALSE(created.signing_kid);
   // Re-encoded, it is a current-version event that decodes without any upcaster.
   auto current = DecodeEventBody(EncodeEventBody(*decoded));
   ASSERT_TRUE(current);
   EXPECT_EQ(current->data, decoded->data);
+}
+
+// A TokenCreated exactly as release 1 stored it (schema version 1: no agent, no kid) decodes
+// through the production upcaster with those fields null (the bytes on disk never change).
+TEST(EventCodecTest, TokenCreatedVersionOneDecodesWithNoAgentAndTheOriginalKey) {
+  EventEnvelope e = Envelope(
+      TokenCreated{kAccount, kEnv, TokenScope::kEnvironment, 1'735'689'600'000'000, kAdmin});
+  std::string body = EncodeEventBody(e);
+  for (const std::string field :
+       {",\"agent_id\":null", ",\"agent_deployment_id\":null", ",\"signing_kid\":null"}) {
+    body.erase(body.find(field), field.size());
+  }
+  body.replace(body.find("\"schema_version\":2"), 18, "\"schema_version\":1");
+  auto decoded = DecodeEventBody(body);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(decoded->schema_version, 2u);
+  EXPECT_EQ(decoded->data, e.data);
+  // A version-1 body with a version-2 field is corrupt, not silently overwritten.
+  std::string mixed = body;
+  mixed.replace(mixed.find("}", mixed.find("created_by_admin_user_id")), 1, ",\"agent_id\":null}");
+  EXPECT_FALSE(DecodeEventBody(mixed));
+
+  // Version 2 carries the three fields.
+  e.data = TokenCreated{.account_id = kAccount,
+                        .environment_id = kEnv,
+                        .scope = TokenScope::kAgentDeployment,
+                        .expires_at = 1'735'689'600'000'000,
+                        .agent_id = kAdmin,
+                        .agent_deployment_id = kToken,
+                        .signing_kid = "k-2026\"x"};
+  auto again = DecodeEventBody(EncodeEventBody(e));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->data, e.data);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -246,8 +287,7 @@ TEST(EventCodecFastPathTest, NonCanonicalBytesGoToTheGeneralPath) {
            replace("\"token_scope\":\"environment\"", "\"token_scope\":\"environ\\u006dent\""),
            replace("},\"request_id\"", ",\"extra\":1},\"request_id\""),
            replace(",\"prev_hash\"", ",\"extra\":null,\"prev_hash\""),
-           replace("\"created_by_admin_user_id\":\"" + kAdmin.ToString() + "\"}",
-                   "\"created_by_admin_user_id\":\"" + kAdmin.ToString() + "\",\"x\":[]}"),
+           replace("\"signing_kid\":null}", "\"signing_kid\":null,\"x\":[]}"),
            // Invalid: the general path names what is wrong.
            replace("\"seq\":42", "\"seq\":042"),
            replace("\"req-1\"", "\"req\x01\""),
@@ -257,8 +297,9 @@ TEST(EventCodecFastPathTest, NonCanonicalBytesGoToTheGeneralPath) {
            replace("\"req-1\"", "\"req\xf4\x90\x80\x80\""),  // above U+10FFFF
            replace("\"req-1\"", "\"req\\x\""),
            replace("\"req-1\"", "\"req\\ud800\""),
-           replace("\"schema_version\":1", "\"schema_version\":0"),
-           replace("\"schema_version\":1", "\"schema_version\":2"),
+           replace("\"schema_version\":2", "\"schema_version\":0"),
+           replace("\"schema_version\":2", "\"schema_version\":1"),  // v1 with v2 fields
+           replace("\"schema_version\":2", "\"schema_version\":3"),
            replace("\"TokenCreated\"", "\"TokenExploded\""),
            replace("\"environment\"", "\"galaxy\""),
            replace(kAccount.ToString(), kAccount.ToString().substr(1) + "Z"),

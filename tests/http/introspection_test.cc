@@ -25,7 +25,10 @@ TEST(ScopeTest, EachScopeMayMakeItsCallsAndNoOther) {
   };
   const std::string introspection_only =
       "not_permitted||introspection tokens may only call POST /api/v1/introspect";
-  const std::string no_introspect = "not_permitted||only introspection tokens may introspect";
+  const std::string no_introspect =
+      "not_permitted||only introspection and agent_deployment tokens may introspect";
+  const std::string agent_only =
+      "not_permitted||agent_deployment tokens may only ping and introspect themselves";
   for (const Case& c : std::vector<Case>{
            {S::kAccount, Auth::kPing, "ok"},
            {S::kAccount, Auth::kReadTokens, "ok"},
@@ -40,9 +43,13 @@ TEST(ScopeTest, EachScopeMayMakeItsCallsAndNoOther) {
            {S::kIntrospection, Auth::kReadTokens, introspection_only},
            {S::kIntrospection, Auth::kWriteTokens, introspection_only},
            {S::kIntrospection, Auth::kIntrospect, "ok"},
+           {S::kAgentDeployment, Auth::kPing, "ok"},
+           {S::kAgentDeployment, Auth::kReadTokens, agent_only},
+           {S::kAgentDeployment, Auth::kWriteTokens, agent_only},
+           {S::kAgentDeployment, Auth::kIntrospect, "ok"},
        }) {
     Caller caller{kToken, kAccount, c.scope, std::nullopt, std::nullopt};
-    if (c.scope == S::kEnvironment) caller.environment_id = kEnv;
+    if (events::ScopeHasEnvironment(c.scope)) caller.environment_id = kEnv;
     EXPECT_EQ(Outcome(CheckScopeAllows(caller, c.need)), c.outcome)
         << events::ScopeName(c.scope) << " " << static_cast<int>(c.need);
   }

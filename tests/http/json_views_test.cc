@@ -43,7 +43,9 @@ TEST(TokenJsonTest, DetailsHaveEveryKeyAndSummariesNoActions) {
   s.status = core::TokenStatus::kSuspended;
   projections::TokenRow row{s, 1, 5, std::nullopt};
   const auto d = TokenDetailsJson(row);
-  EXPECT_EQ(d.size(), 14u);
+  EXPECT_EQ(d.size(), 16u);
+  EXPECT_TRUE(d.at("agent_id").is_null());
+  EXPECT_TRUE(d.at("agent_deployment_id").is_null());
   EXPECT_EQ(d.at("status_changed_at"), "1970-01-01T00:00:00.000005Z");
   EXPECT_TRUE(d.at("revoked_at").is_null());
   EXPECT_TRUE(d.at("environment_id").is_null());
@@ -53,8 +55,14 @@ TEST(TokenJsonTest, DetailsHaveEveryKeyAndSummariesNoActions) {
             json::parse(R"({"activate":true,"delete":false,"revoke":true,"suspend":false})"));
   EXPECT_EQ(d.at("expires_at"), "1970-01-01T00:00:00.000000Z");
   const auto summary = TokenSummaryJson(s);
-  EXPECT_EQ(summary.size(), 11u);
+  EXPECT_EQ(summary.size(), 13u);
   EXPECT_FALSE(summary.contains("available_actions"));
+  s.scope = events::TokenScope::kAgentDeployment;
+  s.agent_id = s.account_id;
+  const auto agent = TokenSummaryJson(s);
+  EXPECT_EQ(agent.at("token_scope"), "agent_deployment");
+  EXPECT_EQ(agent.at("agent_id").as_string(), s.account_id.ToString());
+  EXPECT_TRUE(agent.at("agent_deployment_id").is_null()) << "null unless given";
 }
 
 }  // namespace

@@ -71,9 +71,11 @@ TEST(CreateRequestTest, RefusalsInOrder) {
       {R"({"details":{"scope":"account"}})", "bad_request||unexpected field 'details.scope'"},
       {R"({"details":{}})", "required_value|token_scope|token_scope is required"},
       {R"({"details":{"token_scope":1}})",
-       "invalid_value|token_scope|token_scope must be 'account' or 'environment'"},
+       "invalid_value|token_scope|token_scope must be 'account', 'environment' or "
+       "'agent_deployment'"},
       {R"({"details":{"token_scope":"root"}})",
-       "invalid_value|token_scope|token_scope must be 'account' or 'environment'"},
+       "invalid_value|token_scope|token_scope must be 'account', 'environment' or "
+       "'agent_deployment'"},
       {R"({"details":{"token_scope":"account","account_id":"x","environment_id":"y"}})",
        "invalid_value|account_id|account_id is not a valid id"},
       {R"({"details":{"token_scope":"account","environment_id":7}})",
@@ -82,8 +84,15 @@ TEST(CreateRequestTest, RefusalsInOrder) {
        "invalid_value|expires_at|expires_at must be an RFC 3339 time"},
       {R"({"details":{"token_scope":"account","expires_at":1}})",
        "invalid_value|expires_at|expires_at must be an RFC 3339 time"},
+      {R"({"details":{"token_scope":"agent_deployment","agent_id":"agent-1"}})",
+       "invalid_value|agent_id|agent_id is not a valid id"},
+      {R"({"details":{"token_scope":"agent_deployment","agent_deployment_id":false}})",
+       "invalid_value|agent_deployment_id|agent_deployment_id is not a valid id"},
+      {R"({"details":{"token_scope":"agent_deployment","agent":null}})",
+       "bad_request||unexpected field 'details.agent'"},
       // The create's own rules are core::ValidateCreate's, after this parse.
       {R"({"details":{"token_scope":"environment"}})", "ok"},
+      {R"({"details":{"token_scope":"agent_deployment"}})", "ok"},
   };
   for (const auto& [body, expected] : cases) EXPECT_EQ(Outcome(Create(body)), expected) << body;
 

@@ -80,7 +80,7 @@ TEST(ListIndexTest, EntryBytesFollowTheDocumentedLayout) {
   const std::string expected[][2] = {
       {account + "s" + status + "\x01" + inserted + id, seq + scope + env},
       {account + "s" + status + "\x02" + id, seq + scope + env},
-      {account + "e" + env + "\x03" + u64(2) + id, seq},
+      {account + "e" + env + "\x03" + u64(2) + id, seq + scope},  // v4: scope in 'e' values
       {account + "c" + scope + "\x02" + id, seq},
   };
   const ListIndexEntrySet set(r);
@@ -143,7 +143,7 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
   std::uint8_t n = 0;
   for (auto status :
        {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
-    for (int kind = 0; kind < 4; ++kind) {
+    for (int kind = 0; kind < 6; ++kind) {
       ++n;
       TokenRow r = Row(n, n, std::nullopt, status);
       if (kind == 1 || kind == 2) {
@@ -151,6 +151,10 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
         r.state.environment_id = kind == 1 ? kEnv : kAccount;  // two environments
       } else if (kind == 3) {
         r.state.scope = events::TokenScope::kIntrospection;  // no environment, not account
+      } else if (kind == 4 || kind == 5) {  // agents, sharing the environments above
+        r.state.scope = events::TokenScope::kAgentDeployment;
+        r.state.environment_id = kind == 4 ? kEnv : kAccount;
+        r.state.agent_id = kAccount;
       }
       rows.push_back(r);
     }
@@ -161,7 +165,7 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
        {std::optional<S>(), std::optional<S>(S::kActive), std::optional<S>(S::kRevoked)}) {
     for (std::optional<C> scope :
          {std::optional<C>(), std::optional<C>(C::kAccount), std::optional<C>(C::kEnvironment),
-          std::optional<C>(C::kIntrospection)}) {
+          std::optional<C>(C::kIntrospection), std::optional<C>(C::kAgentDeployment)}) {
       for (std::optional<Id> env : {std::optional<Id>(), std::optional<Id>(kEnv)}) {
         const ListFilter filter{status, scope, env};
         const ListPlan plan = PlanList(kAccount, filter);
@@ -203,7 +207,7 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
 // Verify and rebuild recount the counters from the stored entries alone: for every kind of
 // token, exactly one of its entries stands for exactly the counters it adds one to.
 TEST(ListIndexTest, TheCountersOfEveryKindOfTokenCanBeRecountedFromItsEntries) {
-  for (int kind = 0; kind < 3; ++kind) {
+  for (int kind = 0; kind < 4; ++kind) {
     for (auto status :
          {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
       TokenRow r = Row(1, 100, 150, status);
@@ -212,6 +216,10 @@ TEST(ListIndexTest, TheCountersOfEveryKindOfTokenCanBeRecountedFromItsEntries) {
         r.state.environment_id = kEnv;
       } else if (kind == 2) {
         r.state.scope = events::TokenScope::kIntrospection;
+      } else if (kind == 3) {
+        r.state.scope = events::TokenScope::kAgentDeployment;
+        r.state.environment_id = kEnv;
+        r.state.agent_id = kAccount;
       }
       std::multiset<std::string> recounted;
       for (const auto& e : ListIndexEntrySet(r)) {
@@ -226,6 +234,21 @@ TEST(ListIndexTest, TheCountersOfEveryKindOfTokenCanBeRecountedFromItsEntries) {
   introspection.state.scope = events::TokenScope::kIntrospection;
   EXPECT_EQ(ListIndexEntrySet(introspection).size(), 11u) << "by status (5) + by scope (6)";
   EXPECT_EQ(ListCountKeys(introspection).size(), 4u) << "no environment counters";
+  TokenRow agent = Row(1, 100, std::nullopt, core::TokenStatus::kActive);
+  agent.state.scope = events::TokenScope::kAgentDeployment;
+  agent.state.environment_id = kEnv;
+  EXPECT_EQ(ListIndexEntrySet(agent).size(), 17u) << "by status, environment and scope";
+  EXPECT_EQ(ListCountKeys(agent).size(), 8u) << "scope + environment counters too";
+  // An 'e' entry whose scope does not fit its environment is malformed.
+  for (const auto& e : ListIndexEntrySet(agent)) {
+    if (e.Key()[20] != 'e') continue;
+    std::string value(e.Value());
+    value.back() = static_cast<char>(events::TokenScope::kAccount);  // account, nonzero env
+    EXPECT_FALSE(DecodeListIndexEntry(e.Key(), value));
+    value.back() = static_cast<char>(events::TokenScope::kIntrospection);
+    EXPECT_FALSE(DecodeListIndexEntry(e.Key(), value));
+    EXPECT_FALSE(DecodeListIndexEntry(e.Key(), value.substr(0, 8))) << "v3's 8-byte value";
+  }
 }
 
 TEST(ListIndexTest, CountsRoundTrip) {

@@ -111,6 +111,9 @@ std::string ReferenceEncoding(const TokenRow& row) {
   o["token_scope"] = events::ScopeName(s.scope);
   o["status"] = core::StatusName(s.status);
   o["created_by_admin_user_id"] = opt_id(s.created_by_admin_user_id);
+  o["agent_id"] = opt_id(s.agent_id);
+  o["agent_deployment_id"] = opt_id(s.agent_deployment_id);
+  o["signing_kid"] = s.signing_kid ? json::value(*s.signing_kid) : json::value(nullptr);
   o["expires_at"] = s.expires_at;
   o["inserted_at"] = s.inserted_at;
   o["updated_at"] = s.updated_at;
@@ -144,6 +147,12 @@ TEST(TokenDetailsTest, EncodingIsTheBoostJsonOne) {
   extreme.status_changed_at = std::numeric_limits<Micros>::min();
   extreme.revoked_at = std::numeric_limits<Micros>::max();
   rows.push_back(extreme);
+  TokenRow agent = *row;
+  agent.state.scope = events::TokenScope::kAgentDeployment;
+  agent.state.agent_id = kAccount;
+  agent.state.agent_deployment_id = agent.state.id;
+  agent.state.signing_kid = "k\"\\\x01\xc3\xa9";  // escaped as json::serialize escapes
+  rows.push_back(agent);
   TokenRow plain;
   rows.push_back(plain);  // all ids zero, no optionals
   std::string reused = "left over";

@@ -103,9 +103,16 @@ TEST(TokenSortTest, TagsAreSeparateAndEventsRoundTrip) {
     e.stream = seq % 2 ? a : b;
     e.stream_version = (seq + 1) / 2;
     e.at = static_cast<Micros>(seq * 1000);
-    if (e.stream_version == 1) {
-      e.data = events::TokenCreated{b, seq % 2 ? std::optional<Id>(env) : std::nullopt,
-                                    events::TokenScope::kEnvironment, 77, a};
+    if (e.stream_version == 1 && seq % 2) {
+      e.data = events::TokenCreated{b, env, events::TokenScope::kEnvironment, 77, a};
+    } else if (e.stream_version == 1) {  // every field of schema version 2 set
+      e.data = events::TokenCreated{.account_id = b,
+                                    .environment_id = env,
+                                    .scope = events::TokenScope::kAgentDeployment,
+                                    .expires_at = 77,
+                                    .agent_id = a,
+                                    .agent_deployment_id = env,
+                                    .signing_kid = std::string("k-\0-7", 5)};
     } else if (seq % 5 == 0) {
       e.data = events::TokenUsed{static_cast<Micros>(seq)};
     } else {

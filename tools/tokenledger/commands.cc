@@ -332,11 +332,15 @@ int Mint(const Flags& flags) {
   auto scope = events::ParseScope(flags.Get("scope"));
   if (!scope) {
     std::fprintf(stderr,
-                 "tokenledger mint: --scope must be account, environment or introspection\n");
+                 "tokenledger mint: --scope must be account, environment, agent_deployment or "
+                 "introspection\n");
     return kUsage;
   }
   c.scope = *scope;
   if (flags.Has("environment") && !(c.environment_id = IdFlag(flags, "environment"))) return kUsage;
+  if (flags.Has("agent") && !(c.agent_id = IdFlag(flags, "agent"))) return kUsage;
+  if (flags.Has("agent-deployment") && !(c.agent_deployment_id = IdFlag(flags, "agent-deployment")))
+    return kUsage;
   if (flags.Has("expires-at") && !(c.expires_at = TimeFlag(flags, "expires-at"))) return kUsage;
   if (flags.Has("admin-user") && !(c.created_by_admin_user_id = IdFlag(flags, "admin-user")))
     return kUsage;
@@ -346,9 +350,11 @@ int Mint(const Flags& flags) {
   const core::DecideContext ctx{.now = NowMicros(), .policy = StoreOptions().policy};
   if (const std::optional<core::Rejection> invalid = core::ValidateCreate(c, ctx)) {
     // The flag that sets the refused field, named after the API's message.
-    const std::string flag = invalid->field == "environment_id" ? " (--environment)"
-                             : invalid->field == "expires_at"   ? " (--expires-at)"
-                                                                : "";
+    const std::string flag = invalid->field == "environment_id"        ? " (--environment)"
+                             : invalid->field == "agent_id"            ? " (--agent)"
+                             : invalid->field == "agent_deployment_id" ? " (--agent-deployment)"
+                             : invalid->field == "expires_at"          ? " (--expires-at)"
+                                                                       : "";
     std::fprintf(stderr, "tokenledger mint: %s%s\n", invalid->message.c_str(), flag.c_str());
     return kUsage;
   }
@@ -740,8 +746,10 @@ std::vector<Command> AllCommands() {
        "POST /api/v1/introspect (for tokens of any account), and only this command makes one.",
        {kDataDir,
         {"account", "ID", "the account (required; for introspection, the one that owns it)", ""},
-        {"scope", "account|environment|introspection", "token scope", "account"},
-        {"environment", "ID", "the environment (environment scope)", ""},
+        {"scope", "account|environment|agent_deployment|introspection", "token scope", "account"},
+        {"environment", "ID", "the environment (environment and agent_deployment scope)", ""},
+        {"agent", "ID", "the agent (agent_deployment scope, required there)", ""},
+        {"agent-deployment", "ID", "the agent deployment (agent_deployment scope, optional)", ""},
         {"expires-at", "TIME", "expiry, RFC 3339 (default: now + 365 days)", ""},
         {"admin-user", "ID", "admin user recorded as created_by_admin_user_id and as the actor",
          ""},
