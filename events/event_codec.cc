@@ -120,6 +120,32 @@ Result<EventData> DecodeData(std::string_view type, const json::object& d) {
     if (!used) return used.error();
     return EventData(TokenUsed{*used});
   }
+  if (type == "SigningKeyRotated") {
+    SigningKeyRotated e;
+    auto kid = GetString(d, "kid");
+    if (!kid) return kid.error();
+    auto previous = GetOptString(d, "previous_kid");
+    if (!previous) return previous.error();
+    auto by = GetString(d, "by");
+    if (!by) return by.error();
+    e.kid = std::move(*kid);
+    e.previous_kid = std::move(*previous);
+    e.by = std::move(*by);
+    return EventData(std::move(e));
+  }
+  if (type == "SigningKeyRetired") {
+    SigningKeyRetired e;
+    auto kid = GetString(d, "kid");
+    if (!kid) return kid.error();
+    auto active = GetUint(d, "active_tokens");
+    if (!active) return active.error();
+    auto by = GetString(d, "by");
+    if (!by) return by.error();
+    e.kid = std::move(*kid);
+    e.active_tokens = *active;
+    e.by = std::move(*by);
+    return EventData(std::move(e));
+  }
   return Corrupt("unknown event type '" + std::string(type) + "'");
 }
 
@@ -494,6 +520,14 @@ json::object EventDataToJson(const EventData& data) {
     d["signing_kid"] = c->signing_kid ? json::value(*c->signing_kid) : json::value(nullptr);
   } else if (const auto* u = std::get_if<TokenUsed>(&data)) {
     d["used_at"] = FormatRfc3339(u->used_at);
+  } else if (const auto* r = std::get_if<SigningKeyRotated>(&data)) {
+    d["kid"] = r->kid;
+    d["previous_kid"] = r->previous_kid ? json::value(*r->previous_kid) : json::value(nullptr);
+    d["by"] = r->by;
+  } else if (const auto* t = std::get_if<SigningKeyRetired>(&data)) {
+    d["kid"] = t->kid;
+    d["active_tokens"] = t->active_tokens;
+    d["by"] = t->by;
   }
   return d;
 }

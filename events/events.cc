@@ -32,6 +32,8 @@ std::string_view TypeName(const EventData& data) {
     std::string_view operator()(const TokenRevoked&) const { return "TokenRevoked"; }
     std::string_view operator()(const TokenDeleted&) const { return "TokenDeleted"; }
     std::string_view operator()(const TokenUsed&) const { return "TokenUsed"; }
+    std::string_view operator()(const SigningKeyRotated&) const { return "SigningKeyRotated"; }
+    std::string_view operator()(const SigningKeyRetired&) const { return "SigningKeyRetired"; }
   };
   return std::visit(Visitor{}, data);
 }

@@ -78,8 +78,28 @@ struct TokenUsed {
   friend bool operator==(const TokenUsed&, const TokenUsed&) = default;
 };
 
+// The key ring's events (tokenledger keys rotate|retire) belong to its own stream,
+// kKeyRingStream, never to a token's: the audit history of the signing keys. They name keys by
+// `kid` only; a key itself is never in the ledger.
+//   by: who ran the command (the operator's login on the machine, `user@host`)
+struct SigningKeyRotated {
+  std::string kid;                          // the new active key
+  std::optional<std::string> previous_kid;  // the key it replaces (null: none was named)
+  std::string by;
+  friend bool operator==(const SigningKeyRotated&, const SigningKeyRotated&) = default;
+};
+struct SigningKeyRetired {
+  std::string kid;
+  std::uint64_t active_tokens = 0;  // active tokens it had signed (non-zero: --force)
+  std::string by;
+  friend bool operator==(const SigningKeyRetired&, const SigningKeyRetired&) = default;
+};
+
+// The key ring's stream: the all-zero id, which no token ever has (IdGenerator never makes it).
+inline const Id kKeyRingStream{};
+
 using EventData = std::variant<TokenCreated, TokenSuspended, TokenActivated, TokenRevoked,
-                               TokenDeleted, TokenUsed>;
+                               TokenDeleted, TokenUsed, SigningKeyRotated, SigningKeyRetired>;
 
 // The type name written to disk ("TokenCreated", ...).
 std::string_view TypeName(const EventData& data);

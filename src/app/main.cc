@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "src/app/config.h"
-#include "src/auth/signing_key.h"
+#include "src/app/signing_keys.h"
 #include "src/http/api.h"
 #include "src/http/server.h"
 #include "src/store/ledger_store.h"
@@ -24,7 +24,7 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
               unsigned short port) {
   const Id account = IdGenerator().Generate();
   store::CommandRequest req;
-  req.command = core::CreateToken{account};
+  req.command = core::CreateToken{.account_id = account, .signing_kid = api.ActiveKid()};
   req.request_id = "first-start";
   store::CommandResult r = store.Submit(std::move(req)).get();
   if (r.outcome != store::Outcome::kApplied) {
@@ -32,7 +32,7 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
         {{"reason", r.rejection.message}});
     return 1;
   }
-  const std::string jwt = api.TokenJwt(r.after->state);
+  const std::string jwt = api.TokenJwt(r.after->state).value();  // its key was just active
   std::string host = "127.0.0.1";
   unsigned short ignored_port = 0;
   http::SplitHostPort(config.server.listen, &host, &ignored_port);
@@ -110,23 +110,25 @@ int Main(int argc, char** argv) {
     Log(LogLevel::kInfo, "projections rebuilt");
   }
 
-  const bool default_key = config.signing_key_file.empty();
-  const std::string key_path =
-      default_key ? config.store.data_dir + "/signing.key" : config.signing_key_file;
-  auto key = auth::LoadOrCreateSigningKey(key_path, default_key);
-  if (!key) {
-    Log(LogLevel::kError, "signing key unusable", {{"reason", key.error().message}});
-    std::fprintf(stderr, "tokenledgerd: %s\n", key.error().message.c_str());
+  // The default key file is created on the first start; an explicit one must exist.
+  auto keys =
+      app::OpenKeyRing(*ledger, app::KeyFilePath(config.store.data_dir, config.signing_key_file),
+                       /*create_if_missing=*/config.signing_key_file.empty());
+  if (!keys) {
+    Log(LogLevel::kError, "signing key unusable", {{"reason", keys.error().message}});
+    std::fprintf(stderr, "tokenledgerd: %s\n", keys.error().message.c_str());
     return 1;
   }
-  const auth::JwtSigner signer(*key);
+  Log(LogLevel::kInfo, "signing key ring",
+      {{"active_kid", keys->ring.active_kid()},
+       {"key_file_keys", std::to_string(keys->file_keys.size())}});
 
   http::HttpMetrics metrics;
   http::ApiOptions api_options;
   api_options.policy = config.store.policy;
   api_options.metrics_on_separate_listener = !config.server.metrics_listen.empty();
   api_options.introspection_cache = config.introspection_cache;
-  auto api = std::make_unique<http::Api>(*ledger, signer, api_options, metrics);
+  auto api = std::make_unique<http::Api>(*ledger, keys->ring, api_options, metrics);
   http::Api* api_ptr = api.get();
   auto server = std::make_unique<http::Server>(
       config.server,

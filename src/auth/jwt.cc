@@ -175,6 +175,44 @@ Status CheckNotExpired(const Claims& claims, std::int64_t stored_expires_at_micr
   return Status::Ok();
 }
 
+// The header's fields, checked: alg HS256, typ JWT when present, kid a string when present.
+// `header` is the base64url part before the first dot.
+static Result<std::optional<std::string>> HeaderKid(std::string_view header) {
+  if (header == kHeader) return std::optional<std::string>();
+  boost::system::error_code ec;
+  const auto header_json = Base64UrlDecode(header);
+  if (!header_json) return Bad("token header is not base64url");
+  const json::value parsed = json::parse(*header_json, ec);
+  if (ec || !parsed.is_object()) return Bad("token header is not a JSON object");
+  const json::object& h = parsed.get_object();
+  const json::value* alg = h.if_contains("alg");
+  if (!alg || !alg->is_string() || alg->get_string() != "HS256") {
+    return Bad("token algorithm is not HS256");
+  }
+  const json::value* typ = h.if_contains("typ");
+  if (typ && (!typ->is_string() || typ->get_string() != "JWT")) return Bad("token type is not JWT");
+  const json::value* kid = h.if_contains("kid");
+  if (!kid) return std::optional<std::string>();
+  if (!kid->is_string()) return Bad("token kid is not a string");
+  return std::optional<std::string>(std::string(kid->get_string()));
+}
+
+JwtSigner::JwtSigner(const SigningKey& key, std::optional<std::string> kid)
+    : hmac_(std::make_shared<const HmacSha256>(key)), kid_(std::move(kid)) {
+  if (kid_) {
+    // The kid's characters need no JSON escaping (REQUIRES).
+    header_ = Base64UrlEncode(R"({"alg":"HS256","typ":"JWT","kid":")" + *kid_ + "\"}");
+  } else {
+    header_ = kHeader;
+  }
+}
+
+Result<std::optional<std::string>> ReadJwtKid(std::string_view token) {
+  const auto dot = token.find('.');
+  if (dot == std::string_view::npos) return Bad("token is not a JWT");
+  return HeaderKid(token.substr(0, dot));
+}
+
 std::string JwtSigner::Sign(const Claims& c) const {
   json::object scope{{"a", c.account_id.ToString()}};
   if (c.environment_id) scope["e"] = c.environment_id->ToString();
@@ -182,7 +220,7 @@ std::string JwtSigner::Sign(const Claims& c) const {
                        {"iat", c.issued_at},
                        {"exp", c.expires_at},
                        {"_", std::move(scope)}};
-  std::string token(kHeader);
+  std::string token(header_);
   token += '.';
   token += Base64UrlEncode(json::serialize(payload));
   const auto mac = hmac_->Mac(token);
@@ -199,19 +237,14 @@ Result<Claims> JwtSigner::Verify(std::string_view token) const {
     return Bad("token is not a JWT");
   }
   boost::system::error_code ec;
-  // The header this service writes is checked as it is; any other is decoded and read.
-  if (token.substr(0, dot1) != kHeader) {
-    const auto header_json = Base64UrlDecode(token.substr(0, dot1));
-    if (!header_json) return Bad("token header is not base64url");
-    const json::value header = json::parse(*header_json, ec);
-    if (ec || !header.is_object()) return Bad("token header is not a JSON object");
-    const json::value* alg = header.get_object().if_contains("alg");
-    if (!alg || !alg->is_string() || alg->get_string() != "HS256") {
-      return Bad("token algorithm is not HS256");
-    }
-    const json::value* typ = header.get_object().if_contains("typ");
-    if (typ && (!typ->is_string() || typ->get_string() != "JWT"))
-      return Bad("token type is not JWT");
+  // The header this signer writes is checked as it is; any other is decoded and read.
+  std::optional<std::string> kid;
+  if (token.substr(0, dot1) == header_) {
+    kid = kid_;
+  } else {
+    auto read = HeaderKid(token.substr(0, dot1));
+    if (!read) return read.error();
+    kid = std::move(*read);
   }
 
   const auto signature = Base64UrlDecode(token.substr(dot2 + 1));
@@ -239,6 +272,7 @@ Result<Claims> JwtSigner::Verify(std::string_view token) const {
   claims.issued_at = *iat;
   claims.expires_at = *exp;
   claims.account_id = *account;
+  claims.kid = std::move(kid);
   if (scope->get_object().contains("e")) {
     claims.environment_id = ClaimId(scope->get_object(), "e");
     if (!claims.environment_id) return Bad("token claims are malformed");

@@ -1,8 +1,9 @@
 // HS256 JSON Web Tokens: the bearer secrets handed to API clients.
 //
-// Only `{"alg":"HS256","typ":"JWT"}` tokens are accepted: any other `alg` (including `none`)
-// is refused before the signature is looked at, and the signature is compared in constant
-// time. Claims: `jti` (token id), `iat`, `exp` (its expires_at, seconds) and
+// Only HS256 tokens are accepted (`{"alg":"HS256","typ":"JWT"}`, with a `kid` naming the key
+// ring's key that signed it): any other `alg` (including `none`) is refused before the
+// signature is looked at, and the signature is compared in constant time. Claims: `jti` (token id),
+// `iat`, `exp` (its expires_at, seconds) and
 // `_: {"a": account_id, "e": environment_id}` (`e` only for environment scope).
 //
 // Thread-safety: JwtSigner is immutable after construction and safe to share.
@@ -28,6 +29,8 @@ struct Claims {
   std::int64_t expires_at = 0;       // exp, Unix seconds
   Id account_id;                     // _.a
   std::optional<Id> environment_id;  // _.e
+  // The header's `kid` (Verify sets it; Sign writes the signer's own, never this one).
+  std::optional<std::string> kid;
   friend bool operator==(const Claims&, const Claims&) = default;
 };
 
@@ -54,21 +57,35 @@ class HmacSha256 {
   std::unique_ptr<State> state_;
 };
 
+// One key: signs with a header carrying `kid` (none when nullopt: the tokens of before the key
+// ring), and verifies signatures under that key whatever `kid` a token names (a KeyRing picks
+// the signer by kid first).
 class JwtSigner {
  public:
-  explicit JwtSigner(const SigningKey& key) : hmac_(std::make_shared<const HmacSha256>(key)) {}
+  // REQUIRES: !kid || a valid kid (1 to 64 of [A-Za-z0-9_-]).
+  explicit JwtSigner(const SigningKey& key, std::optional<std::string> kid = std::nullopt);
 
   // Deterministic: the same claims and key always give the same token.
   std::string Sign(const Claims& claims) const;
 
   // Checks shape, header, signature and claim types (not expiry: the caller passes the
-  // claims and the token's stored expiry to CheckNotExpired). Fails with kBadAuthToken and a
-  // message safe to show.
+  // claims and the token's stored expiry to CheckNotExpired), and sets claims.kid from the
+  // header. Fails with kBadAuthToken and a message safe to show.
   Result<Claims> Verify(std::string_view token) const;
+
+  const std::optional<std::string>& kid() const { return kid_; }
+  // The base64url header this signer writes.
+  const std::string& header() const { return header_; }
 
  private:
   std::shared_ptr<const HmacSha256> hmac_;  // shared: a JwtSigner is cheap to copy
+  std::optional<std::string> kid_;
+  std::string header_;
 };
+
+// The `kid` of a token's header (nullopt: none), with the header checked as Verify checks it
+// (alg HS256, typ JWT if present, kid a string if present). Fails with kBadAuthToken.
+Result<std::optional<std::string>> ReadJwtKid(std::string_view token);
 
 // The one expiry rule of authentication: a token has expired at `now` (Unix microseconds)
 // once its signed `exp` (whole seconds) or its stored expiry has been reached, whichever comes

@@ -50,10 +50,18 @@ struct RecordUse {
   Micros used_at = 0;
 };
 
-using Command =
-    std::variant<CreateToken, SuspendToken, ActivateToken, RevokeToken, DeleteToken, RecordUse>;
+// A change of the key ring (tokenledger keys rotate|retire), appended to the key ring's stream.
+// Built only by the operator tool, with exclusive access to the ledger, after
+// core::CheckKeyRingChange (key_ring.h) accepted it against the ring's history.
+struct ChangeKeyRing {
+  std::variant<events::SigningKeyRotated, events::SigningKeyRetired> change;
+};
 
-// The token a command acts on; nullopt for CreateToken (its id is assigned at decision time).
+using Command = std::variant<CreateToken, SuspendToken, ActivateToken, RevokeToken, DeleteToken,
+                             RecordUse, ChangeKeyRing>;
+
+// The stream a command acts on: the token's, events::kKeyRingStream for ChangeKeyRing; nullopt
+// for CreateToken (its id is assigned at decision time).
 std::optional<Id> CommandTarget(const Command& command);
 
 // "create", "suspend", ... for logs and metrics.

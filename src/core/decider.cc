@@ -131,6 +131,11 @@ Decision Decide(const Command& command, const TokenState& state, const DecideCon
     return DecideAction<events::TokenRevoked>(*c, state, &AvailableActions::revoke, "revoke");
   if (const auto* c = std::get_if<DeleteToken>(&command))
     return DecideAction<events::TokenDeleted>(*c, state, &AvailableActions::del, "delete");
+  if (const auto* c = std::get_if<ChangeKeyRing>(&command)) {
+    // Checked by the tool against the ring's history (CheckKeyRingChange) under exclusive
+    // access; here it only becomes the key ring stream's next event.
+    return std::visit([](const auto& change) { return std::vector<EventData>{change}; }, c->change);
+  }
   return DecideRecordUse(std::get<RecordUse>(command), state, ctx);
 }
 

@@ -79,14 +79,14 @@ struct Api::Call {
   }
 };
 
-Api::Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options,
+Api::Api(store::LedgerStore& store, const auth::KeyRing& keys, ApiOptions options,
          HttpMetrics& metrics)
     : store_(store),
-      signer_(signer),
+      keys_(keys),
       options_(options),
       metrics_(metrics),
       page_limits_{options.default_page_size, options.max_page_size},
-      authenticator_(store, signer, options.policy.last_used_granularity),
+      authenticator_(store, keys, options.policy.last_used_granularity),
       slow_reads_(options.slow_read_threads, options.max_queued_slow_reads) {
   routes_ = {
       {"GET", "/api/v1/ping", &Api::Ping, Auth::kPing},
@@ -155,9 +155,11 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
   }
 }
 
-std::string Api::TokenJwt(const core::TokenState& s) const {
-  return signer_.Sign(
-      auth::MakeClaims(s.id, s.inserted_at, s.expires_at, s.account_id, s.environment_id));
+// Signed with the key recorded at creation, so a replay gives the same bytes across rotations.
+Result<std::string> Api::TokenJwt(const core::TokenState& s) const {
+  return keys_.Sign(
+      auth::MakeClaims(s.id, s.inserted_at, s.expires_at, s.account_id, s.environment_id),
+      s.signing_kid);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,6 +213,7 @@ void Api::CreateToken(const std::shared_ptr<Call>& call) {
     return call->Fail(Error{invalid->code, invalid->message, invalid->field});
   }
   c.created_by_admin_user_id = caller.admin_user_id;
+  c.signing_kid = keys_.active_kid();
   std::string canonical = CanonicalCreate(c);
   SubmitWrite(call, std::move(c), std::move(parsed->key), std::move(canonical));
 }

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "src/auth/jwt.h"
+#include "src/auth/key_ring.h"
 #include "src/http/authenticate.h"
 #include "src/http/http_types.h"
 #include "src/http/list_query.h"
@@ -48,13 +48,15 @@ struct ApiOptions {
 
 class Api {
  public:
-  Api(store::LedgerStore& store, const auth::JwtSigner& signer, ApiOptions options,
+  Api(store::LedgerStore& store, const auth::KeyRing& keys, ApiOptions options,
       HttpMetrics& metrics);
 
   void Handle(std::shared_ptr<HttpRequest> request, Responder respond);
 
   // The JWT of a token: its claims follow from its state, so it can be produced again.
-  std::string TokenJwt(const core::TokenState& state) const;
+  Result<std::string> TokenJwt(const core::TokenState& state) const;
+  // The kid of the key that signs new tokens (CreateToken::signing_kid).
+  const std::string& ActiveKid() const { return keys_.active_kid(); }
 
   // Finishes the reads running or queued off the I/O threads and refuses new ones.
   // REQUIRES: called before the store is closed.
@@ -92,7 +94,7 @@ class Api {
                                                     const Id& id);
 
   store::LedgerStore& store_;
-  const auth::JwtSigner& signer_;
+  const auth::KeyRing& keys_;
   ApiOptions options_;
   HttpMetrics& metrics_;
   const PageLimits page_limits_;

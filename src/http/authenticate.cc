@@ -37,7 +37,8 @@ Result<Caller> AdmitCaller(const auth::Claims& claims, const projections::TokenR
                            Micros now) {
   if (!row) return BadAuthToken("the token is unknown or was deleted");
   const core::TokenState& s = row->state;
-  if (s.account_id != claims.account_id || s.environment_id != claims.environment_id) {
+  if (s.account_id != claims.account_id || s.environment_id != claims.environment_id ||
+      s.signing_kid != claims.kid) {
     return BadAuthToken("the token's claims do not match the token");
   }
   if (s.status != core::TokenStatus::kActive) {
@@ -71,13 +72,13 @@ std::size_t LastUseLimiter::size() const {
   return recent_uses_.size();
 }
 
-Authenticator::Authenticator(store::LedgerStore& store, const auth::JwtSigner& signer,
+Authenticator::Authenticator(store::LedgerStore& store, const auth::KeyRing& keys,
                              Micros last_used_granularity)
-    : store_(store), signer_(signer), uses_(last_used_granularity) {}
+    : store_(store), keys_(keys), uses_(last_used_granularity) {}
 
 Result<std::pair<Caller, projections::TokenRow>> Authenticator::Admit(std::string_view jwt,
                                                                       Micros now) {
-  auto claims = signer_.Verify(jwt);
+  auto claims = keys_.Verify(jwt);
   if (!claims) return claims.error();
   auto row = store_.GetToken(claims->token_id);
   if (!row) return row.error();

@@ -2,8 +2,9 @@
 // rate limiter that keeps a busy token from submitting a RecordUse on every request.
 //
 // A request authenticates when its one Authorization header is `Bearer <token>` (the scheme
-// in any case), the JWT verifies (auth::JwtSigner::Verify), its token is visible in the
-// ledger, matches the claims' account and environment, is active, and neither its signed nor
+// in any case), the JWT verifies under the key its header names (auth::KeyRing::Verify), its
+// token is visible in the ledger, matches the claims' account, environment and key (`kid`, as
+// recorded when it was created), is active, and neither its signed nor
 // its stored expiry has passed (auth::CheckNotExpired). Every refusal is an Error safe to show:
 // not_authenticated (no header), bad_request (repeated header) or bad_authtoken.
 //
@@ -18,7 +19,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "src/auth/jwt.h"
+#include "src/auth/key_ring.h"
 #include "src/http/http_types.h"
 #include "src/http/reach.h"
 #include "src/store/ledger_store.h"
@@ -69,8 +70,7 @@ class LastUseLimiter {
 class Authenticator {
  public:
   // REQUIRES: `store` and `signer` outlive this object.
-  Authenticator(store::LedgerStore& store, const auth::JwtSigner& signer,
-                Micros last_used_granularity);
+  Authenticator(store::LedgerStore& store, const auth::KeyRing& keys, Micros last_used_granularity);
 
   // The caller of `request` at `now`, or why it may not authenticate (see the top of this
   // file), or the store's error reading the token. A use's failure to record is logged
@@ -100,7 +100,7 @@ class Authenticator {
   void RecordUse(const Id& token, Micros now, const PostFn& post);
 
   store::LedgerStore& store_;
-  const auth::JwtSigner& signer_;
+  const auth::KeyRing& keys_;
   LastUseLimiter uses_;
 };
 

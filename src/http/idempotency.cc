@@ -37,7 +37,11 @@ HttpResponse RenderOutcome(const store::CommandResult& r, store::Outcome outcome
   json::object body{{"status", "success"}, {"details", TokenDetailsJson(r.ShownRow())}};
   // A create answers with the token's JWT. Its secret is never recorded: it is signed again
   // from the claims, which follow from the token's state (same claims, same bytes).
-  if (jwt) body["token"] = jwt(r.after->state);
+  if (jwt) {
+    auto token = jwt(r.after->state);
+    if (!token) return ErrorResponse(token.error());  // a replay after its key was retired
+    body["token"] = std::move(*token);
+  }
   return SuccessResponse(body);
 }
 
@@ -128,7 +132,9 @@ HttpResponse LegacyReplay(std::string_view stored, const JwtFn& jwt) {
     }
     s.inserted_at = *ParseRfc3339(d.at("inserted_at").as_string());
     s.expires_at = *ParseRfc3339(d.at("expires_at").as_string());
-    response.body.replace(at, kTokenPlaceholder.size(), jwt(s));
+    auto token = jwt(s);
+    if (!token) return ErrorResponse(token.error());
+    response.body.replace(at, kTokenPlaceholder.size(), *token);
   }
   return response;
 }

@@ -55,8 +55,9 @@ std::string Fingerprint(std::string_view method, std::string_view route,
 // same instant) are the same request.
 std::string CanonicalCreate(const core::CreateToken& create);
 
-// Signs a token's JWT from its state (its claims follow from it). Set for creates only.
-using JwtFn = std::function<std::string(const core::TokenState&)>;
+// Signs a token's JWT from its state (its claims and key follow from it). Set for creates
+// only. Fails (invalid_action) when the key that signed the token has been retired.
+using JwtFn = std::function<Result<std::string>(const core::TokenState&)>;
 
 // The answer to a write: applied → 200 with the token's details (and `token`, the JWT, when
 // `jwt` is set); rejected → the rejection's error; replayed → the first answer, rendered the

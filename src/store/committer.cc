@@ -303,6 +303,18 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
         r = Failed(Outcome::kUnavailable, loaded.error().message);
         continue;
       }
+      if (target == events::kKeyRingStream) {
+        // No token, so no row: an invisible one carries the stream's version (never written).
+        auto length = StreamLength(ro, target);
+        if (!length) {
+          r = Failed(Outcome::kUnavailable, length.error().message);
+          continue;
+        }
+        if (*length > 0) {
+          loaded->emplace();
+          (*loaded)->state.version = *length;
+        }
+      }
       row_it = undurable_rows
                    .emplace(target,
                             Undurable<std::optional<projections::TokenRow>>{std::move(*loaded), 0})

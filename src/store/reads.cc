@@ -30,6 +30,23 @@ Result<std::optional<projections::TokenRow>> LedgerStore::Impl::ReadRow(
   return std::optional<projections::TokenRow>(std::move(*row));
 }
 
+Result<std::uint64_t> LedgerStore::Impl::StreamLength(const rocksdb::ReadOptions& ro,
+                                                      const Id& stream) const {
+  const std::string lower = StreamPrefix(stream);
+  const std::string upper = PrefixEnd(lower);
+  rocksdb::ReadOptions bounded = ro;
+  rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  bounded.iterate_lower_bound = &lower_slice;
+  bounded.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(bounded, streams));
+  it->SeekToLast();  // stream versions have no gaps: the last is the length
+  if (!it->Valid()) {
+    if (!it->status().ok()) return StorageError(it->status(), "reading a stream");
+    return std::uint64_t{0};
+  }
+  return DecodeU64(it->key().ToStringView().substr(Id::kBytes));
+}
+
 Result<std::optional<events::EventEnvelope>> LedgerStore::Impl::ReadEvent(
     const rocksdb::ReadOptions& ro, std::uint64_t seq) const {
   std::string value;

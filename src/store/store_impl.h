@@ -243,6 +243,9 @@ struct LedgerStore::Impl {
   // Deletes up to `limit` expired idempotency records; returns how many.
   std::uint64_t PurgeStep(Micros now, std::size_t limit);
 
+  // The number of events in `stream` (its last stream version; 0 for none), from the stream
+  // index. For the key ring's stream, which has no row to carry its version.
+  Result<std::uint64_t> StreamLength(const rocksdb::ReadOptions& ro, const Id& stream) const;
   Result<std::optional<projections::TokenRow>> ReadRow(const rocksdb::ReadOptions& ro,
                                                        const Id& token) const;
   Result<std::optional<events::EventEnvelope>> ReadEvent(const rocksdb::ReadOptions& ro,

@@ -35,7 +35,24 @@ void PutOptId(std::string& out, const std::optional<Id>& id) {
   if (id) out.append(id->Bytes());
 }
 
-enum Tag : char { kCreated = 1, kSuspended, kActivated, kRevoked, kDeleted, kUsed };
+// A presence byte, then the length (u64) and the bytes.
+void PutOptString(std::string& out, const std::optional<std::string>& s) {
+  out.push_back(s ? 1 : 0);
+  if (!s) return;
+  PutU64(out, s->size());
+  out.append(*s);
+}
+
+enum Tag : char {
+  kCreated = 1,
+  kSuspended,
+  kActivated,
+  kRevoked,
+  kDeleted,
+  kUsed,
+  kKeyRotated,
+  kKeyRetired,
+};
 
 }  // namespace
 
@@ -449,12 +466,7 @@ Status TokenSort::Add(const events::EventEnvelope& e) {
           PutOptId(v, d.created_by_admin_user_id);
           PutOptId(v, d.agent_id);
           PutOptId(v, d.agent_deployment_id);
-          // The kid: a presence byte, then its length (u64) and bytes.
-          v.push_back(d.signing_kid ? 1 : 0);
-          if (d.signing_kid) {
-            PutU64(v, d.signing_kid->size());
-            v.append(*d.signing_kid);
-          }
+          PutOptString(v, d.signing_kid);
         } else if constexpr (std::is_same_v<T, events::TokenSuspended>) {
           v.push_back(kSuspended);
         } else if constexpr (std::is_same_v<T, events::TokenActivated>) {
@@ -463,9 +475,20 @@ Status TokenSort::Add(const events::EventEnvelope& e) {
           v.push_back(kRevoked);
         } else if constexpr (std::is_same_v<T, events::TokenDeleted>) {
           v.push_back(kDeleted);
-        } else {
+        } else if constexpr (std::is_same_v<T, events::TokenUsed>) {
           v.push_back(kUsed);
           PutU64(v, static_cast<std::uint64_t>(d.used_at));
+        } else if constexpr (std::is_same_v<T, events::SigningKeyRotated>) {
+          v.push_back(kKeyRotated);
+          PutOptString(v, d.kid);
+          PutOptString(v, d.previous_kid);
+          PutOptString(v, d.by);
+        } else {
+          static_assert(std::is_same_v<T, events::SigningKeyRetired>);
+          v.push_back(kKeyRetired);
+          PutOptString(v, d.kid);
+          PutU64(v, d.active_tokens);
+          PutOptString(v, d.by);
         }
       },
       e.data);
@@ -635,6 +658,19 @@ bool TokenSort::Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEn
     p += Id::kBytes;
     return dst.has_value();
   };
+  auto opt_string = [&](std::optional<std::string>& dst) {
+    if (p >= end) return false;
+    if (*p++ == 0) {
+      dst.reset();
+      return true;
+    }
+    if (end - p < 8) return false;
+    const std::uint64_t size = GetU64(p);
+    if (static_cast<std::uint64_t>(end - p) < size) return false;
+    dst.emplace(p, size);
+    p += size;
+    return true;
+  };
   switch (tag) {
     case kCreated: {
       events::TokenCreated c;
@@ -647,15 +683,8 @@ bool TokenSort::Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEn
       c.scope = static_cast<events::TokenScope>(*p++);
       c.expires_at = static_cast<Micros>(GetU64(p));
       if (!opt_id(c.created_by_admin_user_id) || !opt_id(c.agent_id) ||
-          !opt_id(c.agent_deployment_id) || p >= end)
+          !opt_id(c.agent_deployment_id) || !opt_string(c.signing_kid))
         return false;
-      if (*p++ != 0) {
-        if (end - p < 8) return false;
-        const std::uint64_t size = GetU64(p);
-        if (static_cast<std::uint64_t>(end - p) < size) return false;
-        c.signing_kid.emplace(p, size);
-        p += size;
-      }
       out->data = std::move(c);
       return true;
     }
@@ -675,6 +704,27 @@ bool TokenSort::Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEn
       if (end - p < 8) return false;
       out->data = events::TokenUsed{static_cast<Micros>(GetU64(p))};
       return true;
+    case kKeyRotated: {
+      events::SigningKeyRotated k;
+      std::optional<std::string> kid, by;
+      if (!opt_string(kid) || !opt_string(k.previous_kid) || !opt_string(by) || !kid || !by)
+        return false;
+      k.kid = std::move(*kid);
+      k.by = std::move(*by);
+      out->data = std::move(k);
+      return true;
+    }
+    case kKeyRetired: {
+      events::SigningKeyRetired k;
+      std::optional<std::string> kid, by;
+      if (!opt_string(kid) || !kid || end - p < 8) return false;
+      k.active_tokens = GetU64(p);
+      if (!opt_string(by) || !by) return false;
+      k.kid = std::move(*kid);
+      k.by = std::move(*by);
+      out->data = std::move(k);
+      return true;
+    }
     default:
       return false;
   }

@@ -28,10 +28,9 @@ class AgentDeploymentTest : public E2ETest {
     return CreateViaApi(main_.jwt, details + "}");
   }
   Response Introspect(const std::string& jwt, const std::string& caller) {
-    return client_->Request(
-        "POST", "/api/v1/introspect", "token=" + jwt,
-        {{"Authorization", "Bearer " + caller},
-         {"Content-Type", "application/x-www-form-urlencoded"}});
+    return client_->Request("POST", "/api/v1/introspect", "token=" + jwt,
+                            {{"Authorization", "Bearer " + caller},
+                             {"Content-Type", "application/x-www-form-urlencoded"}});
   }
   Id env_, agent_, deployment_;
   Seeded gateway_;
@@ -66,8 +65,7 @@ TEST_F(AgentDeploymentTest, CreatedWithItsAgentShownInDetailsSummariesAndEvents)
     const json::value body = r.Json();
     std::vector<std::string> ids;
     for (const auto& row : body.at("summaries").as_array()) ids.push_back(JsonString(row.at("id")));
-    EXPECT_EQ(body.at("pagination").at("item_count").to_number<std::size_t>(), ids.size())
-        << query;
+    EXPECT_EQ(body.at("pagination").at("item_count").to_number<std::size_t>(), ids.size()) << query;
     return ids;
   };
   const std::string bare_id = JsonString(bare.at("details").at("id"));
@@ -82,9 +80,8 @@ TEST_F(AgentDeploymentTest, CreatedWithItsAgentShownInDetailsSummariesAndEvents)
                  "&token_scope=agent_deployment&status=active&sorting=id"),
             (std::vector<std::string>{id, bare_id}));
   EXPECT_TRUE(list("token_scope=account&environment_id=" + env_.ToString()).empty());
-  const auto summaries = Call("GET", "/api/v1/api_token?token_scope=agent_deployment&sorting=id",
-                              main_.jwt)
-                             .Json();
+  const auto summaries =
+      Call("GET", "/api/v1/api_token?token_scope=agent_deployment&sorting=id", main_.jwt).Json();
   EXPECT_EQ(summaries.at("summaries").at(0).at("agent_id"), agent_.ToString());
   // The environment's own token sees the agent tokens of its environment.
   EXPECT_EQ(Call("GET", "/api/v1/api_token/" + id, env_token.jwt).status, 200);
@@ -113,8 +110,8 @@ TEST_F(AgentDeploymentTest, BothIdsAreRequiredAndOtherScopesTakeNoAgent) {
             "required_value agent_id is required for agent_deployment scope");
   EXPECT_EQ(create(R"({"token_scope":"environment",)" + env + "," + agent + "}"),
             "invalid_value agent_id must be null for environment scope");
-  EXPECT_EQ(create(R"({"token_scope":"account","agent_deployment_id":")" +
-                   deployment_.ToString() + "\"}"),
+  EXPECT_EQ(create(R"({"token_scope":"account","agent_deployment_id":")" + deployment_.ToString() +
+                   "\"}"),
             "invalid_value agent_deployment_id must be null for account scope");
   EXPECT_EQ(create(R"({"token_scope":"agent_deployment",)" + env + R"(,"agent_id":"a1"})"),
             "invalid_value agent_id is not a valid id");

@@ -63,7 +63,8 @@ constexpr auth::SigningKey kKey = {7,  6,  5,  4,  3,  2,  1,  0,  9,  8,  7,  6
 struct Harness {
   std::string dir;
   std::unique_ptr<store::LedgerStore> store;
-  auth::JwtSigner signer{kKey};
+  auth::JwtSigner signer{kKey};  // the original key, no kid: how the harness's tokens are made
+  auth::KeyRing keys = auth::KeyRing::Single(kKey);
   http::HttpMetrics metrics;
   std::unique_ptr<http::Api> api;
   std::unique_ptr<http::Server> server;
@@ -158,7 +159,7 @@ void SetUp() {
 
   http::ApiOptions api_options;
   api_options.policy = so.policy;
-  h->api = std::make_unique<http::Api>(*h->store, h->signer, api_options, h->metrics);
+  h->api = std::make_unique<http::Api>(*h->store, h->keys, api_options, h->metrics);
   ServerOptions server_options;
   server_options.listen = "127.0.0.1:0";
   server_options.threads = 1;

@@ -120,7 +120,7 @@ TEST(LastUseLimiterTest, ForgetsOldEntriesPastItsBound) {
 
 class AuthenticatorTest : public store::testing::StoreTest {
  protected:
-  AuthenticatorTest() : signer_(kKey) { Open(); }
+  AuthenticatorTest() : signer_(kKey), keys_(auth::KeyRing::Single(kKey)) { Open(); }
 
   std::string Jwt(const core::TokenState& s) const {
     return signer_.Sign(
@@ -137,14 +137,15 @@ class AuthenticatorTest : public store::testing::StoreTest {
     return false;
   }
 
-  auth::JwtSigner signer_;
+  auth::JwtSigner signer_;  // the original key without a kid: how Create's tokens are signed
+  auth::KeyRing keys_;
 };
 
 TEST_F(AuthenticatorTest, AuthenticatesAndRecordsUsesOncePerGranularity) {
   const Id account = ids_.Generate(), env = ids_.Generate();
   const Id token = Create(account, env);
   const projections::TokenRow row = Row(token);
-  Authenticator authenticator(*store_, signer_, options_.policy.last_used_granularity);
+  Authenticator authenticator(*store_, keys_, options_.policy.last_used_granularity);
 
   const Micros now = kStart + kMicrosPerSecond;
   auto caller = authenticator.Authenticate(Request(Jwt(row.state)), now);
@@ -166,7 +167,7 @@ TEST_F(AuthenticatorTest, RefusesWhatMayNotAuthenticate) {
   const Id account = ids_.Generate();
   const Id token = Create(account);
   const projections::TokenRow row = Row(token);
-  Authenticator authenticator(*store_, signer_, options_.policy.last_used_granularity);
+  Authenticator authenticator(*store_, keys_, options_.policy.last_used_granularity);
   const Micros now = kStart + kMicrosPerSecond;
 
   EXPECT_EQ(Outcome(authenticator.Authenticate(HttpRequest{}, now)),
@@ -180,6 +181,14 @@ TEST_F(AuthenticatorTest, RefusesWhatMayNotAuthenticate) {
       row.state.id, row.state.inserted_at, row.state.expires_at, account, std::nullopt));
   EXPECT_EQ(authenticator.Authenticate(Request(forged), now).error().code,
             ErrorCode::kBadAuthToken);
+  // Signed by the right key but naming it by kid, while the ledger recorded the token as signed
+  // without one: the claims do not match the token.
+  const std::string relabelled =
+      auth::JwtSigner(kKey, auth::KeyIdOf(kKey))
+          .Sign(auth::MakeClaims(row.state.id, row.state.inserted_at, row.state.expires_at, account,
+                                 std::nullopt));
+  EXPECT_EQ(Outcome(authenticator.Authenticate(Request(relabelled), now)),
+            "bad_authtoken|the token's claims do not match the token");
   // A well-signed token the ledger does not know.
   core::TokenState unknown = row.state;
   unknown.id = ids_.Generate();

@@ -17,7 +17,12 @@ std::optional<Flags> ParseFlags(const Command& command, const std::vector<std::s
       flags.values_["help"] = "";
       continue;
     }
-    if (arg.rfind("--", 0) != 0) return fail("unexpected argument '" + arg + "'");
+    if (arg.rfind("--", 0) != 0) {
+      if (command.positional.empty() || flags.Has(command.positional))
+        return fail("unexpected argument '" + arg + "'");
+      flags.values_[command.positional] = arg;
+      continue;
+    }
     arg = arg.substr(2);
     std::optional<std::string> inline_value;
     if (auto eq = arg.find('='); eq != std::string::npos) {

@@ -41,6 +41,8 @@ struct Command {
   std::string description;
   std::vector<FlagSpec> flags;
   std::function<int(const Flags&)> run;
+  // The name of the command's one positional argument (stored under that name), if it has one.
+  std::string positional = {};
 };
 
 // Parses `args` for `command`; on error prints it (and how to get help) and returns nullopt.

@@ -18,8 +18,10 @@
 
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
+#include "src/app/signing_keys.h"
 #include "src/auth/signing_key.h"
 #include "src/core/decider.h"
+#include "src/core/key_ring.h"
 #include "src/store/keys.h"
 #include "tools/tokenledger/cli.h"
 #include "tools/tokenledger/export_format.h"
@@ -32,6 +34,8 @@ namespace {
 const FlagSpec kDataDir{"data-dir", "DIR", "the ledger's data directory", "./data"};
 const FlagSpec kQuiet{"quiet", "", "no progress bar (it is drawn only when stderr is a terminal)",
                       ""};
+const FlagSpec kSigningKeyFile{"signing-key-file", "PATH",
+                               "the signing key file (default <data-dir>/signing.key)", ""};
 const FlagSpec kTempDir{"temp-dir", "DIR",
                         "where the temporary sort goes (default: $TMPDIR or /tmp); needs about "
                         "the ledger's size free",
@@ -360,15 +364,16 @@ int Mint(const Flags& flags) {
   }
 
   const std::string data_dir = flags.Get("data-dir");
-  const bool default_key = !flags.Has("signing-key-file");
   Opened opened = OpenExclusive(data_dir, "mint");
   if (!opened.store) return opened.exit_code;
-  auto key = auth::LoadOrCreateSigningKey(
-      default_key ? data_dir + "/signing.key" : flags.Get("signing-key-file"), default_key);
-  if (!key) {
-    std::fprintf(stderr, "tokenledger mint: %s\n", key.error().message.c_str());
+  auto keys =
+      app::OpenKeyRing(*opened.store, app::KeyFilePath(data_dir, flags.Get("signing-key-file")),
+                       /*create_if_missing=*/!flags.Has("signing-key-file"));
+  if (!keys) {
+    std::fprintf(stderr, "tokenledger mint: %s\n", keys.error().message.c_str());
     return kFinding;
   }
+  c.signing_kid = keys->ring.active_kid();
   store::CommandRequest req;
   req.command = c;
   req.request_id = "tokenledger-mint";
@@ -384,10 +389,14 @@ int Mint(const Flags& flags) {
       "minted token %s for account %s (%s scope), expires %s; the token is shown only now:\n",
       s.id.ToString().c_str(), s.account_id.ToString().c_str(),
       std::string(events::ScopeName(s.scope)).c_str(), FormatRfc3339(s.expires_at).c_str());
-  std::printf("%s\n", auth::JwtSigner(*key)
-                          .Sign(auth::MakeClaims(s.id, s.inserted_at, s.expires_at, s.account_id,
-                                                 s.environment_id))
-                          .c_str());
+  auto jwt = keys->ring.Sign(
+      auth::MakeClaims(s.id, s.inserted_at, s.expires_at, s.account_id, s.environment_id),
+      s.signing_kid);
+  if (!jwt) {  // the key was just read: a bug
+    std::fprintf(stderr, "tokenledger mint: %s\n", jwt.error().message.c_str());
+    return kFinding;
+  }
+  std::printf("%s\n", jwt->c_str());
   return kOk;
 }
 
@@ -429,24 +438,13 @@ int Export(const Flags& flags) {
   return kOk;
 }
 
-// Copies the signing key into the new data directory (0600, fsynced) after checking it is a
-// usable key, so the tokens minted before the export keep authenticating after the import.
+// Copies the signing key file (every key of the ring) into the new data directory (0600,
+// fsynced) after checking it is a usable key file, so the tokens minted before the export keep
+// authenticating after the import.
 Status CopySigningKey(const std::string& from, const std::string& data_dir) {
-  auto key = auth::LoadOrCreateSigningKey(from, /*create_if_missing=*/false);
-  if (!key) return key.error();
-  std::string hex;
-  for (auto b : *key) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    hex += kHex[b >> 4];
-    hex += kHex[b & 15];
-  }
-  const std::string to = data_dir + "/signing.key";
-  const int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) &&
-            ::fsync(fd) == 0;
-  if (fd >= 0) ok = ::close(fd) == 0 && ok;
-  if (!ok) return Error{ErrorCode::kUnavailable, "cannot write '" + to + "'", {}};
-  return Status::Ok();
+  auto keys = auth::LoadOrCreateKeyFile(from, /*create_if_missing=*/false);
+  if (!keys) return keys.error();
+  return auth::WriteKeyFile(data_dir + "/signing.key", *keys);
 }
 
 int Import(const Flags& flags) {
@@ -469,8 +467,8 @@ int Import(const Flags& flags) {
     return kUsage;
   }
   if (!new_key) {  // fail before anything is written
-    if (auto key = auth::LoadOrCreateSigningKey(flags.Get("signing-key"), false); !key) {
-      std::fprintf(stderr, "tokenledger import: --signing-key: %s\n", key.error().message.c_str());
+    if (auto keys = auth::LoadOrCreateKeyFile(flags.Get("signing-key"), false); !keys) {
+      std::fprintf(stderr, "tokenledger import: --signing-key: %s\n", keys.error().message.c_str());
       return kUsage;
     }
   }
@@ -697,6 +695,240 @@ int Stats(const Flags& flags) {
   return kOk;
 }
 
+// ---------------------------------------------------------------------------------------
+// keys: the signing key ring (src/core/key_ring.h: the ledger's record; src/auth/key_ring.h:
+// the key file's material). `list` runs beside the server; `rotate` and `retire` change both
+// the ledger and the key file, and need exclusive access.
+
+// Who ran the command, for the ledger's record: the login that invoked sudo, else the user,
+// then the machine.
+std::string OperatorName() {
+  std::string user;
+  for (const char* var : {"SUDO_USER", "LOGNAME", "USER"}) {
+    if (const char* v = std::getenv(var); v && *v) {
+      user = v;
+      break;
+    }
+  }
+  if (user.empty()) user = "uid " + std::to_string(::getuid());
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return user + "@" + (host[0] ? host : "localhost");
+}
+
+// Active, unexpired tokens per kid of the key that signed them (tokens without a kid under the
+// original key's). A scan of every token row: O(tokens), for an operator's command.
+Result<std::map<std::string, std::uint64_t>> ActiveTokensByKid(
+    const store::LedgerStore& store, const std::optional<std::string>& original_kid) {
+  std::map<std::string, std::uint64_t> counts;
+  const Micros now = NowMicros();
+  Status s = store.ScanTokens([&](const projections::TokenRow& row) {
+    const core::TokenState& t = row.state;
+    if (t.status == core::TokenStatus::kActive && t.expires_at > now) {
+      const std::optional<std::string>& kid = t.signing_kid ? t.signing_kid : original_kid;
+      if (kid) ++counts[*kid];
+    }
+    return true;
+  });
+  if (!s) return s.error();
+  return counts;
+}
+
+std::optional<app::OpenedKeyRing> OpenKeys(const store::LedgerStore& store, const Flags& flags,
+                                           const char* command) {
+  auto keys = app::OpenKeyRing(
+      store, app::KeyFilePath(flags.Get("data-dir"), flags.Get("signing-key-file")),
+      /*create_if_missing=*/false);
+  if (!keys) {
+    std::fprintf(stderr, "tokenledger %s: %s\n", command, keys.error().message.c_str());
+    return std::nullopt;
+  }
+  return std::move(*keys);
+}
+
+// Appends one key ring change (already checked), durably.
+Status AppendKeyRingChange(store::LedgerStore& store, core::ChangeKeyRing change,
+                           const Flags& flags) {
+  store::CommandRequest req;
+  req.command = std::move(change);
+  req.request_id = "tokenledger-keys";
+  if (flags.Has("admin-user")) req.actor.admin_user_id = IdFlag(flags, "admin-user");
+  store::CommandResult r = store.Submit(std::move(req)).get();
+  if (r.outcome != store::Outcome::kApplied)
+    return Error{ErrorCode::kUnavailable, r.rejection.message, {}};
+  return Status::Ok();
+}
+
+int KeysList(const Flags& flags) {
+  Opened opened = OpenReadOnly(flags.Get("data-dir"));
+  if (!opened.store) return opened.exit_code;
+  auto keys = OpenKeys(*opened.store, flags, "keys list");
+  if (!keys) return kFinding;
+  const std::optional<std::string> original = core::OriginalKid(keys->history, keys->file_kids);
+  auto counts = ActiveTokensByKid(*opened.store, original);
+  if (!counts) {
+    std::fprintf(stderr, "tokenledger keys list: %s\n", counts.error().message.c_str());
+    return kFinding;
+  }
+  // Every kid the file or the ledger names, in the order they came.
+  std::vector<std::string> kids;
+  auto add = [&](const std::string& kid) {
+    if (std::find(kids.begin(), kids.end(), kid) == kids.end()) kids.push_back(kid);
+  };
+  if (original) add(*original);
+  std::map<std::string, const events::EventEnvelope*> rotated, retired;
+  for (const events::EventEnvelope& e : keys->history.changes) {
+    if (const auto* r = std::get_if<events::SigningKeyRotated>(&e.data)) {
+      if (r->previous_kid) add(*r->previous_kid);
+      add(r->kid);
+      rotated[r->kid] = &e;
+    } else {
+      const auto& t = std::get<events::SigningKeyRetired>(e.data);
+      add(t.kid);
+      retired[t.kid] = &e;
+    }
+  }
+  for (const std::string& kid : keys->file_kids) add(kid);
+  std::printf("%-18s %-8s %-9s %-28s %-13s %s\n", "KID", "STATE", "ORIGINAL", "SINCE",
+              "ACTIVE_TOKENS", "BY");
+  for (const std::string& kid : kids) {
+    const bool in_file =
+        std::find(keys->file_kids.begin(), keys->file_kids.end(), kid) != keys->file_kids.end();
+    std::string state = "verify";
+    const events::EventEnvelope* since = rotated.count(kid) ? rotated[kid] : nullptr;
+    if (retired.count(kid)) {
+      state = "retired";
+      since = retired[kid];
+    } else if (kid == keys->ring.active_kid()) {
+      state = "active";
+    } else if (!in_file) {
+      state = "missing";  // named by the ledger, not in the key file: its tokens fail
+    } else if (!rotated.count(kid) && kid != original) {
+      state = "spare";  // in the file, never active: an interrupted rotate
+    }
+    std::string by = "-";
+    if (since) {
+      if (const auto* r = std::get_if<events::SigningKeyRotated>(&since->data)) by = r->by;
+      if (const auto* t = std::get_if<events::SigningKeyRetired>(&since->data)) by = t->by;
+    }
+    std::printf("%-18s %-8s %-9s %-28s %-13llu %s\n", kid.c_str(), state.c_str(),
+                kid == original ? "yes" : "", since ? FormatRfc3339(since->at).c_str() : "-",
+                static_cast<unsigned long long>(counts->count(kid) ? (*counts)[kid] : 0),
+                by.c_str());
+  }
+  return kOk;
+}
+
+int KeysRotate(const Flags& flags) {
+  const std::string data_dir = flags.Get("data-dir");
+  if (flags.Has("admin-user") && !IdFlag(flags, "admin-user")) return kUsage;
+  Opened opened = OpenExclusive(data_dir, "keys rotate");
+  if (!opened.store) return opened.exit_code;
+  auto keys = OpenKeys(*opened.store, flags, "keys rotate");
+  if (!keys) return kFinding;
+  const auth::SigningKey key = auth::NewSigningKey();
+  const std::string kid = auth::KeyIdOf(key);
+  std::vector<auth::SigningKey> file_keys = keys->file_keys;
+  std::vector<std::string> file_kids = keys->file_kids;
+  file_keys.push_back(key);
+  file_kids.push_back(kid);
+  const std::string previous = keys->ring.active_kid();
+  core::ChangeKeyRing change{events::SigningKeyRotated{kid, previous, OperatorName()}};
+  if (auto refused = core::CheckKeyRingChange(keys->history, file_kids, change)) {
+    std::fprintf(stderr, "tokenledger keys rotate: %s\n", refused->message.c_str());
+    return kFinding;
+  }
+  // The key file first: a rotate stopped between the two steps leaves a spare key in the file
+  // (listed as such), never a ledger naming a key that exists nowhere.
+  const std::string path = app::KeyFilePath(data_dir, flags.Get("signing-key-file"));
+  if (Status s = auth::WriteKeyFile(path, file_keys); !s) {
+    std::fprintf(stderr, "tokenledger keys rotate: %s\n", s.error().message.c_str());
+    return kFinding;
+  }
+  if (Status s = AppendKeyRingChange(*opened.store, std::move(change), flags); !s) {
+    std::fprintf(stderr,
+                 "tokenledger keys rotate: the ledger did not record the rotation (%s); key %s "
+                 "stays in the key file unused\n",
+                 s.error().message.c_str(), kid.c_str());
+    return kFinding;
+  }
+  std::printf("%s\n", kid.c_str());
+  std::fprintf(stderr,
+               "rotated: key %s signs new tokens from the next server start; %s still verifies "
+               "the tokens it signed until `tokenledger keys retire %s`. Back up '%s' now.\n",
+               kid.c_str(), previous.c_str(), previous.c_str(), path.c_str());
+  return kOk;
+}
+
+int KeysRetire(const Flags& flags) {
+  const std::string data_dir = flags.Get("data-dir");
+  const std::string kid = flags.Get("KID");
+  if (kid.empty()) {
+    std::fprintf(stderr, "tokenledger keys retire: name the key: tokenledger keys retire KID\n");
+    return kUsage;
+  }
+  if (flags.Has("admin-user") && !IdFlag(flags, "admin-user")) return kUsage;
+  Opened opened = OpenExclusive(data_dir, "keys retire");
+  if (!opened.store) return opened.exit_code;
+  auto keys = OpenKeys(*opened.store, flags, "keys retire");
+  if (!keys) return kFinding;
+  const std::string path = app::KeyFilePath(data_dir, flags.Get("signing-key-file"));
+  // The key file without the retired key's material (erased: it never verifies again).
+  auto erase = [&]() -> Status {
+    std::vector<auth::SigningKey> kept;
+    for (std::size_t i = 0; i < keys->file_keys.size(); ++i)
+      if (keys->file_kids[i] != kid) kept.push_back(keys->file_keys[i]);
+    if (kept.size() == keys->file_keys.size()) return Status::Ok();
+    return auth::WriteKeyFile(path, kept);
+  };
+  if (keys->history.retired.count(kid)) {
+    // A retire stopped after the ledger recorded it: finish erasing the material.
+    if (Status s = erase(); !s) {
+      std::fprintf(stderr, "tokenledger keys retire: %s\n", s.error().message.c_str());
+      return kFinding;
+    }
+    std::fprintf(stderr, "key %s was already retired; its material is not in the key file\n",
+                 kid.c_str());
+    return kOk;
+  }
+  const std::optional<std::string> original = core::OriginalKid(keys->history, keys->file_kids);
+  auto counts = ActiveTokensByKid(*opened.store, original);
+  if (!counts) {
+    std::fprintf(stderr, "tokenledger keys retire: %s\n", counts.error().message.c_str());
+    return kFinding;
+  }
+  const std::uint64_t active = counts->count(kid) ? (*counts)[kid] : 0;
+  core::ChangeKeyRing change{events::SigningKeyRetired{kid, active, OperatorName()}};
+  if (auto refused = core::CheckKeyRingChange(keys->history, keys->file_kids, change)) {
+    std::fprintf(stderr, "tokenledger keys retire: %s\n", refused->message.c_str());
+    return refused->code == ErrorCode::kNotFound ? kUsage : kFinding;
+  }
+  if (active > 0 && !flags.Has("force")) {
+    std::fprintf(stderr,
+                 "tokenledger keys retire: %llu active token(s) were signed by key %s; retired, "
+                 "they stop authenticating (401 bad_authtoken). Replace them first, or give "
+                 "--force.\n",
+                 static_cast<unsigned long long>(active), kid.c_str());
+    return kUsage;
+  }
+  // The ledger first: once it says retired, no server verifies with the key, whatever the
+  // file still holds; the file is cleaned up after (or by running this again).
+  if (Status s = AppendKeyRingChange(*opened.store, std::move(change), flags); !s) {
+    std::fprintf(stderr, "tokenledger keys retire: %s\n", s.error().message.c_str());
+    return kFinding;
+  }
+  if (Status s = erase(); !s) {
+    std::fprintf(stderr,
+                 "tokenledger keys retire: retired in the ledger, but the key file was not "
+                 "rewritten (%s): run the command again to erase the key\n",
+                 s.error().message.c_str());
+    return kFinding;
+  }
+  std::fprintf(stderr, "retired key %s (%llu active token(s) it signed no longer authenticate)\n",
+               kid.c_str(), static_cast<unsigned long long>(active));
+  return kOk;
+}
+
 }  // namespace
 
 std::vector<Command> AllCommands() {
@@ -799,6 +1031,40 @@ std::vector<Command> AllCommands() {
        "and the size on disk. Works beside a running server.",
        {kDataDir, {"format", "table|json", "output format", "table"}, kQuiet},
        Stats},
+      {"keys list",
+       "the signing keys: which signs, which verify, which are retired",
+       "Lists every key of the signing key ring by kid: its state (active: signs new tokens;\n"
+       "verify: only verifies the tokens it signed; retired: verifies nothing; spare: in the key\n"
+       "file but never active, left by an interrupted rotate; missing: named by the ledger but\n"
+       "not in the key file), whether it is the original key (the one tokens without a kid\n"
+       "verify with), since when and by whom, and how many active tokens it signed. Reads the\n"
+       "ledger's record of the ring and the key file; works beside a running server.",
+       {kDataDir, kSigningKeyFile},
+       KeysList},
+      {"keys rotate",
+       "make a new signing key the active one",
+       "Adds a new random key to the key file and records the rotation in the ledger (who,\n"
+       "when, which kid; never the key). New tokens are signed by it from the next server\n"
+       "start; every earlier key keeps verifying the tokens it signed until retired. Prints the\n"
+       "new kid. Offline: needs exclusive access, stop the server first. Back up the key file\n"
+       "afterwards: a ledger whose active key is lost cannot sign tokens.",
+       {kDataDir,
+        kSigningKeyFile,
+        {"admin-user", "ID", "admin user recorded as the event's actor", ""}},
+       KeysRotate},
+      {"keys retire",
+       "retire a signing key: its tokens stop authenticating",
+       "usage: tokenledger keys retire KID [--force]\n"
+       "Records the retirement in the ledger, then erases the key from the key file. Tokens\n"
+       "signed by it answer 401 bad_authtoken from then on. Refused for the active key (rotate\n"
+       "first), and, unless --force, while active tokens signed by it remain (it says how\n"
+       "many). Offline: needs exclusive access, stop the server first.",
+       {kDataDir,
+        kSigningKeyFile,
+        {"force", "", "retire even though active tokens were signed by the key", ""},
+        {"admin-user", "ID", "admin user recorded as the event's actor", ""}},
+       KeysRetire,
+       "KID"},
   };
 }
 

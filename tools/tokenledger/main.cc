@@ -14,7 +14,7 @@ std::string Usage(const std::vector<tokenledger::cli::Command>& commands) {
       "directory.\n\nCommands:\n";
   for (const auto& c : commands) {
     std::string name = "  " + c.name;
-    name.resize(12, ' ');
+    name.resize(15, ' ');
     out += name + c.summary + "\n";
   }
   out +=
@@ -39,9 +39,21 @@ int main(int argc, char** argv) {
     std::fputs(Usage(commands).c_str(), argc < 2 ? stderr : stdout);
     return argc < 2 ? tokenledger::cli::kUsage : tokenledger::cli::kOk;
   }
+  // Two-word commands ("keys list"): the second word is part of the name.
+  std::string name = argv[1];
+  int first_arg = 2;
+  if (argc >= 3 && argv[2][0] != '-') {
+    for (const auto& c : commands) {
+      if (c.name == name + " " + argv[2]) {
+        name = c.name;
+        first_arg = 3;
+      }
+    }
+  }
   for (const auto& c : commands) {
-    if (c.name != argv[1]) continue;
-    auto flags = tokenledger::cli::ParseFlags(c, std::vector<std::string>(argv + 2, argv + argc));
+    if (c.name != name) continue;
+    auto flags =
+        tokenledger::cli::ParseFlags(c, std::vector<std::string>(argv + first_arg, argv + argc));
     if (!flags) return tokenledger::cli::kUsage;
     if (flags->Has("help")) {
       std::fputs(tokenledger::cli::CommandHelp(c).c_str(), stdout);
