@@ -37,7 +37,7 @@ events::EventEnvelope Created() {
   e.seq = 12345;
   e.stream = kToken;
   e.stream_version = 1;
-  e.schema_version = 1;
+  e.schema_version = events::CurrentSchemaVersion("TokenCreated");
   e.at = 1'704'067'200'000'000;
   e.actor.token_id = kToken;
   e.request_id = "06h24tgvd0cp275vsj0g6xzeq643gwqf";

@@ -4,7 +4,8 @@
 // ring's key that signed it): any other `alg` (including `none`) is refused before the
 // signature is looked at, and the signature is compared in constant time. Claims: `jti` (token id),
 // `iat`, `exp` (its expires_at, seconds) and
-// `_: {"a": account_id, "e": environment_id}` (`e` only for environment scope).
+// `_: {"a": account_id, "e": environment_id}` (`e` only for scopes with an environment:
+// environment and agent_deployment; a JWT does not say its scope, the ledger does).
 //
 // Thread-safety: JwtSigner is immutable after construction and safe to share.
 #pragma once

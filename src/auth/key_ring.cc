@@ -38,8 +38,10 @@ Result<KeyRing> KeyRing::Make(const std::vector<SigningKey>& file_keys,
     ring.signers_.emplace_back(key, std::move(kid));
   }
   if (retired.count(active_kid)) {
-    return Error{ErrorCode::kUnexpected, "the ledger's active signing key " + active_kid +
-                                             " is also retired: the ledger is inconsistent", {}};
+    return Error{ErrorCode::kUnexpected,
+                 "the ledger's active signing key " + active_kid +
+                     " is also retired: the ledger is inconsistent",
+                 {}};
   }
   if (!ring.Find(active_kid)) {
     return Error{ErrorCode::kUnexpected,

@@ -30,8 +30,8 @@ void EvolveKeyRing(KeyRingHistory& h, const events::EventEnvelope& e) {
 
 bool ValidKid(std::string_view kid) {
   return !kid.empty() && kid.size() <= 64 && std::all_of(kid.begin(), kid.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
   });
 }
 
@@ -61,24 +61,31 @@ std::optional<Rejection> CheckKeyRingChange(const KeyRingHistory& h,
     });
   };
   if (const auto* r = std::get_if<events::SigningKeyRotated>(&change.change)) {
-    if (!ValidKid(r->kid)) return Reject(ErrorCode::kInvalidValue, "kid '" + r->kid + "' is not valid");
+    if (!ValidKid(r->kid))
+      return Reject(ErrorCode::kInvalidValue, "kid '" + r->kid + "' is not valid");
     if (!Contains(file_kids, r->kid))
       return Reject(ErrorCode::kNotFound, "the key file holds no key " + r->kid);
-    if (h.retired.count(r->kid)) return Reject(ErrorCode::kInvalidAction, "key " + r->kid + " is retired");
-    if (active == r->kid) return Reject(ErrorCode::kInvalidAction, "key " + r->kid + " is already active");
+    if (h.retired.count(r->kid))
+      return Reject(ErrorCode::kInvalidAction, "key " + r->kid + " is retired");
+    if (active == r->kid)
+      return Reject(ErrorCode::kInvalidAction, "key " + r->kid + " is already active");
     if (used_before(r->kid))
-      return Reject(ErrorCode::kInvalidAction, "key " + r->kid + " was active before; kids are not reused");
+      return Reject(ErrorCode::kInvalidAction,
+                    "key " + r->kid + " was active before; kids are not reused");
     if (r->previous_kid != active)
-      return Reject(ErrorCode::kInvalidAction, "the rotation must name the active key as the previous one");
+      return Reject(ErrorCode::kInvalidAction,
+                    "the rotation must name the active key as the previous one");
     return std::nullopt;
   }
   const auto& t = std::get<events::SigningKeyRetired>(change.change);
   const bool known = Contains(file_kids, t.kid) || used_before(t.kid);
   if (!known) return Reject(ErrorCode::kNotFound, "no key " + t.kid + " in the key ring");
-  if (h.retired.count(t.kid)) return Reject(ErrorCode::kInvalidAction, "key " + t.kid + " is already retired");
+  if (h.retired.count(t.kid))
+    return Reject(ErrorCode::kInvalidAction, "key " + t.kid + " is already retired");
   if (active == t.kid)
-    return Reject(ErrorCode::kInvalidAction,
-                  "key " + t.kid + " is the active key: rotate to a new one first (tokenledger keys rotate)");
+    return Reject(
+        ErrorCode::kInvalidAction,
+        "key " + t.kid + " is the active key: rotate to a new one first (tokenledger keys rotate)");
   return std::nullopt;
 }
 

@@ -130,7 +130,8 @@ Result<ListRequest> ParseListRequest(std::string_view raw, const Caller& caller,
     lq.scope = events::ParseScope(*v);
     if (!lq.scope)
       return Err(ErrorCode::kInvalidValue,
-                 "token_scope must be account, environment or introspection", "token_scope");
+                 "token_scope must be account, environment, agent_deployment or introspection",
+                 "token_scope");
   }
   if (const auto* v = Get(*q, "environment_id")) {
     auto id = ParseIdParam(*v, "environment_id");

@@ -59,8 +59,8 @@ TEST(KeyRingTest, AfterARotationBothVerifyAndTheNewOneSigns) {
   auto ring = KeyRing::Make({Key(1), Key(2)}, k2, k1, {});
   ASSERT_TRUE(ring) << ring.error().message;
   EXPECT_EQ(ring->active_kid(), k2);
-  for (const std::optional<std::string>& kid : {std::optional<std::string>(), std::optional(k1),
-                                                std::optional(k2)}) {
+  for (const std::optional<std::string>& kid :
+       {std::optional<std::string>(), std::optional(k1), std::optional(k2)}) {
     auto token = ring->Sign(kClaims, kid);
     ASSERT_TRUE(token);
     EXPECT_EQ(Outcome(ring->Verify(*token)), "ok kid=" + kid.value_or("none"));
@@ -89,8 +89,7 @@ TEST(KeyRingTest, ARingWhoseActiveKeyIsMissingOrRetiredIsRefused) {
   const std::string k1 = KeyIdOf(Key(1)), k2 = KeyIdOf(Key(2));
   auto missing = KeyRing::Make({Key(1)}, k2, k1, {});
   ASSERT_FALSE(missing);
-  EXPECT_NE(missing.error().message.find("lacks the ledger's active key " + k2),
-            std::string::npos);
+  EXPECT_NE(missing.error().message.find("lacks the ledger's active key " + k2), std::string::npos);
   EXPECT_FALSE(KeyRing::Make({Key(1), Key(2)}, k2, k1, {k2}));
 }
 

@@ -17,7 +17,9 @@ events::EventEnvelope Event(std::uint64_t version, events::EventData data) {
 ChangeKeyRing Rotate(std::string kid, std::optional<std::string> previous) {
   return {events::SigningKeyRotated{std::move(kid), std::move(previous), "op@host"}};
 }
-ChangeKeyRing Retire(std::string kid) { return {events::SigningKeyRetired{std::move(kid), 0, "op@host"}}; }
+ChangeKeyRing Retire(std::string kid) {
+  return {events::SigningKeyRetired{std::move(kid), 0, "op@host"}};
+}
 
 std::string Check(const KeyRingHistory& h, const std::vector<std::string>& file,
                   const ChangeKeyRing& c) {

@@ -122,8 +122,10 @@ TEST(ListQueryTest, Filters) {
   EXPECT_EQ(r->query.snapshot_seq, 7u);
   EXPECT_EQ(Outcome(List("status=gone")),
             "invalid_value|status|status must be active, suspended or revoked");
-  EXPECT_EQ(Outcome(List("token_scope=x")),
-            "invalid_value|token_scope|token_scope must be account, environment or introspection");
+  EXPECT_EQ(
+      Outcome(List("token_scope=x")),
+      "invalid_value|token_scope|token_scope must be account, environment, agent_deployment or "
+      "introspection");
   EXPECT_EQ(Outcome(List("environment_id=x")),
             "invalid_value|environment_id|environment_id is not a valid id");
   EXPECT_EQ(Outcome(List("pagination[snapshot]=x")),
