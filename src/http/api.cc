@@ -263,17 +263,22 @@ void Api::ListTokens(const std::shared_ptr<Call>& call) {
     const store::ListQuery& lq = list.query;
     auto result = store_.ListTokens(lq);
     if (!result) return call->Fail(result.error());
-    json::array summaries;
-    summaries.reserve(result->rows.size());
-    for (const auto& row : result->rows) summaries.push_back(TokenSummaryJson(row.state));
     json::object pagination =
         PaginationJson(result->item_count, lq.offset, lq.page_size, result->rows.size());
     pagination["snapshot"] = result->snapshot_seq;
-    call->Respond(SuccessResponse(
-        {{"status", "success"},
-         {"summaries", std::move(summaries)},
-         {"pagination", std::move(pagination)},
-         {"sorting", json::object{{"field", list.field}, {"direction", list.direction}}}}));
+    HttpResponse r;
+    r.body.reserve(64 + 400 * result->rows.size());
+    r.body = R"({"status":"success","summaries":[)";
+    for (std::size_t i = 0; i < result->rows.size(); ++i) {
+      if (i > 0) r.body += ',';
+      AppendTokenSummaryJson(result->rows[i].state, r.body);
+    }
+    r.body += R"(],"pagination":)";
+    r.body += json::serialize(pagination);
+    r.body += R"(,"sorting":)";
+    r.body += json::serialize(json::object{{"field", list.field}, {"direction", list.direction}});
+    r.body += '}';
+    call->Respond(std::move(r));
   });
 }
 
@@ -324,13 +329,12 @@ void Api::ShowToken(const std::shared_ptr<Call>& call) {
         return call->Fail(
             Err(ErrorCode::kNotFound, "api_token " + id.ToString() + " not found at " + as_of));
       }
-      call->Respond(
-          SuccessResponse({{"status", "success"}, {"details", TokenDetailsJson(**past)}}));
+      call->Respond(TokenDetailsResponse(**past));
     });
   }
   auto row = TokenInReach(call, *id);
   if (!row) return;
-  call->Respond(SuccessResponse({{"status", "success"}, {"details", TokenDetailsJson(*row)}}));
+  call->Respond(TokenDetailsResponse(*row));
 }
 
 void Api::TokenEvents(const std::shared_ptr<Call>& call) {

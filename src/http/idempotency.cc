@@ -34,15 +34,12 @@ HttpResponse RenderOutcome(const store::CommandResult& r, store::Outcome outcome
     // An applied command without events (a use) has no row to show; no API write is one.
     return ErrorResponse(ErrorCode::kUnexpected, "the write's outcome has no token to show");
   }
-  json::object body{{"status", "success"}, {"details", TokenDetailsJson(r.ShownRow())}};
   // A create answers with the token's JWT. Its secret is never recorded: it is signed again
   // from the claims, which follow from the token's state (same claims, same bytes).
-  if (jwt) {
-    auto token = jwt(r.after->state);
-    if (!token) return ErrorResponse(token.error());  // a replay after its key was retired
-    body["token"] = std::move(*token);
-  }
-  return SuccessResponse(body);
+  if (!jwt) return TokenDetailsResponse(r.ShownRow());
+  auto token = jwt(r.after->state);
+  if (!token) return ErrorResponse(token.error());  // a replay after its key was retired
+  return TokenDetailsResponse(r.ShownRow(), *token);
 }
 
 }  // namespace

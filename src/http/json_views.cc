@@ -6,41 +6,114 @@ namespace tokenledger::http {
 namespace json = boost::json;
 namespace {
 
-json::value OptId(const std::optional<Id>& id) {
-  return id ? json::value(id->ToString()) : json::value(nullptr);
+void Key(std::string& out, std::string_view key, bool first = false) {
+  out += first ? "{\"" : ",\"";
+  out += key;
+  out += "\":";
+}
+void Text(std::string& out, std::string_view v) {
+  out += '"';
+  out += v;
+  out += '"';
+}
+void IdText(std::string& out, const Id& id) {
+  out += '"';
+  id.AppendText(out);
+  out += '"';
+}
+void OptIdText(std::string& out, const std::optional<Id>& id) {
+  if (id) {
+    IdText(out, *id);
+  } else {
+    out += "null";
+  }
+}
+void Time(std::string& out, Micros t) {
+  char buf[kRfc3339Length];
+  FormatRfc3339To(t, buf);
+  out += '"';
+  out.append(buf, sizeof buf);
+  out += '"';
+}
+void OptTime(std::string& out, const std::optional<Micros>& t) {
+  if (t) {
+    Time(out, *t);
+  } else {
+    out += "null";
+  }
+}
+
+// The summary's keys, without the closing brace.
+void AppendSummaryFields(const core::TokenState& s, std::string& out) {
+  Key(out, "id", true);
+  IdText(out, s.id);
+  Key(out, "type");
+  Text(out, "api_token");
+  Key(out, "account_id");
+  IdText(out, s.account_id);
+  Key(out, "environment_id");
+  OptIdText(out, s.environment_id);
+  Key(out, "token_scope");
+  Text(out, events::ScopeName(s.scope));
+  Key(out, "agent_id");
+  OptIdText(out, s.agent_id);
+  Key(out, "agent_deployment_id");
+  OptIdText(out, s.agent_deployment_id);
+  Key(out, "status");
+  Text(out, core::StatusName(s.status));
+  Key(out, "created_by_admin_user_id");
+  OptIdText(out, s.created_by_admin_user_id);
+  Key(out, "expires_at");
+  Time(out, s.expires_at);
+  Key(out, "inserted_at");
+  Time(out, s.inserted_at);
+  Key(out, "updated_at");
+  Time(out, s.updated_at);
+  Key(out, "last_used_at");
+  OptTime(out, s.last_used_at);
 }
 
 }  // namespace
 
-json::object TokenSummaryJson(const core::TokenState& s) {
-  json::object o;
-  o["id"] = s.id.ToString();
-  o["type"] = "api_token";
-  o["account_id"] = s.account_id.ToString();
-  o["environment_id"] = OptId(s.environment_id);
-  o["token_scope"] = events::ScopeName(s.scope);
-  o["agent_id"] = OptId(s.agent_id);
-  o["agent_deployment_id"] = OptId(s.agent_deployment_id);
-  o["status"] = core::StatusName(s.status);
-  o["created_by_admin_user_id"] = OptId(s.created_by_admin_user_id);
-  o["expires_at"] = FormatRfc3339(s.expires_at);
-  o["inserted_at"] = FormatRfc3339(s.inserted_at);
-  o["updated_at"] = FormatRfc3339(s.updated_at);
-  o["last_used_at"] =
-      s.last_used_at ? json::value(FormatRfc3339(*s.last_used_at)) : json::value(nullptr);
-  return o;
+void AppendTokenSummaryJson(const core::TokenState& s, std::string& out) {
+  AppendSummaryFields(s, out);
+  out += '}';
 }
 
-json::object TokenDetailsJson(const projections::TokenRow& row) {
+void AppendTokenDetailsJson(const projections::TokenRow& row, std::string& out) {
   const core::TokenState& s = row.state;
-  json::object o = TokenSummaryJson(s);
+  AppendSummaryFields(s, out);
+  Key(out, "status_changed_at");
+  Time(out, row.status_changed_at);
+  Key(out, "revoked_at");
+  OptTime(out, row.revoked_at);
   const core::AvailableActions a = core::ActionsFor(s.status);
-  o["status_changed_at"] = FormatRfc3339(row.status_changed_at);
-  o["revoked_at"] =
-      row.revoked_at ? json::value(FormatRfc3339(*row.revoked_at)) : json::value(nullptr);
-  o["available_actions"] = json::object{
-      {"activate", a.activate}, {"delete", a.del}, {"revoke", a.revoke}, {"suspend", a.suspend}};
-  return o;
+  auto flag = [](bool b) { return b ? "true" : "false"; };
+  Key(out, "available_actions");
+  out += "{\"activate\":";
+  out += flag(a.activate);
+  out += ",\"delete\":";
+  out += flag(a.del);
+  out += ",\"revoke\":";
+  out += flag(a.revoke);
+  out += ",\"suspend\":";
+  out += flag(a.suspend);
+  out += "}}";
+}
+
+HttpResponse TokenDetailsResponse(const projections::TokenRow& row,
+                                  const std::optional<std::string>& jwt) {
+  HttpResponse r;
+  r.body.reserve(640);
+  r.body = R"({"status":"success","details":)";
+  AppendTokenDetailsJson(row, r.body);
+  if (jwt) {
+    r.body += R"(,"token":")";
+    r.body += *jwt;
+    r.body += '"';
+  }
+  r.body += '}';
+  return r;
 }
 
 json::object PaginationJson(std::uint64_t count, std::uint64_t offset, std::uint64_t page_size,

@@ -4,17 +4,26 @@
 #include <boost/json/object.hpp>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "projections/token_details.h"
 #include "src/http/http_types.h"
 
 namespace tokenledger::http {
 
-// ApiToken_Details: every key always present, null where empty; plus status_changed_at and
-// revoked_at from the token-details projection (v2).
-boost::json::object TokenDetailsJson(const projections::TokenRow& row);
-// ApiToken_Summary: the same without available_actions.
-boost::json::object TokenSummaryJson(const core::TokenState& s);
+// ApiToken_Details, appended to `out` as JSON text: every key always present, null where
+// empty; plus status_changed_at and revoked_at from the token-details projection (v2).
+// Written directly, not through a DOM: a show's answer was most of its CPU (micro_bench
+// BM_ShowRender). The bytes are those json::serialize gives the object with these keys in this
+// order (tested against it): every string is an id, a time or a name, none needing escapes.
+void AppendTokenDetailsJson(const projections::TokenRow& row, std::string& out);
+// ApiToken_Summary: the same without status_changed_at, revoked_at and available_actions.
+void AppendTokenSummaryJson(const core::TokenState& s, std::string& out);
+
+// `{"status":"success","details":<details>}`, with `,"token":"<jwt>"` after the details when
+// `jwt` is given (a create's answer). REQUIRES: `jwt` needs no escaping (base64url and dots).
+HttpResponse TokenDetailsResponse(const projections::TokenRow& row,
+                                  const std::optional<std::string>& jwt = std::nullopt);
 
 // {item_count, item_start, item_end, page_count, page_index, page_offset, page_size,
 //  next_page_offset, previous_page_offset} for `rows` items shown at `offset`.

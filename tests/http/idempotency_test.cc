@@ -102,6 +102,12 @@ TEST(FingerprintTest, BindsMethodRouteParamsAndBody) {
                                     std::to_string(kT0));
 }
 
+json::value TokenDetailsJson(const projections::TokenRow& row) {
+  std::string text;
+  AppendTokenDetailsJson(row, text);
+  return json::parse(text);
+}
+
 TEST(RenderWriteTest, AppliedAndRejected) {
   store::CommandResult r;
   r.outcome = store::Outcome::kApplied;

@@ -35,6 +35,96 @@ TEST(PaginationTest, Edges) {
   EXPECT_EQ(P(100, 0, 100, 100).at("next_page_offset"), nullptr);
 }
 
+json::object TokenDetailsJson(const projections::TokenRow& row) {
+  std::string text;
+  AppendTokenDetailsJson(row, text);
+  return json::parse(text).as_object();
+}
+json::object TokenSummaryJson(const core::TokenState& s) {
+  std::string text;
+  AppendTokenSummaryJson(s, text);
+  return json::parse(text).as_object();
+}
+
+// The DOM encoding the direct writers replaced (release 1 to this one): their bytes must stay
+// these, or an idempotent replay would differ from the first answer across an upgrade.
+json::object ReferenceSummary(const core::TokenState& s) {
+  auto opt_id = [](const std::optional<Id>& id) {
+    return id ? json::value(id->ToString()) : json::value(nullptr);
+  };
+  json::object o;
+  o["id"] = s.id.ToString();
+  o["type"] = "api_token";
+  o["account_id"] = s.account_id.ToString();
+  o["environment_id"] = opt_id(s.environment_id);
+  o["token_scope"] = events::ScopeName(s.scope);
+  o["agent_id"] = opt_id(s.agent_id);
+  o["agent_deployment_id"] = opt_id(s.agent_deployment_id);
+  o["status"] = core::StatusName(s.status);
+  o["created_by_admin_user_id"] = opt_id(s.created_by_admin_user_id);
+  o["expires_at"] = FormatRfc3339(s.expires_at);
+  o["inserted_at"] = FormatRfc3339(s.inserted_at);
+  o["updated_at"] = FormatRfc3339(s.updated_at);
+  o["last_used_at"] =
+      s.last_used_at ? json::value(FormatRfc3339(*s.last_used_at)) : json::value(nullptr);
+  return o;
+}
+json::object ReferenceDetails(const projections::TokenRow& row) {
+  json::object o = ReferenceSummary(row.state);
+  const core::AvailableActions a = core::ActionsFor(row.state.status);
+  o["status_changed_at"] = FormatRfc3339(row.status_changed_at);
+  o["revoked_at"] =
+      row.revoked_at ? json::value(FormatRfc3339(*row.revoked_at)) : json::value(nullptr);
+  o["available_actions"] = json::object{
+      {"activate", a.activate}, {"delete", a.del}, {"revoke", a.revoke}, {"suspend", a.suspend}};
+  return o;
+}
+
+TEST(TokenJsonTest, TheDirectWritersGiveTheDomsBytes) {
+  std::vector<projections::TokenRow> rows;
+  projections::TokenRow r;
+  r.state.exists = true;
+  r.state.id = *Id::Parse("013xrzp12g3nqk8n7f8f9jbg8d18q7tm");
+  r.state.account_id = *Id::Parse("013xrzp12g3nqk8ngskn1wtxgka5b0nf");
+  rows.push_back(r);  // every optional null, times at the epoch
+  for (auto status :
+       {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
+    for (auto scope : {events::TokenScope::kAccount, events::TokenScope::kEnvironment,
+                       events::TokenScope::kIntrospection, events::TokenScope::kAgentDeployment}) {
+      projections::TokenRow x = r;
+      x.state.status = status;
+      x.state.scope = scope;
+      x.state.environment_id = *Id::Parse("013xrzp12g3nqk8nzxvq7jm2arsfg5h1");
+      x.state.agent_id = x.state.account_id;
+      x.state.agent_deployment_id = x.state.id;
+      x.state.created_by_admin_user_id = x.state.account_id;
+      x.state.expires_at = 1'798'761'600'123'456;
+      x.state.inserted_at = -1;                      // before the epoch
+      x.state.updated_at = 253'402'300'799'999'999;  // 9999-12-31T23:59:59.999999Z
+      x.state.last_used_at = 1'764'460'800'000'001;
+      x.status_changed_at = 1'764'460'800'000'000;
+      x.revoked_at = 1'764'460'800'999'999;
+      rows.push_back(x);
+    }
+  }
+  std::string out = "reused";
+  for (const auto& row : rows) {
+    out.clear();
+    AppendTokenDetailsJson(row, out);
+    EXPECT_EQ(out, json::serialize(ReferenceDetails(row)));
+    out.clear();
+    AppendTokenSummaryJson(row.state, out);
+    EXPECT_EQ(out, json::serialize(ReferenceSummary(row.state)));
+    const HttpResponse shown = TokenDetailsResponse(row, std::string("a.b.c"));
+    EXPECT_EQ(shown.body,
+              json::serialize(json::object{
+                  {"status", "success"}, {"details", ReferenceDetails(row)}, {"token", "a.b.c"}}));
+    EXPECT_EQ(
+        TokenDetailsResponse(row).body,
+        json::serialize(json::object{{"status", "success"}, {"details", ReferenceDetails(row)}}));
+  }
+}
+
 TEST(TokenJsonTest, DetailsHaveEveryKeyAndSummariesNoActions) {
   core::TokenState s;
   s.exists = true;
