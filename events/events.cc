@@ -38,6 +38,15 @@ std::string_view TypeName(const EventData& data) {
   return std::visit(Visitor{}, data);
 }
 
+bool IsKeyRingEvent(const EventData& data) {
+  return std::holds_alternative<SigningKeyRotated>(data) ||
+         std::holds_alternative<SigningKeyRetired>(data);
+}
+
+bool InItsStream(const Id& stream, const EventData& data) {
+  return (stream == kKeyRingStream) == IsKeyRingEvent(data);
+}
+
 std::uint32_t CurrentSchemaVersion(std::string_view type_name) {
   // Bump a type's version here together with an upcaster (event_codec.cc, DefaultUpcasters).
   if (type_name == "TokenCreated") return 2;

@@ -101,6 +101,12 @@ inline const Id kKeyRingStream{};
 using EventData = std::variant<TokenCreated, TokenSuspended, TokenActivated, TokenRevoked,
                                TokenDeleted, TokenUsed, SigningKeyRotated, SigningKeyRetired>;
 
+// Whether `data` is a key ring event (else a token's).
+bool IsKeyRingEvent(const EventData& data);
+// Whether an event is in the stream its type belongs to: key ring events in kKeyRingStream,
+// token events in any other. Import refuses, and verify reports, an event that is not.
+bool InItsStream(const Id& stream, const EventData& data);
+
 // The type name written to disk ("TokenCreated", ...).
 std::string_view TypeName(const EventData& data);
 // The schema version this code writes for the type of `data`.

@@ -97,8 +97,8 @@ std::vector<Option> Options() {
          return true;
        }},
       {"signing-key-file", "TOKENLEDGER_SIGNING_KEY_FILE", "PATH",
-       "HS256 key, 64 hex digits, mode 0600 (default <data-dir>/signing.key, created on first "
-       "start)",
+       "the HS256 key ring: one key of 64 hex digits per line, oldest first, mode 0600 "
+       "(default <data-dir>/signing.key, created on first start; `tokenledger keys`)",
        [](Config& c, const std::string& v) {
          c.signing_key_file = v;
          return !v.empty();

@@ -23,6 +23,10 @@ struct OpenedKeyRing {
   std::vector<std::string> file_kids;       // their kids, same order
 };
 
+// The key ring's history: its stream in `store`, folded. Fails with the store's error, or when
+// the stream holds a token's event (a damaged ledger).
+Result<core::KeyRingHistory> ReadKeyRingHistory(const store::LedgerStore& store);
+
 // The key ring's history from `store`, the key file at `key_file` (created with one key when
 // it is missing, `create_if_missing` is set and the ledger has never rotated a key) and the ring
 // they make. Fails with the store's error or a message for the operator.

@@ -64,6 +64,11 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
     }
     if (e->prev_hash != hash)
       return ImportError(expected, "does not link to the previous event's hash");
+    if (!events::InItsStream(e->stream, e->data)) {
+      return ImportError(expected, "is a " + std::string(events::TypeName(e->data)) +
+                                       " in the stream of " + e->stream.ToString() +
+                                       " (key ring events and token events never share one)");
+    }
     // Bulk import: no look-up per stream (it would be one per token); the Verify that import
     // runs before FinishImport checks every stream's versions in token order.
     if (!m.bulk_import) {

@@ -562,6 +562,10 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
         last_version = 0;
         last_seq_of_token = 0;
       }
+      if (first && !events::InItsStream(e.stream, e.data)) {
+        add("stream", e.seq, e.stream, "", std::string(events::TypeName(e.data)),
+            "event in the wrong stream (key ring events and token events never share one)");
+      }
       if (first) {
         if (e.stream_version != last_version + 1) {
           add("stream", e.seq, e.stream, std::to_string(last_version + 1),

@@ -342,6 +342,45 @@ TEST_F(RebuildVerifyTest, TheListIndexIsCheckedAcrossScanParts) {
   }
 }
 
+// Key ring events live in the key ring's stream and token events never do: an import of a
+// history that mixes them (crafted, or damaged before it was hashed) is refused.
+TEST_F(RebuildVerifyTest, AnImportRefusesAnEventInAStreamNotOfItsKind) {
+  std::vector<std::string> records;
+  ASSERT_TRUE(store_->ScanStoredEvents(1, [&](std::uint64_t, std::string_view r) {
+    records.emplace_back(r);
+    return true;
+  }));
+  auto last = events::DecodeStoredEvent(records.back());
+  ASSERT_TRUE(last);
+  for (const bool key_event_in_token_stream : {false, true}) {
+    events::EventEnvelope e;
+    e.seq = last->seq + 1;
+    e.stream = key_event_in_token_stream ? last->stream : events::kKeyRingStream;
+    e.stream_version = key_event_in_token_stream ? last->stream_version + 1 : 1;
+    e.schema_version = 1;
+    e.at = last->at + 1;
+    e.prev_hash = last->hash;
+    if (key_event_in_token_stream) {
+      e.data = events::SigningKeyRotated{"k2", "k1", "op@host"};
+    } else {
+      e.schema_version = events::CurrentSchemaVersion("TokenCreated");
+      e.data = events::TokenCreated{account_, std::nullopt, events::TokenScope::kAccount,
+                                    e.at + kMicrosPerDay, std::nullopt};
+    }
+    std::vector<std::string> crafted = records;
+    crafted.push_back(events::EncodeStoredEvent(e));
+    StoreOptions options = options_;
+    options.data_dir = options_.data_dir + (key_event_in_token_stream ? "-key" : "-token");
+    auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+    ASSERT_TRUE(opened.store) << opened.message;
+    ASSERT_TRUE(opened.store->BeginImport());
+    Status refused = opened.store->AppendVerbatim(crafted);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("never share one"), std::string::npos)
+        << refused.error().message;
+  }
+}
+
 TEST_F(RebuildVerifyTest, AnUnfinishedImportIsRefusedAndAFinishedOneServes) {
   std::vector<std::string> records;
   ASSERT_TRUE(store_->ScanStoredEvents(1, [&](std::uint64_t, std::string_view r) {

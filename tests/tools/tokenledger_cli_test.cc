@@ -452,6 +452,54 @@ TEST_F(CliTest, AnImportCarriesTheSigningKeySoExistingTokensAuthenticate) {
   EXPECT_EQ(after.body, before.body);
 }
 
+// A ledger with a key ring history: the import checks the key file holds the active key (a
+// backup from before the last rotation is refused at import, not at the server's first start),
+// and --new-signing-key makes a new key active by a rotation.
+TEST_F(CliTest, AnImportOfARotatedLedgerNeedsTheKeyFileOfItsLastRotation) {
+  const std::string old_keys = dir_.path() + "/keys-before-rotation";
+  std::filesystem::copy_file(data_dir_ + "/signing.key", old_keys);
+  std::filesystem::permissions(
+      old_keys, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ToolRun rotated = Tool(Args({"keys", "rotate"}));
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  StartServer();
+  const auto created =
+      Call("POST", "/api/v1/api_token", main_.jwt, R"({"details":{"token_scope":"account"}})");
+  ASSERT_EQ(created.status, 200) << created.body;
+  const std::string new_token = JsonString(created.Json().at("token"));
+  const std::string exported = dir_.path() + "/export.jsonl";
+  ASSERT_EQ(Tool(Args({"export", "--output", exported})).exit_code, 0);
+  StopServer();
+
+  const std::string stale = dir_.path() + "/stale";
+  ToolRun refused =
+      Tool({"import", "--data-dir", stale, "--input", exported, "--signing-key", old_keys});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("lacks the ledger's active key"), std::string::npos) << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(stale + "/CURRENT")) << "nothing stays behind";
+
+  const std::string copy = dir_.path() + "/copy";
+  ASSERT_EQ(Tool({"import", "--data-dir", copy, "--input", exported, "--signing-key",
+                  data_dir_ + "/signing.key"})
+                .exit_code,
+            0);
+  const std::string fresh = dir_.path() + "/fresh";
+  ToolRun keyless = Tool({"import", "--data-dir", fresh, "--input", exported, "--new-signing-key"});
+  ASSERT_EQ(keyless.exit_code, 0) << keyless.err;
+  ToolRun listed = Tool({"keys", "list", "--data-dir", fresh});
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("import --new-signing-key"), std::string::npos) << listed.out;
+
+  data_dir_ = copy;
+  StartServer();
+  EXPECT_EQ(Call("GET", "/api/v1/ping", new_token).status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/ping", main_.jwt).status, 200) << "the original key verifies";
+  StopServer();
+  data_dir_ = fresh;
+  StartServer();  // starts: the rotation named a key the file holds
+  EXPECT_EQ(Call("GET", "/api/v1/ping", new_token).status, 401);
+}
+
 TEST_F(CliTest, AnImportStoppedMidwayIsNeverServedAndASecondImportWorks) {
   store::testing::AppendCreates(data_dir_, account_, 10000);
   const std::string exported = dir_.path() + "/export.jsonl";

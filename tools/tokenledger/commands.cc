@@ -130,12 +130,14 @@ int Replay(const Flags& flags) {
   if (flags.Has("account") && !(f.account = IdFlag(flags, "account"))) return kUsage;
   if (flags.Has("type")) {
     f.type = flags.Get("type");
-    static const char* kTypes[] = {"TokenCreated", "TokenSuspended", "TokenActivated",
-                                   "TokenRevoked", "TokenDeleted",   "TokenUsed"};
+    static const char* kTypes[] = {"TokenCreated",      "TokenSuspended",   "TokenActivated",
+                                   "TokenRevoked",      "TokenDeleted",     "TokenUsed",
+                                   "SigningKeyRotated", "SigningKeyRetired"};
     if (std::find(std::begin(kTypes), std::end(kTypes), *f.type) == std::end(kTypes)) {
       std::fprintf(stderr,
                    "tokenledger replay: --type must be one of TokenCreated, TokenSuspended, "
-                   "TokenActivated, TokenRevoked, TokenDeleted, TokenUsed\n");
+                   "TokenActivated, TokenRevoked, TokenDeleted, TokenUsed, SigningKeyRotated, "
+                   "SigningKeyRetired\n");
       return kUsage;
     }
   }
@@ -438,6 +440,37 @@ int Export(const Flags& flags) {
   return kOk;
 }
 
+std::string OperatorName();
+Status AppendKeyRingChange(store::LedgerStore& store, core::ChangeKeyRing change,
+                           const Flags& flags);
+
+// After an import: the key ring must open from the imported ledger and key file, checked now
+// rather than at the server's first start. With --new-signing-key on a ledger that has rotated
+// keys, the new key is made active by a rotation (a ledger with a key ring history never gets a
+// key file by itself). Returns an error message, or empty.
+std::string ImportKeyRing(store::LedgerStore& ledger, const std::string& data_dir, bool new_key) {
+  const std::string path = data_dir + "/signing.key";
+  auto history = app::ReadKeyRingHistory(ledger);
+  if (!history) return history.error().message;
+  if (new_key && !history->changes.empty()) {
+    const auth::SigningKey key = auth::NewSigningKey();
+    core::ChangeKeyRing change{
+        events::SigningKeyRotated{auth::KeyIdOf(key), history->active_kid,
+                                  "tokenledger import --new-signing-key, " + OperatorName()}};
+    if (auto refused = core::CheckKeyRingChange(*history, {auth::KeyIdOf(key)}, change))
+      return refused->message;
+    if (Status s = auth::WriteKeyFile(path, {key}); !s) return s.error().message;
+    if (Status s = AppendKeyRingChange(ledger, std::move(change), Flags{}); !s)
+      return s.error().message;
+  }
+  auto ring = app::OpenKeyRing(ledger, path, /*create_if_missing=*/new_key);
+  if (!ring) {
+    return ring.error().message +
+           " (give the key file backed up after the ledger's last `tokenledger keys rotate`)";
+  }
+  return "";
+}
+
 // Copies the signing key file (every key of the ring) into the new data directory (0600,
 // fsynced) after checking it is a usable key file, so the tokens minted before the export keep
 // authenticating after the import.
@@ -601,6 +634,8 @@ int Import(const Flags& flags) {
       if (Status s = ledger.FinishImport(); !s) error = s.error().message;
       TimePhase("end");
     }
+    // The key ring the server will open: checked now, not at its first start.
+    if (error.empty()) error = ImportKeyRing(ledger, data_dir, new_key);
     if (error.empty()) {
       const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (::unlink(marker.c_str()) != 0 || dir < 0 || ::fsync(dir) != 0)
