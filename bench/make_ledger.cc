@@ -78,11 +78,10 @@ int Main(int argc, char** argv) {
   events::Hash prev = events::kGenesisHash;
   std::vector<std::string> batch;
   auto append = [&](const Id& token, std::uint64_t version, events::EventData data) {
-    events::EventEnvelope e;
-    e.seq = ++seq;
-    e.stream = token;
-    e.stream_version = version;
-    e.data = std::move(data);
+    // Built with its data, not assigned it: assigning over the default TokenCreated makes
+    // GCC 12 at -O3 report a false -Wfree-nonheap-object (as bug 105329's -Wrestrict).
+    events::EventEnvelope e{
+        .seq = ++seq, .stream = token, .stream_version = version, .data = std::move(data)};
     e.schema_version = events::CurrentSchemaVersion(events::TypeName(e.data));
     e.at = t0 + static_cast<Micros>(seq) * 1000;
     e.request_id = "make-ledger-" + std::to_string(seq);
