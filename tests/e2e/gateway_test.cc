@@ -133,7 +133,8 @@ class GatewayTest : public E2ETest {
         std::to_string(upstream_port) +
         ";\n    location / { return 200 \"account=$http_x_account_id "
         "token=$http_x_token_id scope=$http_x_token_scope "
-        "environment=$http_x_token_environment_id\\n\"; }\n  }\n}\n";
+        "environment=$http_x_token_environment_id agent=$http_x_token_agent_id\\n\"; }\n  "
+        "}\n}\n";
     nginx_.Start(nginx_dir, conf, gateway_port_);
     gateway_client_ = std::make_unique<HttpClient>(gateway_port_);
   }
@@ -145,9 +146,9 @@ class GatewayTest : public E2ETest {
   }
   Response WithToken(const std::string& jwt) { return ThroughGateway("Bearer " + jwt); }
   std::string Reached(const Seeded& token, const std::string& scope = "account",
-                      const std::string& environment = "") {
+                      const std::string& environment = "", const std::string& agent = "") {
     return "account=" + token.account_id.ToString() + " token=" + token.token_id.ToString() +
-           " scope=" + scope + " environment=" + environment + "\n";
+           " scope=" + scope + " environment=" + environment + " agent=" + agent + "\n";
   }
 
   Seeded gateway_, env_token_;
@@ -170,8 +171,19 @@ TEST_F(GatewayTest, AnActiveTokenReachesTheUpstreamWithItsAccount) {
   Response spoofed = ThroughGateway("Bearer " + main_.jwt, {{"X-Account-Id", "someone-else"},
                                                             {"X-Token-Id", "forged"},
                                                             {"X-Token-Scope", "admin"},
-                                                            {"X-Token-Environment-Id", "prod"}});
+                                                            {"X-Token-Environment-Id", "prod"},
+                                                            {"X-Token-Agent-Id", "agent-007"}});
   EXPECT_EQ(spoofed.body, Reached(main_));
+  // An agent_deployment token: its environment and its agent.
+  const Id agent = ids_.Generate();
+  const auto created =
+      CreateViaApi(main_.jwt, R"({"token_scope":"agent_deployment","environment_id":")" +
+                                  env_.ToString() + R"(","agent_id":")" + agent.ToString() + "\"}");
+  Seeded agent_token;
+  agent_token.account_id = account_;
+  agent_token.token_id = *Id::Parse(JsonString(created.at("details").at("id")));
+  EXPECT_EQ(WithToken(JsonString(created.at("token"))).body,
+            Reached(agent_token, "agent_deployment", env_.ToString(), agent.ToString()));
 }
 
 TEST_F(GatewayTest, RefusalsAreNotCachedAndTheGatewayFailsClosedWithoutTheLedger) {
