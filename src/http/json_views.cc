@@ -21,13 +21,6 @@ void IdText(std::string& out, const Id& id) {
   id.AppendText(out);
   out += '"';
 }
-void OptIdText(std::string& out, const std::optional<Id>& id) {
-  if (id) {
-    IdText(out, *id);
-  } else {
-    out += "null";
-  }
-}
 void Time(std::string& out, Micros t) {
   char buf[kRfc3339Length];
   FormatRfc3339To(t, buf);
@@ -35,12 +28,18 @@ void Time(std::string& out, Micros t) {
   out.append(buf, sizeof buf);
   out += '"';
 }
-void OptTime(std::string& out, const std::optional<Micros>& t) {
-  if (t) {
-    Time(out, *t);
+// `write` of the value, or null.
+template <typename T>
+void OrNull(std::string& out, const std::optional<T>& v, void (*write)(std::string&, const T&)) {
+  if (v) {
+    write(out, *v);
   } else {
     out += "null";
   }
+}
+void OptIdText(std::string& out, const std::optional<Id>& id) { OrNull(out, id, IdText); }
+void OptTime(std::string& out, const std::optional<Micros>& t) {
+  OrNull<Micros>(out, t, [](std::string& o, const Micros& v) { Time(o, v); });
 }
 
 // The summary's keys, without the closing brace.

@@ -17,23 +17,26 @@ struct CliRun {
   std::string output;  // stdout and stderr
 };
 
+// Runs a shell command to completion; its output as the command redirects it.
+CliRun Shell(const std::string& command) {
+  CliRun run;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return run;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) run.output.append(buf, n);
+  const int status = ::pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
 class KeyRotationTest : public E2ETest {
  protected:
   // `tokenledger keys ARGS` on this test's data directory: stdout, and stderr unless
   // `stdout_only` (then the output is exactly what the command prints for scripts).
   CliRun Keys(const std::string& args, bool stdout_only = false) {
-    const std::string command = std::string(TOKENLEDGER_CLI_PATH) + " keys " + args +
-                                " --data-dir '" + data_dir_ + "' " +
-                                (stdout_only ? "2>/dev/null" : "2>&1");
-    CliRun run;
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (!pipe) return run;
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) run.output.append(buf, n);
-    const int status = ::pclose(pipe);
-    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return run;
+    return Shell(std::string(TOKENLEDGER_CLI_PATH) + " keys " + args + " --data-dir '" + data_dir_ +
+                 "' " + (stdout_only ? "2>/dev/null" : "2>&1"));
   }
   // The kid in a JWT's header, "none" without one.
   static std::string KidOf(const std::string& jwt) {
@@ -117,13 +120,9 @@ TEST_F(KeyRotationTest, RotationKeepsEveryTokenAndRetirementStopsOnlyItsOwn) {
   const std::string replay_cmd = std::string(TOKENLEDGER_CLI_PATH) + " replay --data-dir '" +
                                  data_dir_ + "' --token " + events::kKeyRingStream.ToString() +
                                  " --format json 2>&1";
-  FILE* pipe = ::popen(replay_cmd.c_str(), "r");
-  ASSERT_TRUE(pipe);
-  std::string history;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) history.append(buf, n);
-  ::pclose(pipe);
+  const CliRun replayed = Shell(replay_cmd);
+  ASSERT_EQ(replayed.exit_code, 0) << replayed.output;
+  const std::string& history = replayed.output;
   EXPECT_NE(history.find(R"("type":"SigningKeyRotated")"), std::string::npos) << history;
   EXPECT_NE(history.find(R"("kid":")" + next + R"(","previous_kid":")" + original + "\""),
             std::string::npos)
