@@ -21,7 +21,6 @@
 #include "src/app/signing_keys.h"
 #include "src/auth/signing_key.h"
 #include "src/core/decider.h"
-#include "src/core/key_ring.h"
 #include "src/store/keys.h"
 #include "tools/tokenledger/cli.h"
 #include "tools/tokenledger/export_format.h"
