@@ -25,6 +25,31 @@ struct TokenPolicy {
   Micros usage_audit_interval = kMicrosPerDay;
 };
 
+// Cluster mode: the log of record is a NATS JetStream stream shared by every node (see
+// docs/LEDGER.md, "Cluster mode"); the local RocksDB keeps the projections.
+struct ClusterOptions {
+  // NATS server URLs, comma-separated ("nats://HOST:PORT,..."); empty: single-node mode, the
+  // log of record is the local RocksDB. Default: empty.
+  std::string urls;
+  // The JetStream stream (created by the first node if missing; subjects
+  // "tokenledger.<stream>.<token id>"). Default: TOKENLEDGER.
+  std::string stream = "TOKENLEDGER";
+  // Replicas of the stream when a node creates it (JetStream allows 1 to 5). Default: 3.
+  int replicas = 3;
+  // Times a node decides a command again after JetStream answered that the token changed since
+  // it decided (another node wrote it first); past this the request gets 503. Default: 16.
+  int max_retries = 16;
+  // How long a node waits for JetStream to store a message before answering 503 (the write
+  // may still happen: a retry with the same idempotency key gets its outcome). Default: 5 s.
+  Micros publish_timeout = 5 * kMicrosPerSecond;
+  // JetStream's message-id de-duplication window for idempotency keys; beyond it, duplicates
+  // are still caught when applied (docs/LEDGER.md). Default: 2 min.
+  Micros duplicate_window = 2 * kMicrosPerMinute;
+  // A node is ready (/readyz 200) while its projection is at most this many messages behind
+  // the stream. Default: 1000.
+  std::uint64_t max_ready_lag = 1000;
+};
+
 struct StoreOptions {
   // Directory holding the RocksDB files and the lock. Created if missing. Default: ./data.
   std::string data_dir = "./data";
@@ -61,6 +86,7 @@ struct StoreOptions {
   // Each failed recovery attempt doubles the wait before the next, up to this. Default: 5 s.
   Micros max_recovery_interval = 5 * kMicrosPerSecond;
   TokenPolicy policy;
+  ClusterOptions cluster;
 };
 
 // The HTTP server's limits and listeners.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -167,6 +168,40 @@ std::vector<Option> Options() {
          Micros m;
          if (!ParseDuration(v, &m) || m < 0 || m > kMicrosPerHour) return false;
          c.introspection_cache = m;
+         return true;
+       }},
+      {"cluster", "TOKENLEDGER_CLUSTER", "URLS",
+       "cluster mode: NATS servers with JetStream, comma-separated nats://HOST:PORT; the "
+       "ledger's log of record is then a replicated JetStream stream (default: off, the "
+       "local RocksDB)",
+       [](Config& c, const std::string& v) {
+         c.store.cluster.urls = v;
+         if (v.empty()) return true;
+         for (std::size_t b = 0; b <= v.size();) {
+           std::size_t e = v.find(',', b);
+           if (e == std::string::npos) e = v.size();
+           const std::string url = v.substr(b, e - b);
+           if (url.rfind("nats://", 0) != 0 || url.size() <= 7) return false;
+           b = e + 1;
+         }
+         return true;
+       }},
+      {"cluster-stream", "TOKENLEDGER_CLUSTER_STREAM", "NAME",
+       "cluster mode: the JetStream stream, created if missing; letters, digits, - and _ "
+       "(default TOKENLEDGER)",
+       [](Config& c, const std::string& v) {
+         c.store.cluster.stream = v;
+         return !v.empty() && v.size() <= 64 &&
+                std::all_of(v.begin(), v.end(), [](unsigned char ch) {
+                  return std::isalnum(ch) || ch == '-' || ch == '_';
+                });
+       }},
+      {"cluster-replicas", "TOKENLEDGER_CLUSTER_REPLICAS", "N",
+       "cluster mode: the stream's replicas when this node creates it, 1 to 5 (default 3)",
+       [](Config& c, const std::string& v) {
+         std::size_t n;
+         if (!ParseSize(v, &n) || n < 1 || n > 5) return false;
+         c.store.cluster.replicas = static_cast<int>(n);
          return true;
        }},
       {"log-level", "TOKENLEDGER_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)",

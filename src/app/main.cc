@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "src/app/config.h"
 #include "src/app/signing_keys.h"
@@ -26,7 +27,12 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
   store::CommandRequest req;
   req.command = core::CreateToken{.account_id = account, .signing_kid = api.ActiveKid()};
   req.request_id = "first-start";
+  req.only_into_empty_ledger = true;  // in cluster mode, only the first node to get there
   store::CommandResult r = store.Submit(std::move(req)).get();
+  if (r.outcome == store::Outcome::kRejected && store.ClusterMode()) {
+    Log(LogLevel::kInfo, "first start: the cluster's ledger is not empty; no token created");
+    return 0;
+  }
   if (r.outcome != store::Outcome::kApplied) {
     Log(LogLevel::kError, "first start: could not create the first token",
         {{"reason", r.rejection.message}});
@@ -141,7 +147,18 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "tokenledgerd: %s\n", s.error().message.c_str());
     return 1;
   }
-  if (ledger->LastSeq() == 0 && config.first_token) {
+  if (ledger->ClusterMode() && config.first_token) {
+    // Whether the ledger is empty is known once this node has caught up with the stream.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!ledger->Health().ok && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!ledger->Health().ok) {
+      Log(LogLevel::kWarn, "first start: not caught up with the cluster; no token created",
+          {{"reason", ledger->Health().reason}});
+    }
+  }
+  if (ledger->LastSeq() == 0 && config.first_token && ledger->Health().ok) {
     if (int rc = Bootstrap(*ledger, *api, config, server->ApiPort()); rc != 0) return rc;
   }
   Log(LogLevel::kInfo, "listening",

@@ -137,6 +137,30 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
   Header(out, "tokenledger_ledger_last_seq", "gauge",
          "Sequence number of the last committed event.");
   out += "tokenledger_ledger_last_seq " + std::to_string(store.LastSeq()) + "\n";
+  if (store.ClusterMode()) {
+    auto gauge = [&](const char* name, const char* help, std::uint64_t v) {
+      Header(out, name, "gauge", help);
+      out += std::string(name) + " " + std::to_string(v) + "\n";
+    };
+    gauge("tokenledger_cluster_connected", "1 while this node is connected to NATS, else 0.",
+          m.cluster_connected.load());
+    gauge("tokenledger_cluster_applied_seq",
+          "Stream sequence of the last JetStream message this node has applied.",
+          m.cluster_applied_seq.load());
+    gauge("tokenledger_cluster_lag",
+          "JetStream messages stored but not yet applied by this node (as last asked).",
+          m.cluster_lag.load());
+    counter("tokenledger_cluster_messages_applied_total",
+            "JetStream messages applied to this node's projections.",
+            m.cluster_messages_applied.load());
+    counter("tokenledger_cluster_publish_retries_total",
+            "Commands decided again: another node wrote the token first, or a duplicate "
+            "idempotency key.",
+            m.cluster_publish_retries.load());
+    counter("tokenledger_cluster_publish_failures_total",
+            "Commands answered 503: JetStream did not store them, or not in time.",
+            m.cluster_publish_failures.load());
+  }
 
   std::array<std::uint64_t, store::StoreMetrics::kBatchBuckets.size() + 1> batch{};
   std::uint64_t batch_count = 0;

@@ -38,6 +38,12 @@ void Observe(std::array<std::atomic<std::uint64_t>, N + 1>& buckets,
 void LedgerStore::Submit(CommandRequest request, CommandCallback done) {
   {
     std::unique_lock lock(impl_->mu);
+    if (impl_->cluster_store && !impl_->cluster) {
+      lock.unlock();
+      done(Failed(Outcome::kUnavailable,
+                  "this ledger is a cluster node's store: write through a node of the cluster"));
+      return;
+    }
     if (impl_->stopping || impl_->mode == OpenMode::kReadOnly) {
       lock.unlock();
       done(Failed(Outcome::kUnavailable, impl_->stopping ? "the ledger is shutting down"
@@ -202,6 +208,81 @@ std::uint64_t LedgerStore::Impl::PurgeStep(Micros now, std::size_t limit) {
   return purged;
 }
 
+Result<std::optional<projections::TokenRow>> LedgerStore::Impl::ReadDecisionRow(
+    const rocksdb::ReadOptions& ro, const Id& target) const {
+  auto loaded = ReadRow(ro, target);
+  if (!loaded || target != events::kKeyRingStream) return loaded;
+  // No token, so no row: an invisible one carries the stream's version (never written).
+  auto length = StreamLength(ro, target);
+  if (!length) return length.error();
+  if (*length > 0) {
+    loaded->emplace();
+    (*loaded)->state.version = *length;
+  }
+  return loaded;
+}
+
+events::EventEnvelope NewEvent(const CommandRequest& req, const Id& target,
+                               std::uint64_t stream_version, Micros at, events::EventData data) {
+  events::EventEnvelope e;
+  e.stream = target;
+  e.stream_version = stream_version;
+  e.schema_version = events::CurrentSchemaVersion(events::TypeName(data));
+  e.at = at;
+  e.actor = req.actor;
+  e.request_id = req.request_id;
+  if (req.idempotency) e.idempotency_key = req.idempotency->key;
+  e.data = std::move(data);
+  return e;
+}
+
+void LedgerStore::Impl::AppendEvent(rocksdb::WriteBatch& wb, events::EventEnvelope& e,
+                                    events::Hash& hash, std::optional<projections::TokenRow>& row) {
+  e.prev_hash = hash;
+  wb.Put(events, EventKey(e.seq), events::EncodeStoredEvent(e));
+  wb.Put(streams, StreamKey(e.stream, e.stream_version), EncodeU64(e.seq));
+  hash = e.hash;
+  projections::ApplyEvent(row, e);
+}
+
+bool LedgerStore::Impl::WriteTokenChange(rocksdb::WriteBatch& wb, const Id& target,
+                                         const std::optional<projections::TokenRow>& before,
+                                         std::optional<projections::TokenRow>& row,
+                                         std::optional<Micros> used_at, bool appended) {
+  if (used_at) {
+    projections::ApplyUse(row, *used_at);
+    wb.Put(usage, target.Bytes(), EncodeU64(*used_at));
+  }
+  if (row && row->state.deleted && before && before->state.last_used_at) {
+    wb.Delete(usage, target.Bytes());  // a deleted token's usage record has no reader
+  }
+  if (!appended && !used_at) return false;
+  WriteProjectionChange(wb, details, list, before, row);
+  return true;
+}
+
+IdempotencyRecord LedgerStore::Impl::WriteIdempotencyRecord(rocksdb::WriteBatch& wb,
+                                                            const IdempotencyInfo& info, Micros at,
+                                                            std::uint64_t first_seq,
+                                                            const CommandResult& r) {
+  IdempotencyRecord record;
+  record.created_at = at;
+  record.fingerprint = info.fingerprint;
+  record.first_seq = first_seq;
+  record.event_count = static_cast<std::uint32_t>(r.events.size());
+  record.applied = r.outcome == Outcome::kApplied;
+  if (record.applied) {
+    // A replay folds the events back into the rows (an applied command without events,
+    // a use, replays without rows); usage records are not events.
+    if (!r.events.empty()) record.last_used_at = r.ShownRow().state.last_used_at;
+  } else {
+    record.rejection = r.rejection;
+  }
+  wb.Put(idempotency, IdempotencyKey(info.account_id, info.key), EncodeIdempotencyRecord(record));
+  wb.Put(idempotency, IdempotencyExpiryKey(at, info.account_id, info.key), "");
+  return record;
+}
+
 std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::NewBatch() {
   auto b = std::make_unique<DecidedBatch>();
   {
@@ -289,6 +370,11 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
       }
     }
 
+    if (req.only_into_empty_ledger && seq != 0) {
+      r.outcome = Outcome::kRejected;
+      r.rejection = {ErrorCode::kInvalidAction, "the ledger is not empty", {}};
+      continue;
+    }
     core::DecideContext ctx{.now = at, .new_token_id = {}, .policy = options.policy};
     Id target;
     if (const auto* create = std::get_if<core::CreateToken>(&req.command)) {
@@ -298,22 +384,10 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
     }
     auto row_it = undurable_rows.find(target);
     if (row_it == undurable_rows.end()) {
-      auto loaded = ReadRow(ro, target);
+      auto loaded = ReadDecisionRow(ro, target);
       if (!loaded) {
         r = Failed(Outcome::kUnavailable, loaded.error().message);
         continue;
-      }
-      if (target == events::kKeyRingStream) {
-        // No token, so no row: an invisible one carries the stream's version (never written).
-        auto length = StreamLength(ro, target);
-        if (!length) {
-          r = Failed(Outcome::kUnavailable, length.error().message);
-          continue;
-        }
-        if (*length > 0) {
-          loaded->emplace();
-          (*loaded)->state.version = *length;
-        }
       }
       row_it = undurable_rows
                    .emplace(target,
@@ -340,33 +414,13 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
       auto& new_events = std::get<std::vector<events::EventData>>(decision);
       std::uint64_t version = row ? row->state.version : 0;
       for (auto& data : new_events) {
-        events::EventEnvelope e;
+        events::EventEnvelope e = NewEvent(req, target, ++version, at, std::move(data));
         e.seq = ++seq;
-        e.stream = target;
-        e.stream_version = ++version;
-        e.schema_version = events::CurrentSchemaVersion(events::TypeName(data));
-        e.at = at;
-        e.actor = req.actor;
-        e.request_id = req.request_id;
-        if (req.idempotency) e.idempotency_key = req.idempotency->key;
-        e.data = std::move(data);
-        e.prev_hash = hash;
-        wb.Put(events, EventKey(e.seq), events::EncodeStoredEvent(e));
-        wb.Put(streams, StreamKey(target, e.stream_version), EncodeU64(e.seq));
-        hash = e.hash;
+        AppendEvent(wb, e, hash, row);
         if (first_seq == 0) first_seq = e.seq;
-        projections::ApplyEvent(row, e);
         r.events.push_back(std::move(e));
       }
-      if (used_at) {
-        projections::ApplyUse(row, *used_at);
-        wb.Put(usage, target.Bytes(), EncodeU64(*used_at));
-      }
-      if (row && row->state.deleted && r.before && r.before->state.last_used_at) {
-        wb.Delete(usage, target.Bytes());  // a deleted token's usage record has no reader
-      }
-      if (!r.events.empty() || used_at) {
-        WriteProjectionChange(wb, details, list, r.before, row);
+      if (WriteTokenChange(wb, target, r.before, row, used_at, !r.events.empty())) {
         row_it->second.batch = b.number;
       }
       b.appended += r.events.size();
@@ -374,23 +428,8 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
       r.after = row;
     }
     if (req.idempotency) {
-      IdempotencyRecord record;
-      record.created_at = at;
-      record.fingerprint = req.idempotency->fingerprint;
-      record.first_seq = first_seq;
-      record.event_count = static_cast<std::uint32_t>(r.events.size());
-      record.applied = r.outcome == Outcome::kApplied;
-      if (record.applied) {
-        // A replay folds the events back into the rows (an applied command without events,
-        // a use, replays without rows); usage records are not events.
-        if (!r.events.empty()) record.last_used_at = r.ShownRow().state.last_used_at;
-      } else {
-        record.rejection = r.rejection;
-      }
-      wb.Put(idempotency, record_key, EncodeIdempotencyRecord(record));
-      wb.Put(idempotency,
-             IdempotencyExpiryKey(at, req.idempotency->account_id, req.idempotency->key), "");
-      undurable_records[record_key] = {std::move(record), b.number};
+      undurable_records[record_key] = {
+          WriteIdempotencyRecord(wb, *req.idempotency, at, first_seq, r), b.number};
     }
   }
 

@@ -40,6 +40,13 @@ inline constexpr char kMetaChainHead[] = "chain_head";       // seq (8 BE) | has
 inline constexpr char kMetaProjections[] = "projections";    // JSON, see ProjectionMeta
 inline constexpr char kMetaRebuild[] = "rebuild";            // JSON, a rebuild in progress
 inline constexpr char kMetaImport[] = "import_in_progress";  // "1": an unfinished import
+// Cluster mode (cluster.cc). A ledger that was ever a cluster node's names its stream, and is
+// refused by a single-node start (and by a node of another stream).
+inline constexpr char kMetaCluster[] = "cluster";                 // the stream's name
+inline constexpr char kMetaClusterApplied[] = "cluster_applied";  // u64: last applied message
+// + token id (20): u64, the stream sequence of the last message on that token's subject (what
+// the next proposal on it expects; messages that append nothing count too).
+inline constexpr char kMetaClusterSubjectPrefix[] = "cluster_subject/";
 // A file in the data directory, created by `tokenledger import` before the ledger itself (so
 // no kill leaves a servable directory, not even during the first open) and removed after
 // FinishImport. Open(kServe) refuses a directory with either marker.

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "src/store/cluster.h"
 #include "src/store/info_log.h"
 #include "src/store/store_impl.h"
 
@@ -511,8 +512,44 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   }
   impl->next_purge_at = impl->Now() + options.idempotency_purge_interval;
 
+  // A cluster node's store holds the stream's messages applied, nothing of its own: it serves
+  // only as a node of that stream (tools may read it, and rebuild its projections).
+  const bool is_cluster_store = impl->db->Get(ro, impl->meta, kMetaCluster, &value).ok();
+  const std::string cluster_stream = is_cluster_store ? value : std::string();
+  const bool cluster_mode = !options.cluster.urls.empty();
+  if (cluster_mode && mode == OpenMode::kReadOnly) {
+    return Fail(OpenFailure::kBadOptions, "cluster mode needs the store open for writing");
+  }
+  if (cluster_mode && !is_cluster_store) {
+    if (impl->head_seq != 0) {
+      return Fail(OpenFailure::kBadOptions,
+                  "the ledger in '" + options.data_dir +
+                      "' is a single-node ledger; a cluster node starts from an empty data "
+                      "directory (move a ledger into a cluster with `tokenledger export` and "
+                      "`tokenledger cluster-publish`)");
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = impl->db->Put(wo, impl->meta, kMetaCluster, options.cluster.stream);
+    if (!s.ok()) return Fail(OpenFailure::kIo, StorageError(s, "marking a cluster node").message);
+  } else if (cluster_mode && cluster_stream != options.cluster.stream) {
+    return Fail(OpenFailure::kBadOptions, "the data directory '" + options.data_dir +
+                                              "' belongs to the cluster stream '" + cluster_stream +
+                                              "', not '" + options.cluster.stream + "'");
+  } else if (!cluster_mode && is_cluster_store && mode == OpenMode::kServe) {
+    return Fail(OpenFailure::kBadOptions, "the data directory '" + options.data_dir +
+                                              "' is a node of the cluster stream '" +
+                                              cluster_stream + "': start it with --cluster");
+  }
+  impl->cluster_store = is_cluster_store || cluster_mode;
+
   Impl* p = impl.get();
-  if (mode != OpenMode::kReadOnly) {
+  if (cluster_mode) {
+    auto cluster = ClusterLog::Start(*impl);
+    if (!cluster) return Fail(OpenFailure::kIo, cluster.error().message);
+    impl->cluster = std::move(*cluster);
+    impl->committer = std::thread([p] { p->cluster->ProposerLoop(); });
+  } else if (mode != OpenMode::kReadOnly) {
     impl->writer = std::thread([p] { p->WriterLoop(); });
     impl->committer = std::thread([p] { p->CommitterLoop(); });  // joins the writer
   }
@@ -527,6 +564,7 @@ LedgerStore::~LedgerStore() {
   }
   impl_->cv.notify_all();
   if (impl_->committer.joinable()) impl_->committer.join();
+  impl_->cluster.reset();  // stops the applier before the DB closes
 }
 
 std::uint64_t LedgerStore::LastSeq() const { return impl_->committed_seq.load(); }
@@ -553,8 +591,18 @@ bool LedgerStore::ProjectionsCurrent() const { return impl_->projections_match.l
 const StoreMetrics& LedgerStore::Metrics() const { return impl_->metrics; }
 
 StoreHealth LedgerStore::Health() const {
+  if (impl_->cluster) {
+    if (StoreHealth h = impl_->cluster->Health(); !h.ok) return h;
+  }
   std::lock_guard lock(impl_->health_mu);
   return impl_->health;
+}
+
+bool LedgerStore::ClusterMode() const { return impl_->cluster != nullptr; }
+
+events::Hash LedgerStore::ChainHead() const {
+  std::lock_guard lock(impl_->pipe_mu);
+  return impl_->head_hash;
 }
 
 }  // namespace tokenledger::store

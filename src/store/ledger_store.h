@@ -83,6 +83,9 @@ struct CommandRequest {
   std::string request_id;
   events::Actor actor;
   std::optional<IdempotencyInfo> idempotency;
+  // Refused (kRejected, invalid_action) unless the ledger has no event yet: the first start's
+  // token, which in cluster mode only the first node to reach an empty stream creates.
+  bool only_into_empty_ledger = false;
 };
 
 struct ListQuery {
@@ -161,6 +164,15 @@ struct StoreMetrics {
   std::atomic<std::uint64_t> batch_size_sum{0};
   std::array<std::atomic<std::uint64_t>, kSyncBucketsSeconds.size() + 1> sync_buckets{};
   std::atomic<std::uint64_t> sync_micros_sum{0};
+  // Cluster mode only (zero otherwise).
+  std::atomic<std::uint64_t> cluster_connected{0};    // gauge: 1 while connected to NATS
+  std::atomic<std::uint64_t> cluster_applied_seq{0};  // gauge: last stream message applied
+  std::atomic<std::uint64_t> cluster_lag{0};          // gauge: stream messages not yet applied
+  std::atomic<std::uint64_t> cluster_messages_applied{0};
+  // Commands decided again: another node wrote the token first, or a duplicate key.
+  std::atomic<std::uint64_t> cluster_publish_retries{0};
+  // Commands answered 503 because JetStream did not store them (or not in time).
+  std::atomic<std::uint64_t> cluster_publish_failures{0};
 };
 
 struct VerifyFinding {
@@ -265,6 +277,11 @@ class LedgerStore {
       const std::function<bool(std::uint64_t seq, std::string_view record)>& visit) const;
 
   std::uint64_t LastSeq() const;
+  // The hash of the last event (all zero for an empty ledger): in cluster mode equal on every
+  // node that has applied the same messages.
+  events::Hash ChainHead() const;
+  // Whether the log of record is a JetStream stream (StoreOptions::cluster.urls).
+  bool ClusterMode() const;
   // RocksDB's estimate of the bytes compaction still has to rewrite ("compaction debt"),
   // summed over the column families; nullopt while the storage is being recovered.
   std::optional<std::uint64_t> PendingCompactionBytes() const;

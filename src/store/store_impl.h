@@ -71,6 +71,12 @@ using SnapshotPtr = std::unique_ptr<const rocksdb::Snapshot, ReleaseSnapshot>;
 // fails with it if that write fails.)
 inline constexpr std::size_t kMaxBatchesInFlight = 2;
 
+// A decided event of `req` on `target` (seq, prev_hash and hash unset).
+events::EventEnvelope NewEvent(const CommandRequest& req, const Id& target,
+                               std::uint64_t stream_version, Micros at, events::EventData data);
+
+class ClusterLog;  // cluster.cc: the log of record on NATS JetStream (cluster mode)
+
 struct LedgerStore::Impl {
   struct Pending {
     CommandRequest request;
@@ -184,6 +190,13 @@ struct LedgerStore::Impl {
   bool stopping = false;                                    // guarded by mu
   std::thread committer;
 
+  // Cluster mode (options.cluster.urls set): the log of record is JetStream; the committer
+  // thread proposes (ClusterLog::ProposerLoop) and no writer thread runs. Null otherwise.
+  std::unique_ptr<ClusterLog> cluster;
+  // The store is (or was opened as) a cluster node's: without `cluster` (a tool), Submit
+  // refuses, since a write of its own would fork it from the stream.
+  bool cluster_store = false;
+
   std::string secondary_path;  // kReadOnly: the secondary instance's private directory
   int lock_fd = -1;            // kServe/kMaintenance: flock on <data_dir>/tokenledger.lock
 
@@ -237,6 +250,23 @@ struct LedgerStore::Impl {
   void WriterLoop();
   // Writes one batch synced, then answers its commands.
   void WriteBatch(DecidedBatch& batch);
+  // The three writes every applied command shares, in single-node and cluster mode alike.
+  // Appends `e` (seq, stream and stream version set) on top of `hash`: its record and stream
+  // index entry; sets e.prev_hash and e.hash, moves `hash`, and folds `e` into `row`.
+  void AppendEvent(rocksdb::WriteBatch& wb, events::EventEnvelope& e, events::Hash& hash,
+                   std::optional<projections::TokenRow>& row);
+  // Writes what a command changed of its token besides events: a use (`used_at`: folded into
+  // `row`, usage record), and the projection change from `before` to `row`. Returns whether the
+  // projection changed (events were `appended`, or a use).
+  bool WriteTokenChange(rocksdb::WriteBatch& wb, const Id& target,
+                        const std::optional<projections::TokenRow>& before,
+                        std::optional<projections::TokenRow>& row, std::optional<Micros> used_at,
+                        bool appended);
+  // Writes the idempotency record (and its expiry entry) of a decided command `r` and returns
+  // it. REQUIRES: r is kApplied, or kRejected with IsRecordedRejection.
+  IdempotencyRecord WriteIdempotencyRecord(rocksdb::WriteBatch& wb, const IdempotencyInfo& info,
+                                           Micros at, std::uint64_t first_seq,
+                                           const CommandResult& r);
   // Fills a replayed result's rows and events from the ledger. REQUIRES: the record's events
   // are durable.
   Status FillReplayed(const IdempotencyRecord& record, CommandResult& r);
@@ -248,6 +278,10 @@ struct LedgerStore::Impl {
   Result<std::uint64_t> StreamLength(const rocksdb::ReadOptions& ro, const Id& stream) const;
   Result<std::optional<projections::TokenRow>> ReadRow(const rocksdb::ReadOptions& ro,
                                                        const Id& token) const;
+  // The row a command on `target` is decided against: ReadRow, and for the key ring's stream
+  // (which has no row) an invisible one carrying the stream's version.
+  Result<std::optional<projections::TokenRow>> ReadDecisionRow(const rocksdb::ReadOptions& ro,
+                                                               const Id& target) const;
   Result<std::optional<events::EventEnvelope>> ReadEvent(const rocksdb::ReadOptions& ro,
                                                          std::uint64_t seq) const;
   // A stream's events from `offset` (at most `limit`), read in one snapshot; item_count is

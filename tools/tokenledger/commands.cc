@@ -23,6 +23,7 @@
 #include "src/core/decider.h"
 #include "src/store/keys.h"
 #include "tools/tokenledger/cli.h"
+#include "tools/tokenledger/cluster_publish.h"
 #include "tools/tokenledger/export_format.h"
 #include "tools/tokenledger/keys.h"
 #include "tools/tokenledger/progress.h"
@@ -667,6 +668,7 @@ int Stats(const Flags& flags) {
   const std::optional<std::uint64_t> pending = opened.store->PendingCompactionBytes();
   if (flags.Get("format", "table") == "json") {
     json::object o{{"last_seq", opened.store->LastSeq()},
+                   {"chain_head", events::HashToHex(opened.store->ChainHead())},
                    {"events", events},
                    {"tokens", tokens},
                    {"disk_bytes", static_cast<std::uint64_t>(bytes)}};
@@ -682,6 +684,7 @@ int Stats(const Flags& flags) {
     return kOk;
   }
   std::printf("last seq        %llu\n", static_cast<unsigned long long>(opened.store->LastSeq()));
+  std::printf("chain head      %s\n", events::HashToHex(opened.store->ChainHead()).c_str());
   std::printf("events          %llu\n", static_cast<unsigned long long>(events));
   for (auto& [k, v] : by_type)
     std::printf("  %-14s %llu\n", k.c_str(), static_cast<unsigned long long>(v));
@@ -795,6 +798,20 @@ std::vector<Command> AllCommands() {
         kTempDir,
         kQuiet},
        Import},
+      {"cluster-publish",
+       "move an export into an empty cluster stream",
+       "Publishes an export (of a single-node ledger) to a cluster's JetStream stream, one\n"
+       "message per event in order, each expecting the previous one as the stream's last, so\n"
+       "every node appends the events exactly as exported: same ids, times and hashes (compare\n"
+       "`tokenledger stats` chain heads). The stream must be empty: publish before the nodes'\n"
+       "first start, or start them with --no-first-token. Give the nodes the exported server's\n"
+       "signing key file (--signing-key-file): the tokens are JWTs signed with it.",
+       {{"cluster", "URLS", "NATS servers, comma-separated nats://HOST:PORT", ""},
+        {"cluster-stream", "NAME", "the stream", "TOKENLEDGER"},
+        {"cluster-replicas", "N", "replicas if the stream is created", "3"},
+        {"input", "FILE", "input file (default stdin)", ""},
+        kQuiet},
+       ClusterPublish},
       {"stats",
        "events by type, tokens by status and scope, size on disk",
        "Counts events by type and tokens by status and scope, and shows the last sequence number\n"

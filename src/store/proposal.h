@@ -1,0 +1,51 @@
+// Proposal: one decided command as a cluster node publishes it to the JetStream stream (the
+// log of record in cluster mode), and its JSON codec. One command is one message, whatever
+// number of events it carries.
+//
+// A proposal carries what the proposing node decided against its local state at the token's
+// stream version `version`: the events (without seq and prev_hash: every node assigns those
+// in stream order, so every node computes the same hash chain), or the rejection an
+// idempotency key records, or only a use. Every node applies it in stream order; see
+// docs/LEDGER.md, "Cluster mode".
+//
+// Thread-safety: plain values and pure functions.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "events/events.h"
+#include "src/core/decider.h"
+#include "src/store/ledger_store.h"
+#include "tokenledger/error.h"
+
+namespace tokenledger::store {
+
+// The message format's version, written in every message ("v"); a node refuses (stops
+// applying at) a message of a newer format than it knows.
+inline constexpr std::uint32_t kProposalFormat = 1;
+
+struct Proposal {
+  std::string id;              // unique per proposal: the proposing node's id and a counter
+  Id stream;                   // the token (the message's subject)
+  std::uint64_t version = 0;   // the stream version it was decided on (0: no stream yet)
+  Micros at = 0;               // when it was decided: its events' time, its record's time
+  std::optional<IdempotencyInfo> idempotency;
+  bool applied = true;         // false: a recorded rejection (REQUIRES idempotency)
+  core::Rejection rejection;   // !applied; REQUIRES: IsRecordedRejection(rejection.code)
+  std::optional<Micros> used_at;  // a use that moves the token's last_used_at
+  // The events, in order, seq and prev_hash zero. REQUIRES: every one's stream is `stream`,
+  // their stream versions follow `version`.
+  std::vector<events::EventEnvelope> events;
+  // A record moved from a single-node ledger (`tokenledger cluster-publish`): hash + body as
+  // exported, appended as it is. Then the fields above but id, stream and version are unset.
+  std::string verbatim;
+};
+
+std::string EncodeProposal(const Proposal& p);
+// Fails with kUnexpected naming what is wrong (malformed, or a newer format).
+Result<Proposal> DecodeProposal(std::string_view bytes);
+
+}  // namespace tokenledger::store
