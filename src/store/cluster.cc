@@ -12,9 +12,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "tokenledger/log.h"
 #include "src/store/proposal.h"
 #include "src/store/store_impl.h"
+#include "tokenledger/log.h"
 
 namespace tokenledger::store {
 namespace {
@@ -64,9 +64,7 @@ std::string RandomNodeId() {
   return buf;
 }
 
-std::string SubjectPrefix(const ClusterOptions& opts) {
-  return "tokenledger." + opts.stream + ".";
-}
+std::string SubjectPrefix(const ClusterOptions& opts) { return "tokenledger." + opts.stream + "."; }
 
 // Creates the stream (file storage, the configured replicas and de-duplication window) if it
 // does not exist; ok if it does.
@@ -86,8 +84,8 @@ Status CreateStream(jsCtx* js, const ClusterOptions& opts) {
   natsStatus s = js_AddStream(&si, js, &cfg, nullptr, &jerr);
   if (si) jsStreamInfo_Destroy(si);
   if (s == NATS_OK || jerr == JSStreamNameExistErr) return Status::Ok();
-  return Error{ErrorCode::kUnavailable, NatsError(s, "creating JetStream stream " + opts.stream),
-               {}};
+  return Error{
+      ErrorCode::kUnavailable, NatsError(s, "creating JetStream stream " + opts.stream), {}};
 }
 
 // The URLs of ClusterOptions::urls, split at commas.
@@ -133,17 +131,18 @@ struct ClusterLog::State {
   };
 
   mutable std::mutex mu;
-  std::unordered_map<std::string, InFlight> in_flight;                    // by proposal id
-  std::unordered_map<Id, std::deque<Work>, IdHash> busy;                  // target -> parked
+  std::unordered_map<std::string, InFlight> in_flight;                     // by proposal id
+  std::unordered_map<Id, std::deque<Work>, IdHash> busy;                   // target -> parked
   std::unordered_map<Id, std::vector<std::string>, IdHash> subject_waits;  // retry when it moves
   std::multimap<std::uint64_t, std::string> seq_waits;  // retry once applied reaches the seq
-  std::deque<Work> retries;                              // guarded by impl.mu (with the queue)
+  std::deque<Work> retries;                             // guarded by impl.mu (with the queue)
 
   std::atomic<std::uint64_t> applied{0};      // last applied stream sequence
   std::atomic<std::uint64_t> stream_last{0};  // the stream's last sequence, as last asked
   std::atomic<bool> connected{false};
   std::atomic<bool> ready{false};
   std::atomic<bool> stop{false};
+  std::string apply_error;  // applier thread: why the last batch failed; empty once one works
   mutable std::mutex health_mu;
   std::string not_ready = "connecting to JetStream";  // guarded by health_mu
   std::thread applier;
@@ -166,8 +165,7 @@ struct ClusterLog::State {
 
   std::uint64_t ReadSubjectSeq(const Id& token) const {
     std::string value;
-    rocksdb::Status s =
-        impl.db->Get(rocksdb::ReadOptions(), impl.meta, SubjectKey(token), &value);
+    rocksdb::Status s = impl.db->Get(rocksdb::ReadOptions(), impl.meta, SubjectKey(token), &value);
     return s.ok() && value.size() >= 8 ? DecodeU64(value) : 0;
   }
 
@@ -288,9 +286,9 @@ struct ClusterLog::State {
     // A key this node has already applied: its outcome, with no message.
     if (req.idempotency) {
       std::string value;
-      rocksdb::Status s = impl_.db->Get(
-          ro, impl_.idempotency,
-          IdempotencyKey(req.idempotency->account_id, req.idempotency->key), &value);
+      rocksdb::Status s =
+          impl_.db->Get(ro, impl_.idempotency,
+                        IdempotencyKey(req.idempotency->account_id, req.idempotency->key), &value);
       if (!s.ok() && !s.IsNotFound()) {
         return finish(Unavailable(StorageError(s, "reading an idempotency record").message));
       }
@@ -372,8 +370,8 @@ struct ClusterLog::State {
     const std::string subject = subject_prefix + target.ToString();
 
     natsMsg* msg = nullptr;
-    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
-                                  static_cast<int>(body.size()));
+    natsStatus s =
+        natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
     const std::string expected = std::to_string(subject_seq);
     if (s == NATS_OK) s = natsMsgHeader_Set(msg, kProposalHeader, p.id.c_str());
     if (s == NATS_OK) {
@@ -593,13 +591,15 @@ struct ClusterLog::State {
     return &it->second;
   }
 
-  // Applies one message into the batch. An error is a storage error: nothing of the batch is
-  // written and the applier starts over from its last applied message.
+  // Applies one message into the batch. An error (a storage error, or a message of a newer
+  // format) fails the whole batch: nothing of it is written, the node is not ready, and the
+  // applier starts over from its last applied message.
   Status ApplyMessage(BatchState& b, std::uint64_t stream_seq, const Id& subject_token,
                       std::string_view data) {
     b.subjects.insert(subject_token);
     b.wb.Put(impl.meta, SubjectKey(subject_token), EncodeU64(stream_seq));
     auto decoded = DecodeProposal(data);
+    if (!decoded && decoded.error().code == ErrorCode::kUnavailable) return decoded.error();
     if (!decoded) {
       // Deterministic on every node: the message is skipped everywhere, and logged.
       Log(LogLevel::kError, "cluster message skipped",
@@ -658,8 +658,7 @@ struct ClusterLog::State {
       r.after = row;
     }
     if (p.idempotency) {
-      b.records[record_key] =
-          impl.WriteIdempotencyRecord(b.wb, *p.idempotency, p.at, first_seq, r);
+      b.records[record_key] = impl.WriteIdempotencyRecord(b.wb, *p.idempotency, p.at, first_seq, r);
     }
     b.answers.emplace_back(p.id, std::move(r));
     return Status::Ok();
@@ -676,7 +675,8 @@ struct ClusterLog::State {
     if (!events::StoredHashMatches(record)) return skip("its hash does not match its body");
     auto e = events::DecodeStoredEvent(record);
     if (!e) return skip(e.error().message);
-    if (e->seq != b.seq + 1 || e->prev_hash != b.hash) return skip("it does not continue the chain");
+    if (e->seq != b.seq + 1 || e->prev_hash != b.hash)
+      return skip("it does not continue the chain");
     auto row_ptr = Row(b, e->stream);
     if (!row_ptr) return row_ptr.error();
     std::optional<projections::TokenRow>& row = **row_ptr;
@@ -712,7 +712,7 @@ struct ClusterLog::State {
       if (natsMsg_GetMetaData(&md, m) != NATS_OK || !md) continue;
       const std::uint64_t sseq = md->Sequence.Stream;
       jsMsgMetaData_Destroy(md);
-      if (sseq <= last) continue;  // delivered again after a consumer reset
+      if (sseq <= last) continue;   // delivered again after a consumer reset
       if (sseq != last + 1) break;  // a gap: subscribe again from last + 1
       std::string_view subject = natsMsg_GetSubject(m);
       std::optional<Id> token;
@@ -720,11 +720,15 @@ struct ClusterLog::State {
         token = Id::Parse(subject.substr(subject_prefix.size()));
       }
       if (token) {
-        Status st = ApplyMessage(
-            b, sseq, *token,
-            std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))));
+        Status st =
+            ApplyMessage(b, sseq, *token,
+                         std::string_view(natsMsg_GetData(m),
+                                          static_cast<std::size_t>(natsMsg_GetDataLength(m))));
         if (!st) {
           Log(LogLevel::kError, "cluster apply failed", {{"reason", st.error().message}});
+          apply_error =
+              "cannot apply stream message " + std::to_string(sseq) + ": " + st.error().message;
+          SetNotReady(apply_error);
           return false;
         }
       }
@@ -742,7 +746,8 @@ struct ClusterLog::State {
     rocksdb::Status s = impl.db->Write(wo, &b.wb);
     if (!s.ok()) {
       impl.metrics.write_failures.fetch_add(1, std::memory_order_relaxed);
-      SetNotReady(StorageError(s, "applying cluster messages").message);
+      apply_error = StorageError(s, "applying cluster messages").message;
+      SetNotReady(apply_error);
       return false;
     }
     {
@@ -759,6 +764,7 @@ struct ClusterLog::State {
     impl.metrics.cluster_messages_applied.fetch_add(last - applied.load(),
                                                     std::memory_order_relaxed);
     applied.store(last);
+    apply_error.clear();
     impl.metrics.cluster_applied_seq.store(last, std::memory_order_relaxed);
     const std::uint64_t known = stream_last.load();
     impl.metrics.cluster_lag.store(known > last ? known - last : 0, std::memory_order_relaxed);
@@ -778,8 +784,9 @@ struct ClusterLog::State {
       std::string value;
       const auto& info = *f->pending.request.idempotency;
       CommandResult r = Unavailable("the idempotency record vanished");
-      if (impl.db->Get(rocksdb::ReadOptions(), impl.idempotency,
-                       IdempotencyKey(info.account_id, info.key), &value)
+      if (impl.db
+              ->Get(rocksdb::ReadOptions(), impl.idempotency,
+                    IdempotencyKey(info.account_id, info.key), &value)
               .ok()) {
         if (auto rec = DecodeIdempotencyRecord(value)) r = FromRecord(std::move(*rec), fingerprint);
       }
@@ -825,7 +832,9 @@ struct ClusterLog::State {
     const std::uint64_t a = applied.load();
     const std::uint64_t lag = stream_last.load() > a ? stream_last.load() - a : 0;
     impl.metrics.cluster_lag.store(lag, std::memory_order_relaxed);
-    if (!connected.load()) {
+    if (!apply_error.empty()) {
+      SetNotReady(apply_error);
+    } else if (!connected.load()) {
       SetNotReady("disconnected from JetStream");
     } else if (lag > opts.max_ready_lag) {
       SetNotReady("catching up with the cluster: " + std::to_string(lag) + " messages behind");
@@ -952,9 +961,9 @@ struct ClusterPublisher::State {
       if (st->first_error.empty()) {
         const char* id = nullptr;
         natsMsgHeader_Get(msg, kProposalHeader, &id);
-        st->first_error = std::string("JetStream refused record ") + (id ? id : "?") + ": " +
-                          (pae && pae->ErrText ? pae->ErrText
-                                               : natsStatus_GetText(pae ? pae->Err : NATS_ERR));
+        st->first_error =
+            std::string("JetStream refused record ") + (id ? id : "?") + ": " +
+            (pae && pae->ErrText ? pae->ErrText : natsStatus_GetText(pae ? pae->Err : NATS_ERR));
       }
     }
     natsMsg_Destroy(msg);
@@ -1033,8 +1042,8 @@ Status ClusterPublisher::Publish(const std::string& record) {
   const std::string subject = SubjectPrefix(state_->opts) + e->stream.ToString();
   const std::string expected = std::to_string(state_->published);
   natsMsg* msg = nullptr;
-  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
-                                static_cast<int>(body.size()));
+  natsStatus s =
+      natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, kProposalHeader, p.id.c_str());
   // Each record expects the one before it as the stream's last: nothing interleaves.
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", expected.c_str());
@@ -1054,8 +1063,8 @@ Status ClusterPublisher::Finish() {
   natsStatus s = js_PublishAsyncComplete(state_->js, &po);
   if (Status f = state_->Failed(); !f) return f;
   if (s != NATS_OK) {
-    return Error{ErrorCode::kUnavailable, NatsError(s, "waiting for JetStream to store the records"),
-                 {}};
+    return Error{
+        ErrorCode::kUnavailable, NatsError(s, "waiting for JetStream to store the records"), {}};
   }
   return Status::Ok();
 }

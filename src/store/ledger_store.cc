@@ -542,6 +542,7 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
                                               cluster_stream + "': start it with --cluster");
   }
   impl->cluster_store = is_cluster_store || cluster_mode;
+  impl->cluster_stream = cluster_mode ? options.cluster.stream : cluster_stream;
 
   Impl* p = impl.get();
   if (cluster_mode) {
@@ -599,6 +600,11 @@ StoreHealth LedgerStore::Health() const {
 }
 
 bool LedgerStore::ClusterMode() const { return impl_->cluster != nullptr; }
+
+std::optional<std::string> LedgerStore::ClusterStream() const {
+  if (!impl_->cluster_store) return std::nullopt;
+  return impl_->cluster_stream;
+}
 
 events::Hash LedgerStore::ChainHead() const {
   std::lock_guard lock(impl_->pipe_mu);

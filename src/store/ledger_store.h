@@ -282,6 +282,9 @@ class LedgerStore {
   events::Hash ChainHead() const;
   // Whether the log of record is a JetStream stream (StoreOptions::cluster.urls).
   bool ClusterMode() const;
+  // The cluster stream this store is a node of (meta `cluster`), or nullopt for a single-node
+  // ledger. Such a store takes no Submit unless opened in cluster mode.
+  std::optional<std::string> ClusterStream() const;
   // RocksDB's estimate of the bytes compaction still has to rewrite ("compaction debt"),
   // summed over the column families; nullopt while the storage is being recovered.
   std::optional<std::uint64_t> PendingCompactionBytes() const;

@@ -14,7 +14,9 @@ Error Malformed(std::string what) {
   return Error{ErrorCode::kUnexpected, "malformed cluster message: " + what, {}};
 }
 
-const json::value* Field(const json::object& o, std::string_view name) { return o.if_contains(name); }
+const json::value* Field(const json::object& o, std::string_view name) {
+  return o.if_contains(name);
+}
 
 std::optional<std::uint64_t> U64(const json::object& o, std::string_view name) {
   const json::value* v = Field(o, name);
@@ -71,10 +73,9 @@ std::string EncodeProposal(const Proposal& p) {
   o["version"] = p.version;
   o["at"] = p.at;
   if (p.idempotency) {
-    o["idempotency"] = json::object{
-        {"account", p.idempotency->account_id.ToString()},
-        {"key", p.idempotency->key},
-        {"fingerprint", events::HashToHex(p.idempotency->fingerprint)}};
+    o["idempotency"] = json::object{{"account", p.idempotency->account_id.ToString()},
+                                    {"key", p.idempotency->key},
+                                    {"fingerprint", events::HashToHex(p.idempotency->fingerprint)}};
   }
   o["applied"] = p.applied;
   if (!p.applied) {
@@ -98,7 +99,7 @@ Result<Proposal> DecodeProposal(std::string_view bytes) {
   const auto format = U64(o, "v");
   if (!format) return Malformed("no format version");
   if (*format > kProposalFormat) {
-    return Error{ErrorCode::kUnexpected,
+    return Error{ErrorCode::kUnavailable,
                  "cluster message of format " + std::to_string(*format) +
                      " was written by a newer release; upgrade this node",
                  {}};
@@ -132,8 +133,7 @@ Result<Proposal> DecodeProposal(std::string_view bytes) {
     const auto key = Str(io, "key");
     const auto fingerprint = Str(io, "fingerprint");
     std::optional<Id> account_id = account ? Id::Parse(*account) : std::nullopt;
-    std::optional<events::Hash> fp =
-        fingerprint ? events::HashFromHex(*fingerprint) : std::nullopt;
+    std::optional<events::Hash> fp = fingerprint ? events::HashFromHex(*fingerprint) : std::nullopt;
     if (!account_id || !key || key->empty() || !fp) return Malformed("bad idempotency");
     p.idempotency = IdempotencyInfo{*account_id, std::string(*key), *fp};
   }

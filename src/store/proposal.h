@@ -28,13 +28,13 @@ namespace tokenledger::store {
 inline constexpr std::uint32_t kProposalFormat = 1;
 
 struct Proposal {
-  std::string id;              // unique per proposal: the proposing node's id and a counter
-  Id stream;                   // the token (the message's subject)
-  std::uint64_t version = 0;   // the stream version it was decided on (0: no stream yet)
-  Micros at = 0;               // when it was decided: its events' time, its record's time
+  std::string id;             // unique per proposal: the proposing node's id and a counter
+  Id stream;                  // the token (the message's subject)
+  std::uint64_t version = 0;  // the stream version it was decided on (0: no stream yet)
+  Micros at = 0;              // when it was decided: its events' time, its record's time
   std::optional<IdempotencyInfo> idempotency;
-  bool applied = true;         // false: a recorded rejection (REQUIRES idempotency)
-  core::Rejection rejection;   // !applied; REQUIRES: IsRecordedRejection(rejection.code)
+  bool applied = true;            // false: a recorded rejection (REQUIRES idempotency)
+  core::Rejection rejection;      // !applied; REQUIRES: IsRecordedRejection(rejection.code)
   std::optional<Micros> used_at;  // a use that moves the token's last_used_at
   // The events, in order, seq and prev_hash zero. REQUIRES: every one's stream is `stream`,
   // their stream versions follow `version`.
@@ -45,7 +45,9 @@ struct Proposal {
 };
 
 std::string EncodeProposal(const Proposal& p);
-// Fails with kUnexpected naming what is wrong (malformed, or a newer format).
+// Fails naming what is wrong: kUnexpected for a malformed message (every node skips it
+// alike), kUnavailable for a newer format (this node cannot apply it: it must stop there until
+// upgraded, or it would fork from the nodes that can).
 Result<Proposal> DecodeProposal(std::string_view bytes);
 
 }  // namespace tokenledger::store

@@ -196,6 +196,7 @@ struct LedgerStore::Impl {
   // The store is (or was opened as) a cluster node's: without `cluster` (a tool), Submit
   // refuses, since a write of its own would fork it from the stream.
   bool cluster_store = false;
+  std::string cluster_stream;  // the stream's name when cluster_store
 
   std::string secondary_path;  // kReadOnly: the secondary instance's private directory
   int lock_fd = -1;            // kServe/kMaintenance: flock on <data_dir>/tokenledger.lock

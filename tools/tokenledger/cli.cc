@@ -120,6 +120,15 @@ Opened OpenExclusive(const std::string& data_dir, const std::string& command) {
     std::fprintf(stderr, "tokenledger %s: %s\n", command.c_str(), opened.message.c_str());
     return {nullptr, kFinding};
   }
+  // A cluster node's store is the stream applied: a write of its own would fork it from the
+  // other nodes. Rebuilding its projections from its events changes no event.
+  if (auto stream = opened.store->ClusterStream(); stream && command != "rebuild") {
+    std::fprintf(stderr,
+                 "tokenledger %s: '%s' is a node of the cluster stream '%s'; its ledger changes "
+                 "only through the cluster (write through a node's API)\n",
+                 command.c_str(), data_dir.c_str(), stream->c_str());
+    return {nullptr, kUsage};
+  }
   return {std::move(opened.store), kOk};
 }
 
