@@ -28,7 +28,17 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
   req.command = core::CreateToken{.account_id = account, .signing_kid = api.ActiveKid()};
   req.request_id = "first-start";
   req.only_into_empty_ledger = true;  // in cluster mode, only the first node to get there
-  store::CommandResult r = store.Submit(std::move(req)).get();
+  store::CommandResult r = store.Submit(req).get();
+  // A stream created a moment ago may have no leader yet ("no responders"): a cluster node
+  // tries again for a while rather than giving up its first start.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (store.ClusterMode() && r.outcome == store::Outcome::kUnavailable &&
+         std::chrono::steady_clock::now() < deadline) {
+    Log(LogLevel::kInfo, "first start: the cluster is not taking writes yet; trying again",
+        {{"reason", r.rejection.message}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    r = store.Submit(req).get();
+  }
   if (r.outcome == store::Outcome::kRejected && store.ClusterMode()) {
     Log(LogLevel::kInfo, "first start: the cluster's ledger is not empty; no token created");
     return 0;

@@ -145,10 +145,12 @@ struct ClusterLog::State {
   std::string apply_error;  // applier thread: why the last batch failed; empty once one works
   mutable std::mutex health_mu;
   std::string not_ready = "connecting to JetStream";  // guarded by health_mu
+  Micros not_ready_since = 0;                         // guarded by health_mu
   std::thread applier;
 
   State(LedgerStore::Impl& i) : impl(i), opts(i.options.cluster) {
     subject_prefix = SubjectPrefix(opts);
+    not_ready_since = impl.Now();
   }
 
   void SetNotReady(std::string why) {
@@ -159,6 +161,7 @@ struct ClusterLog::State {
       Log(LogLevel::kInfo, "cluster node ready",
           {{"applied_seq", static_cast<long long>(applied.load())}});
     }
+    if (not_ready.empty() && !why.empty()) not_ready_since = impl.Now();
     not_ready = std::move(why);
     ready.store(not_ready.empty());
   }
@@ -940,6 +943,7 @@ StoreHealth ClusterLog::Health() const {
   if (!state_->not_ready.empty()) {
     h.ok = false;
     h.reason = state_->not_ready;
+    h.since = state_->not_ready_since;
   }
   return h;
 }
