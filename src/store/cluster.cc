@@ -37,6 +37,10 @@ constexpr int kMaxPendingPublishes = 4096;
 constexpr Micros kPurgeClockMargin = 10 * kMicrosPerMinute;
 
 constexpr char kProposalHeader[] = "Tokenledger-Proposal";
+// How long a JetStream API request (create the stream, create the consumer) may wait before the
+// applier tries again: while JetStream elects a new meta leader they time out, and the client's
+// default (5 s) would add to the outage.
+constexpr int kJetStreamApiWaitMs = 1000;
 
 std::string NatsError(natsStatus s, std::string_view what) {
   const char* last = nats_GetLastError(nullptr);
@@ -81,7 +85,10 @@ Status CreateStream(jsCtx* js, const ClusterOptions& opts) {
   cfg.Duplicates = opts.duplicate_window * 1000;  // nanoseconds
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&si, js, &cfg, nullptr, &jerr);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = kJetStreamApiWaitMs;
+  natsStatus s = js_AddStream(&si, js, &cfg, &jo, &jerr);
   if (si) jsStreamInfo_Destroy(si);
   if (s == NATS_OK || jerr == JSStreamNameExistErr) return Status::Ok();
   return Error{
@@ -143,6 +150,9 @@ struct ClusterLog::State {
   std::atomic<bool> ready{false};
   std::atomic<bool> stop{false};
   std::string apply_error;  // applier thread: why the last batch failed; empty once one works
+  // Applier thread: the stream's last sequence when this node (re)connected; ready only once
+  // it has applied that far. Reset by a disconnection.
+  std::optional<std::uint64_t> catch_up_target;
   mutable std::mutex health_mu;
   std::string not_ready = "connecting to JetStream";  // guarded by health_mu
   Micros not_ready_since = 0;                         // guarded by health_mu
@@ -240,7 +250,10 @@ struct ClusterLog::State {
     so.Config.OptStartSeq = applied.load() + 1;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     const std::string wildcard = subject_prefix + ">";
-    natsStatus s = js_SubscribeSync(&sub, js, wildcard.c_str(), nullptr, &so, &jerr);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = kJetStreamApiWaitMs;  // a new meta leader may take seconds: try again soon
+    natsStatus s = js_SubscribeSync(&sub, js, wildcard.c_str(), &jo, &so, &jerr);
     if (s != NATS_OK) {
       sub = nullptr;
       SetNotReady(NatsError(s, "subscribing to JetStream stream " + opts.stream));
@@ -821,10 +834,11 @@ struct ClusterLog::State {
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions jo;
     jsOptions_Init(&jo);
-    jo.Wait = 1000;
+    jo.Wait = kJetStreamApiWaitMs;
     natsStatus s = js_GetStreamInfo(&si, js, opts.stream.c_str(), &jo, &jerr);
     if (s != NATS_OK || !si) {
       if (Clock::now() - last_info > kStreamInfoStale) {
+        catch_up_target.reset();  // back: catch up again with what the stream then holds
         SetNotReady(NatsError(s, "asking JetStream for stream " + opts.stream));
       }
       return;
@@ -835,10 +849,22 @@ struct ClusterLog::State {
     const std::uint64_t a = applied.load();
     const std::uint64_t lag = stream_last.load() > a ? stream_last.load() - a : 0;
     impl.metrics.cluster_lag.store(lag, std::memory_order_relaxed);
+    // Caught up means: has applied everything the stream held when this node (re)connected.
+    // Only after that does the max_ready_lag tolerance apply (to a busy moment, not to a
+    // restart that is still far behind).
+    if (!connected.load()) {
+      catch_up_target.reset();
+    } else if (!catch_up_target) {
+      catch_up_target = stream_last.load();
+    }
+    const bool caught_up = catch_up_target && a >= *catch_up_target;
     if (!apply_error.empty()) {
       SetNotReady(apply_error);
     } else if (!connected.load()) {
       SetNotReady("disconnected from JetStream");
+    } else if (!caught_up) {
+      SetNotReady("catching up with the cluster: " + std::to_string(*catch_up_target - a) +
+                  " messages behind");
     } else if (lag > opts.max_ready_lag) {
       SetNotReady("catching up with the cluster: " + std::to_string(lag) + " messages behind");
     } else {
