@@ -385,8 +385,9 @@ class ClusterTest : public ::testing::Test {
   struct Stats {
     std::string last_seq, chain_head;
   };
-  Stats NodeStats(int i) {
-    CliResult r = RunCli("stats --quiet --format json --data-dir " + nodes_[i].data_dir);
+  Stats NodeStats(int i) { return StatsOf(nodes_[i].data_dir); }
+  Stats StatsOf(const std::string& data_dir) {
+    CliResult r = RunCli("stats --quiet --format json --data-dir " + data_dir);
     EXPECT_EQ(r.rc, 0) << r.out;
     const auto brace = r.out.find('{');
     boost::system::error_code ec;
@@ -1224,6 +1225,78 @@ TEST_F(ClusterTest, SuspensionPropagatesToOtherNodes) {
   RecordProperty("activate_propagation_p50_us",
                  static_cast<int>(Percentile(activate_ms, 0.5) * 1000));
   EXPECT_EQ(suspend_ms.size(), static_cast<std::size_t>(kRepetitions));
+}
+
+// A single-node ledger moves into a cluster unchanged: export, `tokenledger cluster-publish`
+// into an empty stream, and a fresh node holds the same chain head; its tokens (signed by the
+// same key) authenticate there with the states they had, and the moved ledger takes writes.
+TEST_F(ClusterTest, AnExportMovesIntoAnEmptyStreamUnchanged) {
+  const std::string single_dir = dir_.path() + "/single";
+  auto single = std::make_unique<ServerProcess>(
+      single_dir, std::vector<std::string>{"--signing-key-file", key_file_});
+  ASSERT_TRUE(single->Start());
+  const std::regex jwt_re(R"(eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)");
+  std::smatch m;
+  std::string out;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        out = single->Stdout();
+        return std::regex_search(out, m, jwt_re);
+      },
+      seconds(10)))
+      << out;
+  const std::string single_jwt = m[0].str();
+  Api api(single->port(), single_jwt);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    Response r = api.Post("/api/v1/api_token", kCreate);
+    ASSERT_EQ(r.status, 200) << r.body;
+    ids.push_back(DetailsField(r, "id"));
+  }
+  ASSERT_EQ(api.Post("/api/v1/api_token/" + ids[1] + "/suspend").status, 200);
+  ASSERT_EQ(single->Stop(), 0);
+
+  const std::string export_file = dir_.path() + "/single.jsonl";
+  CliResult exported =
+      RunCli("export --quiet --data-dir " + single_dir + " --output " + export_file);
+  ASSERT_EQ(exported.rc, 0) << exported.out;
+  const std::string moved = stream_ + "_moved";
+  const std::string publish = "cluster-publish --quiet --cluster " + nats_->ClientUrls() +
+                              " --cluster-stream " + moved + " --input " + export_file;
+  CliResult published = RunCli(publish);
+  ASSERT_EQ(published.rc, 0) << published.out;
+  // Only into an empty stream: a second move would interleave two ledgers.
+  CliResult again = RunCli(publish);
+  EXPECT_EQ(again.rc, 2) << again.out;
+  EXPECT_NE(again.out.find("not empty"), std::string::npos) << again.out;
+
+  const std::string node_dir = dir_.path() + "/moved-node";
+  auto node = NodeProcess(node_dir, moved);
+  ASSERT_TRUE(node->Start());
+  ASSERT_TRUE(WaitReadyPort(node->port(), seconds(30)))
+      << Tail(WithoutRequests(node->Stderr()), 20);
+  EXPECT_EQ(node->Stdout().find("first start"), std::string::npos)
+      << "a node on a moved ledger made a first token";
+  const Stats before = StatsOf(single_dir);
+  Api moved_api(node->port(), single_jwt);
+  EXPECT_TRUE(Eventually([&] { return moved_api.Get("/api/v1/ping").status == 200; }, seconds(5)));
+  EXPECT_EQ(DetailsField(moved_api.Get("/api/v1/api_token/" + ids[1]), "status"), "suspended");
+  EXPECT_EQ(DetailsField(moved_api.Get("/api/v1/api_token/" + ids[0]), "status"), "active");
+  EXPECT_EQ(node->Stop(), 0);  // stats and verify read its directory
+  const Stats after = StatsOf(node_dir);
+  EXPECT_FALSE(before.chain_head.empty());
+  EXPECT_EQ(after.last_seq, before.last_seq);
+  EXPECT_EQ(after.chain_head, before.chain_head);
+  CliResult verified = RunCli("verify --quiet --data-dir " + node_dir);
+  EXPECT_EQ(verified.rc, 0) << verified.out;
+
+  // The moved ledger goes on: a node on it takes writes, continuing the same chain.
+  auto restarted = NodeProcess(node_dir, moved);
+  ASSERT_TRUE(restarted->Start());
+  ASSERT_TRUE(WaitReadyPort(restarted->port(), seconds(30)));
+  Api writer(restarted->port(), single_jwt);
+  Response created = writer.Post("/api/v1/api_token", kCreate);
+  EXPECT_EQ(created.status, 200) << created.body;
 }
 
 }  // namespace
