@@ -550,6 +550,20 @@ std::string EncodeEventBody(const EventEnvelope& e) {
   return json::serialize(o);
 }
 
+std::optional<std::string> StampEventBody(std::string_view body, std::uint64_t seq,
+                                          const Hash& prev_hash) {
+  static constexpr std::string_view kHead = R"({"seq":0,)";
+  static const std::string kTail = R"("prev_hash":")" + std::string(64, '0') + R"("})";
+  if (body.size() < kHead.size() + kTail.size() || body.substr(0, kHead.size()) != kHead ||
+      body.substr(body.size() - kTail.size()) != kTail) {
+    return std::nullopt;
+  }
+  std::string out = R"({"seq":)" + std::to_string(seq) + ",";
+  out.append(body.substr(kHead.size(), body.size() - kHead.size() - kTail.size()));
+  out.append(R"("prev_hash":")").append(HashToHex(prev_hash)).append(R"("})");
+  return out;
+}
+
 std::string EncodeStoredEvent(EventEnvelope& e) {
   const std::string body = EncodeEventBody(e);
   e.hash = Sha256(body);

@@ -13,6 +13,7 @@
 #include <boost/json/object.hpp>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +48,14 @@ std::string EncodeEventBody(const EventEnvelope& event);
 
 // Encodes the record to store and sets `event.hash` to the hash of its body.
 std::string EncodeStoredEvent(EventEnvelope& event);
+
+// A body encoded before its seq and prev_hash were known (seq 0, an all-zero prev_hash: the
+// first and last keys of the layout), with both filled in and every other byte as it was. A
+// cluster node stores the body exactly as the node that decided it encoded it, whatever its
+// own release would encode (docs/LEDGER.md, "Cluster mode"). Nullopt if `body` is not such a
+// body.
+std::optional<std::string> StampEventBody(std::string_view body, std::uint64_t seq,
+                                          const Hash& prev_hash);
 
 // Decodes a body, upcasting its data to the current schema version. `hash` is left zero.
 // Fails with kUnexpected (corrupt or unknown data) naming what is wrong.

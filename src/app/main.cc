@@ -28,6 +28,8 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
   req.command = core::CreateToken{.account_id = account, .signing_kid = api.ActiveKid()};
   req.request_id = "first-start";
   req.only_into_empty_ledger = true;  // in cluster mode, only the first node to get there
+  // Keyed, so that a retry after an unanswered attempt that was stored gets that token back.
+  req.idempotency = store::IdempotencyInfo{account, "first-start", {}};
   store::CommandResult r = store.Submit(req).get();
   // A stream created a moment ago may have no leader yet ("no responders"): a cluster node
   // tries again for a while rather than giving up its first start.
@@ -38,6 +40,9 @@ int Bootstrap(store::LedgerStore& store, const http::Api& api, const app::Config
         {{"reason", r.rejection.message}});
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     r = store.Submit(req).get();
+  }
+  if (r.outcome == store::Outcome::kReplayed && r.replayed == store::Outcome::kApplied && r.after) {
+    r.outcome = store::Outcome::kApplied;  // this node's own earlier attempt made it
   }
   if (r.outcome == store::Outcome::kRejected && store.ClusterMode()) {
     Log(LogLevel::kInfo, "first start: the cluster's ledger is not empty; no token created");
@@ -95,6 +100,20 @@ int Main(int argc, char** argv) {
         "For benchmarks only.");
   }
 
+  // A cluster node's rebuild runs before the node joins: its applier would write beside it.
+  if (config.rebuild_projections && !config.store.cluster.urls.empty()) {
+    StoreOptions local = config.store;
+    local.cluster.urls.clear();
+    auto maintenance = store::LedgerStore::Open(local, store::OpenMode::kMaintenance);
+    if (maintenance.store && !maintenance.store->ProjectionsCurrent()) {
+      Log(LogLevel::kInfo, "rebuilding projections from the ledger before joining the cluster");
+      if (Status s = maintenance.store->RebuildProjections(); !s) {
+        Log(LogLevel::kError, "projection rebuild failed", {{"reason", s.error().message}});
+        return 1;
+      }
+    }
+    config.rebuild_projections = false;  // done (or not needed); the open below reports
+  }
   auto opened = store::LedgerStore::Open(config.store, config.rebuild_projections
                                                            ? store::OpenMode::kMaintenance
                                                            : store::OpenMode::kServe);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -70,9 +71,14 @@ std::string RandomNodeId() {
 
 std::string SubjectPrefix(const ClusterOptions& opts) { return "tokenledger." + opts.stream + "."; }
 
-// Creates the stream (file storage, the configured replicas and de-duplication window) if it
-// does not exist; ok if it does.
-Status CreateStream(jsCtx* js, const ClusterOptions& opts) {
+constexpr char kDescriptionPrefix[] = "tokenledger ledger; idempotency_ttl_us=";
+std::string StreamDescription(Micros idempotency_ttl) {
+  return kDescriptionPrefix + std::to_string(idempotency_ttl);
+}
+
+// Creates the stream (file storage, the configured replicas and de-duplication window, the TTL
+// in its description) if it does not exist; ok if it does, with the same TTL.
+Status CreateStream(jsCtx* js, const ClusterOptions& opts, Micros idempotency_ttl) {
   std::string wildcard = SubjectPrefix(opts) + ">";
   const char* subjects[] = {wildcard.c_str()};
   jsStreamConfig cfg;
@@ -83,6 +89,8 @@ Status CreateStream(jsCtx* js, const ClusterOptions& opts) {
   cfg.Storage = js_FileStorage;
   cfg.Replicas = opts.replicas;
   cfg.Duplicates = opts.duplicate_window * 1000;  // nanoseconds
+  const std::string description = StreamDescription(idempotency_ttl);
+  cfg.Description = description.c_str();
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   jsOptions jo;
@@ -90,9 +98,28 @@ Status CreateStream(jsCtx* js, const ClusterOptions& opts) {
   jo.Wait = kJetStreamApiWaitMs;
   natsStatus s = js_AddStream(&si, js, &cfg, &jo, &jerr);
   if (si) jsStreamInfo_Destroy(si);
-  if (s == NATS_OK || jerr == JSStreamNameExistErr) return Status::Ok();
-  return Error{
-      ErrorCode::kUnavailable, NatsError(s, "creating JetStream stream " + opts.stream), {}};
+  si = nullptr;
+  if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+    return Error{
+        ErrorCode::kUnavailable, NatsError(s, "creating JetStream stream " + opts.stream), {}};
+  }
+  // Whether a key replays is decided by every node alike only if all judge its expiry with one
+  // TTL: the stream carries the TTL it was created with, and a node with another refuses it.
+  s = js_GetStreamInfo(&si, js, opts.stream.c_str(), &jo, &jerr);
+  if (s != NATS_OK || !si) {
+    return Error{
+        ErrorCode::kUnavailable, NatsError(s, "asking JetStream for stream " + opts.stream), {}};
+  }
+  const std::string found = si->Config && si->Config->Description ? si->Config->Description : "";
+  jsStreamInfo_Destroy(si);
+  if (found != description && found.rfind(kDescriptionPrefix, 0) == 0) {
+    return Error{ErrorCode::kInvalidValue,
+                 "stream " + opts.stream +
+                     " was created by nodes with another --idempotency-ttl ('" + found +
+                     "'); every node of a cluster must use the same",
+                 {}};
+  }
+  return Status::Ok();
 }
 
 // The URLs of ClusterOptions::urls, split at commas.
@@ -149,6 +176,7 @@ struct ClusterLog::State {
   std::atomic<bool> connected{false};
   std::atomic<bool> ready{false};
   std::atomic<bool> stop{false};
+  std::atomic<bool> stopping{false};  // the store is closing: commands still queued fail
   std::string apply_error;  // applier thread: why the last batch failed; empty once one works
   // Applier thread: the stream's last sequence when this node (re)connected; ready only once
   // it has applied that far. Reset by a disconnection.
@@ -157,6 +185,9 @@ struct ClusterLog::State {
   std::string not_ready = "connecting to JetStream";  // guarded by health_mu
   Micros not_ready_since = 0;                         // guarded by health_mu
   std::thread applier;
+  std::mutex closed_mu;
+  std::condition_variable closed_cv;
+  bool closed = false;  // guarded by closed_mu
 
   State(LedgerStore::Impl& i) : impl(i), opts(i.options.cluster) {
     subject_prefix = SubjectPrefix(opts);
@@ -176,9 +207,10 @@ struct ClusterLog::State {
     ready.store(not_ready.empty());
   }
 
-  std::uint64_t ReadSubjectSeq(const Id& token) const {
+  std::uint64_t ReadSubjectSeq(const Id& token,
+                               const rocksdb::ReadOptions& ro = rocksdb::ReadOptions()) const {
     std::string value;
-    rocksdb::Status s = impl.db->Get(rocksdb::ReadOptions(), impl.meta, SubjectKey(token), &value);
+    rocksdb::Status s = impl.db->Get(ro, impl.meta, SubjectKey(token), &value);
     return s.ok() && value.size() >= 8 ? DecodeU64(value) : 0;
   }
 
@@ -188,6 +220,21 @@ struct ClusterLog::State {
     auto* st = static_cast<State*>(closure);
     st->connected.store(false);
     st->impl.metrics.cluster_connected.store(0);
+  }
+  static void OnClosed(natsConnection*, void* closure) {
+    auto* st = static_cast<State*>(closure);
+    std::lock_guard lock(st->closed_mu);
+    st->closed = true;
+    st->closed_cv.notify_all();
+  }
+  // Closes the connection and waits until the client has called its last callback: after
+  // that no NATS thread touches this State (natsConnection_Close queues the disconnected and
+  // closed callbacks; the ack handler runs on the connection's threads too).
+  void CloseConnection() {
+    if (!nc) return;
+    natsConnection_Close(nc);
+    std::unique_lock lock(closed_mu);
+    closed_cv.wait_for(lock, std::chrono::seconds(10), [&] { return closed; });
   }
   static void OnReconnected(natsConnection*, void* closure) {
     auto* st = static_cast<State*>(closure);
@@ -210,6 +257,7 @@ struct ClusterLog::State {
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(nopts, OnDisconnected, this);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(nopts, OnReconnected, this);
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(nopts, true, OnReconnected, this);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(nopts, OnClosed, this);
     if (s != NATS_OK) return Error{ErrorCode::kUnavailable, NatsError(s, "NATS options"), {}};
     s = natsConnection_Connect(&nc, nopts);
     if (s == NATS_OK) {
@@ -230,7 +278,7 @@ struct ClusterLog::State {
 
   // Creates the stream if it does not exist; ok if it does.
   bool EnsureStream() {
-    if (Status s = CreateStream(js, opts); !s) {
+    if (Status s = CreateStream(js, opts, impl.options.idempotency_ttl); !s) {
       SetNotReady(s.error().message);
       return false;
     }
@@ -289,16 +337,23 @@ struct ClusterLog::State {
   void Propose(Work w) {
     auto& impl_ = impl;
     CommandRequest& req = w.pending.request;
+    // The answer first, then the token: the proposer stops only once every token is free, so
+    // no callback is still running when the store closes.
     auto finish = [&](CommandResult r) {
-      if (w.held) Release(*w.held);
       Answer(w.pending, std::move(r));
+      if (w.held) Release(*w.held);
     };
+    if (stopping.load()) return finish(Unavailable("the ledger is shutting down"));
     if (!connected.load()) {
       impl_.metrics.cluster_publish_failures.fetch_add(1, std::memory_order_relaxed);
       return finish(Unavailable("the cluster's JetStream is unreachable from this node"));
     }
     const Micros at = impl_.Now();
+    // One snapshot for the record, the row and the subject's sequence: a batch applied between
+    // two of those reads would make a decision on a state that never was.
+    SnapshotPtr snapshot = impl_.Snapshot();
     rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot.get();
     // A key this node has already applied: its outcome, with no message.
     if (req.idempotency) {
       std::string value;
@@ -339,11 +394,12 @@ struct ClusterLog::State {
     auto loaded = impl_.ReadDecisionRow(ro, target);
     if (!loaded) return finish(Unavailable(loaded.error().message));
     std::optional<projections::TokenRow>& row = *loaded;
-    const std::uint64_t subject_seq = ReadSubjectSeq(target);
+    const std::uint64_t subject_seq = ReadSubjectSeq(target, ro);
 
     Proposal p;
     p.stream = target;
     p.version = row ? row->state.version : 0;
+    p.subject_seq = subject_seq;
     p.at = at;
     p.idempotency = req.idempotency;
     core::Decision decision = core::Decide(req.command, row ? row->state : core::TokenState{}, ctx);
@@ -397,7 +453,10 @@ struct ClusterLog::State {
       s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", "0");
     }
     std::string msg_id;
-    if (s == NATS_OK && req.idempotency) {
+    // Only on a first attempt: a decision made again (its first message was refused, or stored
+    // and skipped at apply) must not be dropped as a duplicate of that one. The apply's record
+    // check holds keys beyond the de-duplication anyway.
+    if (s == NATS_OK && req.idempotency && w.attempt == 0) {
       // One account's key is one message id: JetStream drops a second publish of it within
       // its de-duplication window, wherever it was sent from.
       msg_id = req.idempotency->account_id.ToString() + "/" + req.idempotency->key;
@@ -457,8 +516,8 @@ struct ClusterLog::State {
 
   void Fail(const std::string& id, CommandResult r) {
     if (auto f = Take(id)) {
-      Release(f->target);
       f->pending.done(std::move(r));
+      Release(f->target);
     }
   }
   void Complete(const std::string& id, CommandResult r) { Fail(id, std::move(r)); }
@@ -469,9 +528,9 @@ struct ClusterLog::State {
     if (!f) return;
     impl.metrics.cluster_publish_retries.fetch_add(1, std::memory_order_relaxed);
     if (f->attempt + 1 > opts.max_retries) {
-      Release(f->target);
       f->pending.done(Unavailable(
           "the token kept changing on other nodes while this request was decided; retry"));
+      Release(f->target);
       return;
     }
     {
@@ -562,6 +621,11 @@ struct ClusterLog::State {
         impl.cv.wait_for(lock, std::chrono::milliseconds(100),
                          [&] { return impl.stopping || !impl.queue.empty() || !retries.empty(); });
         stopping = impl.stopping;
+        this->stopping.store(stopping);
+        // Purging is the applier's in cluster mode (by the stream's time): a caller asking now
+        // is answered at once.
+        for (auto& pr : impl.purge_requests) pr.set_value(0);
+        impl.purge_requests.clear();
         while (!retries.empty()) {
           work.push_back(std::move(retries.front()));
           retries.pop_front();
@@ -595,7 +659,13 @@ struct ClusterLog::State {
     std::vector<std::pair<std::string, Fingerprint>> replays;    // answered from the record
     std::vector<std::string> retries;                            // decided on a stale state
     std::unordered_set<Id, IdHash> subjects;
+    std::unordered_map<Id, std::uint64_t, IdHash> subject_seqs;  // written by this batch
   };
+
+  std::uint64_t SubjectSeqIn(const BatchState& b, const Id& token) const {
+    if (auto it = b.subject_seqs.find(token); it != b.subject_seqs.end()) return it->second;
+    return ReadSubjectSeq(token);
+  }
 
   Result<std::optional<projections::TokenRow>*> Row(BatchState& b, const Id& token) {
     auto it = b.rows.find(token);
@@ -612,7 +682,11 @@ struct ClusterLog::State {
   // applier starts over from its last applied message.
   Status ApplyMessage(BatchState& b, std::uint64_t stream_seq, const Id& subject_token,
                       std::string_view data) {
+    // Whatever this message does, the subject's last sequence is now its own (JetStream's
+    // view, which the next proposal on the token expects). Read before, written after.
+    const std::uint64_t subject_before = SubjectSeqIn(b, subject_token);
     b.subjects.insert(subject_token);
+    b.subject_seqs[subject_token] = stream_seq;
     b.wb.Put(impl.meta, SubjectKey(subject_token), EncodeU64(stream_seq));
     auto decoded = DecodeProposal(data);
     if (!decoded && decoded.error().code == ErrorCode::kUnavailable) return decoded.error();
@@ -631,6 +705,11 @@ struct ClusterLog::State {
 
     CommandResult r;
     r.before = row;
+    // A record's time and its expiry are judged by the stream, never by this node's clock: the
+    // proposal's time, but not before the last event applied (a proposal can reach the stream
+    // late). Purged records (older than that, less the TTL and a margin) then always count as
+    // expired, on every node, whenever each purged.
+    const Micros at = std::max(p.at, b.last_at);
     std::string record_key;
     if (p.idempotency) {
       record_key = IdempotencyKey(p.idempotency->account_id, p.idempotency->key);
@@ -644,13 +723,14 @@ struct ClusterLog::State {
         if (!s.ok() && !s.IsNotFound()) return StorageError(s, "reading an idempotency record");
         if (s.ok()) existing = DecodeIdempotencyRecord(value);
       }
-      if (existing && p.at - existing->created_at < impl.options.idempotency_ttl) {
+      if (existing && at - existing->created_at < impl.options.idempotency_ttl) {
         // The key's first message decided it; this one appends nothing, on every node.
         b.replays.emplace_back(p.id, p.idempotency->fingerprint);
         return Status::Ok();
       }
     }
-    if ((row ? row->state.version : 0) != p.version) {
+    if ((row ? row->state.version : 0) != p.version || subject_before != p.subject_seq ||
+        p.stream != subject_token) {
       // Decided on a state this message does not follow (JetStream's sequence check makes this
       // rare): nothing applied, on every node; its node decides again.
       b.retries.push_back(p.id);
@@ -661,23 +741,43 @@ struct ClusterLog::State {
       r.outcome = Outcome::kRejected;
       r.rejection = p.rejection;
     } else {
-      for (auto& e : p.events) {
-        e.seq = ++b.seq;
-        impl.AppendEvent(b.wb, e, b.hash, row);
+      for (std::size_t i = 0; i < p.events.size(); ++i) {
+        events::EventEnvelope& e = p.events[i];
+        // The body as its node encoded it (checked when decoded), stamped with seq and link.
+        std::optional<std::string> body = events::StampEventBody(p.bodies[i], b.seq + 1, b.hash);
+        assert(body);
+        e.seq = b.seq + 1;
+        AppendRecord(b, *body, e, row);
         if (first_seq == 0) first_seq = e.seq;
-        b.last_at = std::max(b.last_at, e.at);
         r.events.push_back(std::move(e));
       }
-      b.events += r.events.size();
       impl.WriteTokenChange(b.wb, p.stream, r.before, row, p.used_at, !r.events.empty());
       r.outcome = Outcome::kApplied;
       r.after = row;
     }
     if (p.idempotency) {
-      b.records[record_key] = impl.WriteIdempotencyRecord(b.wb, *p.idempotency, p.at, first_seq, r);
+      b.records[record_key] = impl.WriteIdempotencyRecord(b.wb, *p.idempotency, at, first_seq, r);
     }
     b.answers.emplace_back(p.id, std::move(r));
     return Status::Ok();
+  }
+
+  // Appends one event whose stored body is `body` (e: that event, decoded, seq set) on top of
+  // the batch's head: the record (hash + body), its stream index entry, the head, and the row.
+  void AppendRecord(BatchState& b, std::string_view body, events::EventEnvelope& e,
+                    std::optional<projections::TokenRow>& row) {
+    assert(e.seq == b.seq + 1);
+    e.prev_hash = b.hash;
+    e.hash = events::Sha256(body);
+    std::string record(reinterpret_cast<const char*>(e.hash.data()), e.hash.size());
+    record.append(body);
+    b.wb.Put(impl.events, EventKey(e.seq), record);
+    b.wb.Put(impl.streams, StreamKey(e.stream, e.stream_version), EncodeU64(e.seq));
+    b.seq = e.seq;
+    b.hash = e.hash;
+    b.last_at = std::max(b.last_at, e.at);
+    ++b.events;
+    projections::ApplyEvent(row, e);
   }
 
   // A record moved from a single-node ledger: appended exactly as exported, if it continues
@@ -690,7 +790,11 @@ struct ClusterLog::State {
     };
     if (!events::StoredHashMatches(record)) return skip("its hash does not match its body");
     auto e = events::DecodeStoredEvent(record);
-    if (!e) return skip(e.error().message);
+    if (!e) {  // another release's event: stop before it, as for a proposal's
+      return Error{ErrorCode::kUnavailable,
+                   "a moved record this release cannot read: " + e.error().message,
+                   {}};
+    }
     if (e->seq != b.seq + 1 || e->prev_hash != b.hash)
       return skip("it does not continue the chain");
     auto row_ptr = Row(b, e->stream);
@@ -700,13 +804,7 @@ struct ClusterLog::State {
       return skip("it does not continue its stream");
     }
     const std::optional<projections::TokenRow> before = row;
-    b.wb.Put(impl.events, EventKey(e->seq), record);
-    b.wb.Put(impl.streams, StreamKey(e->stream, e->stream_version), EncodeU64(e->seq));
-    b.seq = e->seq;
-    b.hash = e->hash;
-    b.last_at = std::max(b.last_at, e->at);
-    ++b.events;
-    projections::ApplyEvent(row, *e);
+    AppendRecord(b, std::string(events::StoredBody(record)), *e, row);
     impl.WriteTokenChange(b.wb, e->stream, before, row, std::nullopt, true);
     return Status::Ok();
   }
@@ -806,8 +904,8 @@ struct ClusterLog::State {
               .ok()) {
         if (auto rec = DecodeIdempotencyRecord(value)) r = FromRecord(std::move(*rec), fingerprint);
       }
-      Release(f->target);
       f->pending.done(std::move(r));
+      Release(f->target);
     }
     for (auto& id : b.retries) Retry(id);
     // Proposals waiting for this node to catch up.
@@ -944,7 +1042,13 @@ Result<std::unique_ptr<ClusterLog>> ClusterLog::Start(LedgerStore::Impl& impl) {
     st->applied.store(DecodeU64(value));
   }
   impl.metrics.cluster_applied_seq.store(st->applied.load());
-  if (Status s = st->Connect(); !s) return s.error();
+  if (Status s = st->Connect(); !s) {
+    st->CloseConnection();
+    if (st->js) jsCtx_Destroy(st->js);
+    if (st->nc) natsConnection_Destroy(st->nc);
+    if (st->nopts) natsOptions_Destroy(st->nopts);
+    return s.error();
+  }
   State* p = st.get();
   st->applier = std::thread([p] { p->ApplierLoop(); });
   return std::unique_ptr<ClusterLog>(new ClusterLog(std::move(st)));
@@ -953,11 +1057,9 @@ Result<std::unique_ptr<ClusterLog>> ClusterLog::Start(LedgerStore::Impl& impl) {
 ClusterLog::~ClusterLog() {
   state_->stop.store(true);
   if (state_->applier.joinable()) state_->applier.join();
+  state_->CloseConnection();  // no callback runs after this
   if (state_->js) jsCtx_Destroy(state_->js);
-  if (state_->nc) {
-    natsConnection_Close(state_->nc);
-    natsConnection_Destroy(state_->nc);
-  }
+  if (state_->nc) natsConnection_Destroy(state_->nc);
   if (state_->nopts) natsOptions_Destroy(state_->nopts);
 }
 
@@ -1015,7 +1117,8 @@ ClusterPublisher::~ClusterPublisher() {
   }
 }
 
-Result<std::unique_ptr<ClusterPublisher>> ClusterPublisher::Connect(const ClusterOptions& options) {
+Result<std::unique_ptr<ClusterPublisher>> ClusterPublisher::Connect(const ClusterOptions& options,
+                                                                    Micros idempotency_ttl) {
   auto st = std::make_unique<State>();
   st->opts = options;
   natsOptions* no = nullptr;
@@ -1035,7 +1138,7 @@ Result<std::unique_ptr<ClusterPublisher>> ClusterPublisher::Connect(const Cluste
   jo.PublishAsync.AckHandlerClosure = st.get();
   s = natsConnection_JetStream(&st->js, st->nc, &jo);
   if (s != NATS_OK) return Error{ErrorCode::kUnavailable, NatsError(s, "JetStream context"), {}};
-  if (Status c = CreateStream(st->js, options); !c) return c.error();
+  if (Status c = CreateStream(st->js, options, idempotency_ttl); !c) return c.error();
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   s = js_GetStreamInfo(&si, st->js, options.stream.c_str(), nullptr, &jerr);

@@ -20,7 +20,10 @@ class ClusterPublisher {
   // Connects to options.urls and creates the stream if missing. Fails (kInvalidValue) if the
   // stream holds any message: a move goes into an empty stream only (start the nodes with
   // --no-first-token, or after the move).
-  static Result<std::unique_ptr<ClusterPublisher>> Connect(const ClusterOptions& options);
+  // The stream is created with `idempotency_ttl` (the nodes' --idempotency-ttl, which must be
+  // the same on every node) if it is missing.
+  static Result<std::unique_ptr<ClusterPublisher>> Connect(const ClusterOptions& options,
+                                                           Micros idempotency_ttl);
   ~ClusterPublisher();
 
   // Publishes the next record (asynchronously; at most a few thousand in flight). Fails once

@@ -517,8 +517,9 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   const bool is_cluster_store = impl->db->Get(ro, impl->meta, kMetaCluster, &value).ok();
   const std::string cluster_stream = is_cluster_store ? value : std::string();
   const bool cluster_mode = !options.cluster.urls.empty();
-  if (cluster_mode && mode == OpenMode::kReadOnly) {
-    return Fail(OpenFailure::kBadOptions, "cluster mode needs the store open for writing");
+  if (cluster_mode && mode != OpenMode::kServe) {
+    return Fail(OpenFailure::kBadOptions,
+                "cluster mode opens a store to serve only (rebuild it before joining)");
   }
   if (cluster_mode && !is_cluster_store) {
     if (impl->head_seq != 0) {

@@ -71,6 +71,7 @@ std::string EncodeProposal(const Proposal& p) {
   }
   o["stream"] = p.stream.ToString();
   o["version"] = p.version;
+  o["subject_seq"] = p.subject_seq;
   o["at"] = p.at;
   if (p.idempotency) {
     o["idempotency"] = json::object{{"account", p.idempotency->account_id.ToString()},
@@ -85,7 +86,16 @@ std::string EncodeProposal(const Proposal& p) {
   }
   if (p.used_at) o["used_at"] = *p.used_at;
   json::array evs;
-  for (const auto& e : p.events) evs.emplace_back(events::EncodeEventBody(e));
+  for (const auto& e : p.events) {
+    if (e.seq == 0 && e.prev_hash == events::Hash{}) {
+      evs.emplace_back(events::EncodeEventBody(e));
+    } else {
+      events::EventEnvelope unstamped = e;
+      unstamped.seq = 0;
+      unstamped.prev_hash = {};
+      evs.emplace_back(events::EncodeEventBody(unstamped));
+    }
+  }
   o["events"] = std::move(evs);
   return json::serialize(o);
 }
@@ -115,15 +125,17 @@ Result<Proposal> DecodeProposal(std::string_view bytes) {
   }
   const auto stream = Str(o, "stream");
   const auto version = U64(o, "version");
+  const auto subject_seq = U64(o, "subject_seq");
   const auto at = U64(o, "at");
   const json::value* applied = Field(o, "applied");
-  if (!stream || !version || !at || !applied || !applied->is_bool()) {
-    return Malformed("stream, version, at or applied missing");
+  if (!stream || !version || !subject_seq || !at || !applied || !applied->is_bool()) {
+    return Malformed("stream, version, subject_seq, at or applied missing");
   }
   auto stream_id = Id::Parse(*stream);
   if (!stream_id) return Malformed("bad stream id");
   p.stream = *stream_id;
   p.version = *version;
+  p.subject_seq = *subject_seq;
   p.at = static_cast<Micros>(*at);
   p.applied = applied->get_bool();
   if (const json::value* idem = Field(o, "idempotency")) {
@@ -161,12 +173,21 @@ Result<Proposal> DecodeProposal(std::string_view bytes) {
   std::uint64_t expected_version = p.version;
   for (const json::value& ev : evs->get_array()) {
     if (!ev.is_string()) return Malformed("an event is not a string");
-    auto e = events::DecodeEventBody(ev.get_string());
-    if (!e) return Malformed("event: " + e.error().message);
+    const std::string_view body = ev.get_string();
+    // An event this release cannot read (a newer schema version or type) or lay out: this
+    // node must stop before it, not skip it (nodes that can read it apply it).
+    auto e = events::DecodeEventBody(body);
+    if (!e || !events::StampEventBody(body, 1, events::Hash{})) {
+      return Error{ErrorCode::kUnavailable,
+                   "cluster message " + p.id + " holds an event this release cannot apply (" +
+                       (e ? std::string("layout") : e.error().message) + "); upgrade this node",
+                   {}};
+    }
     if (e->stream != p.stream || e->stream_version != ++expected_version) {
       return Malformed("an event's stream or version does not follow the proposal's");
     }
     p.events.push_back(std::move(*e));
+    p.bodies.emplace_back(body);
   }
   return p;
 }

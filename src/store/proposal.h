@@ -31,14 +31,21 @@ struct Proposal {
   std::string id;             // unique per proposal: the proposing node's id and a counter
   Id stream;                  // the token (the message's subject)
   std::uint64_t version = 0;  // the stream version it was decided on (0: no stream yet)
-  Micros at = 0;              // when it was decided: its events' time, its record's time
+  // The stream sequence of the last message on the token's subject when it was decided (what
+  // it was published expecting); the apply checks it too, whatever JetStream checked.
+  std::uint64_t subject_seq = 0;
+  Micros at = 0;  // when it was decided: its events' time, its record's time
   std::optional<IdempotencyInfo> idempotency;
   bool applied = true;            // false: a recorded rejection (REQUIRES idempotency)
   core::Rejection rejection;      // !applied; REQUIRES: IsRecordedRejection(rejection.code)
   std::optional<Micros> used_at;  // a use that moves the token's last_used_at
   // The events, in order, seq and prev_hash zero. REQUIRES: every one's stream is `stream`,
-  // their stream versions follow `version`.
+  // their stream versions follow `version`. Encoded as bodies (EncodeEventBody, seq 0, zero
+  // prev_hash), which every node stores as they are, stamped with seq and prev_hash
+  // (events::StampEventBody): so a node of another release stores the same bytes.
   std::vector<events::EventEnvelope> events;
+  // Decoded messages only: the bodies as sent, index for index with `events`.
+  std::vector<std::string> bodies;
   // A record moved from a single-node ledger (`tokenledger cluster-publish`): hash + body as
   // exported, appended as it is. Then the fields above but id, stream and version are unset.
   std::string verbatim;

@@ -57,6 +57,26 @@ TEST(EventCodecTest, EncodeDecodeEncodeIsIdenticalForEveryType) {
   }
 }
 
+// A cluster node stores the body its deciding node encoded, stamped with seq and link: the
+// stamp must give exactly the body this release would encode for the same event.
+TEST(EventCodecTest, AStampedBodyIsTheBodyOfTheStampedEvent) {
+  for (const EventData& data : EveryType()) {
+    EventEnvelope e = Envelope(data);
+    EventEnvelope unstamped = e;
+    unstamped.seq = 0;
+    unstamped.prev_hash = {};
+    auto stamped = StampEventBody(EncodeEventBody(unstamped), e.seq, e.prev_hash);
+    ASSERT_TRUE(stamped) << TypeName(data);
+    EXPECT_EQ(*stamped, EncodeEventBody(e)) << TypeName(data);
+  }
+  // Only a body with seq 0 and an all-zero link is stamped.
+  EventEnvelope e = Envelope(TokenSuspended{});
+  EXPECT_FALSE(StampEventBody(EncodeEventBody(e), 1, {}));
+  e.seq = 0;
+  EXPECT_FALSE(StampEventBody(EncodeEventBody(e), 1, {}));  // prev_hash is not zero
+  EXPECT_FALSE(StampEventBody("", 1, {}));
+}
+
 TEST(EventCodecTest, NullsAndAbsentKeyRoundTrip) {
   EventEnvelope e = Envelope(TokenSuspended{});
   e.actor = {};

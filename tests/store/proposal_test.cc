@@ -98,6 +98,16 @@ TEST(ProposalTest, MalformedAndNewerMessagesAreRefusedWithAReason) {
   const std::string code = "\"invalid_action\"";
   text.replace(text.find(code), code.size(), "\"bad_request\"");
   EXPECT_FALSE(DecodeProposal(text));
+  // An event this release cannot read (here: a newer schema version) stops the node rather
+  // than being skipped: other nodes may be able to apply it.
+  Proposal r = SampleCreate();
+  std::string newer_event = EncodeProposal(r);
+  const std::string version = R"(\"schema_version\":2)";
+  ASSERT_NE(newer_event.find(version), std::string::npos) << newer_event;
+  newer_event.replace(newer_event.find(version), version.size(), R"(\"schema_version\":9)");
+  auto refused = DecodeProposal(newer_event);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable) << refused.error().message;
   // Events must continue the proposal's stream version.
   Proposal q = SampleCreate();
   q.version = 4;

@@ -45,7 +45,7 @@ int ClusterPublish(const Flags& flags) {
     }
   } close_input{fd};
 
-  auto publisher = store::ClusterPublisher::Connect(options);
+  auto publisher = store::ClusterPublisher::Connect(options, StoreOptions().idempotency_ttl);
   if (!publisher) {
     std::fprintf(stderr, "tokenledger cluster-publish: %s\n", publisher.error().message.c_str());
     return publisher.error().code == ErrorCode::kInvalidValue ? kUsage : kFinding;
