@@ -1,6 +1,5 @@
 // Cluster mode: proposals to JetStream, applied in stream order (see cluster.h).
 #include "src/store/cluster.h"
-#include "src/store/cluster_publisher.h"
 
 #include <nats/nats.h>
 
@@ -13,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "src/store/jetstream.h"
 #include "src/store/proposal.h"
 #include "src/store/store_impl.h"
 #include "tokenledger/log.h"
@@ -30,25 +30,10 @@ constexpr auto kStreamInfoInterval = std::chrono::milliseconds(250);
 constexpr auto kStalledConsumer = std::chrono::seconds(2);
 // Stream information older than this means JetStream is not answering: not ready.
 constexpr auto kStreamInfoStale = std::chrono::seconds(3);
-// Async publishes in flight per node before a publish waits (JetStream's flow control).
-constexpr int kMaxPendingPublishes = 4096;
 // Idempotency records are purged this much later than their TTL in cluster mode: every node
 // must agree on which records exist when it applies a message decided by another node's
 // clock, so the purge leaves a margin for clock skew between nodes.
 constexpr Micros kPurgeClockMargin = 10 * kMicrosPerMinute;
-
-constexpr char kProposalHeader[] = "Tokenledger-Proposal";
-// How long a JetStream API request (create the stream, create the consumer) may wait before the
-// applier tries again: while JetStream elects a new meta leader they time out, and the client's
-// default (5 s) would add to the outage.
-constexpr int kJetStreamApiWaitMs = 1000;
-
-std::string NatsError(natsStatus s, std::string_view what) {
-  const char* last = nats_GetLastError(nullptr);
-  std::string m = std::string(what) + ": " + natsStatus_GetText(s);
-  if (last && *last) m += std::string(" (") + last + ")";
-  return m;
-}
 
 CommandResult Unavailable(std::string message) {
   CommandResult r;
@@ -67,71 +52,6 @@ std::string RandomNodeId() {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
   return buf;
-}
-
-std::string SubjectPrefix(const ClusterOptions& opts) { return "tokenledger." + opts.stream + "."; }
-
-constexpr char kDescriptionPrefix[] = "tokenledger ledger; idempotency_ttl_us=";
-std::string StreamDescription(Micros idempotency_ttl) {
-  return kDescriptionPrefix + std::to_string(idempotency_ttl);
-}
-
-// Creates the stream (file storage, the configured replicas and de-duplication window, the TTL
-// in its description) if it does not exist; ok if it does, with the same TTL.
-Status CreateStream(jsCtx* js, const ClusterOptions& opts, Micros idempotency_ttl) {
-  std::string wildcard = SubjectPrefix(opts) + ">";
-  const char* subjects[] = {wildcard.c_str()};
-  jsStreamConfig cfg;
-  jsStreamConfig_Init(&cfg);
-  cfg.Name = opts.stream.c_str();
-  cfg.Subjects = subjects;
-  cfg.SubjectsLen = 1;
-  cfg.Storage = js_FileStorage;
-  cfg.Replicas = opts.replicas;
-  cfg.Duplicates = opts.duplicate_window * 1000;  // nanoseconds
-  const std::string description = StreamDescription(idempotency_ttl);
-  cfg.Description = description.c_str();
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.Wait = kJetStreamApiWaitMs;
-  natsStatus s = js_AddStream(&si, js, &cfg, &jo, &jerr);
-  if (si) jsStreamInfo_Destroy(si);
-  si = nullptr;
-  if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-    return Error{
-        ErrorCode::kUnavailable, NatsError(s, "creating JetStream stream " + opts.stream), {}};
-  }
-  // Whether a key replays is decided by every node alike only if all judge its expiry with one
-  // TTL: the stream carries the TTL it was created with, and a node with another refuses it.
-  s = js_GetStreamInfo(&si, js, opts.stream.c_str(), &jo, &jerr);
-  if (s != NATS_OK || !si) {
-    return Error{
-        ErrorCode::kUnavailable, NatsError(s, "asking JetStream for stream " + opts.stream), {}};
-  }
-  const std::string found = si->Config && si->Config->Description ? si->Config->Description : "";
-  jsStreamInfo_Destroy(si);
-  if (found != description && found.rfind(kDescriptionPrefix, 0) == 0) {
-    return Error{ErrorCode::kInvalidValue,
-                 "stream " + opts.stream +
-                     " was created by nodes with another --idempotency-ttl ('" + found +
-                     "'); every node of a cluster must use the same",
-                 {}};
-  }
-  return Status::Ok();
-}
-
-// The URLs of ClusterOptions::urls, split at commas.
-std::vector<std::string> SplitUrls(const std::string& urls) {
-  std::vector<std::string> out;
-  for (std::size_t b = 0; b <= urls.size();) {
-    std::size_t e = urls.find(',', b);
-    if (e == std::string::npos) e = urls.size();
-    if (e > b) out.push_back(urls.substr(b, e - b));
-    b = e + 1;
-  }
-  return out;
 }
 
 }  // namespace
@@ -1075,133 +995,5 @@ StoreHealth ClusterLog::Health() const {
   }
   return h;
 }
-
-// ---- ClusterPublisher ----
-
-struct ClusterPublisher::State {
-  ClusterOptions opts;
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  std::uint64_t published = 0;
-  std::mutex mu;
-  std::string first_error;  // guarded by mu
-
-  static void OnAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
-    auto* st = static_cast<State*>(closure);
-    if (!pa || pae) {
-      std::lock_guard lock(st->mu);
-      if (st->first_error.empty()) {
-        const char* id = nullptr;
-        natsMsgHeader_Get(msg, kProposalHeader, &id);
-        st->first_error =
-            std::string("JetStream refused record ") + (id ? id : "?") + ": " +
-            (pae && pae->ErrText ? pae->ErrText : natsStatus_GetText(pae ? pae->Err : NATS_ERR));
-      }
-    }
-    natsMsg_Destroy(msg);
-  }
-  Status Failed() {
-    std::lock_guard lock(mu);
-    if (first_error.empty()) return Status::Ok();
-    return Error{ErrorCode::kUnavailable, first_error, {}};
-  }
-};
-
-ClusterPublisher::ClusterPublisher(std::unique_ptr<State> state) : state_(std::move(state)) {}
-
-ClusterPublisher::~ClusterPublisher() {
-  if (state_->js) jsCtx_Destroy(state_->js);
-  if (state_->nc) {
-    natsConnection_Close(state_->nc);
-    natsConnection_Destroy(state_->nc);
-  }
-}
-
-Result<std::unique_ptr<ClusterPublisher>> ClusterPublisher::Connect(const ClusterOptions& options,
-                                                                    Micros idempotency_ttl) {
-  auto st = std::make_unique<State>();
-  st->opts = options;
-  natsOptions* no = nullptr;
-  natsStatus s = natsOptions_Create(&no);
-  const std::vector<std::string> urls = SplitUrls(options.urls);
-  std::vector<const char*> raw;
-  for (auto& u : urls) raw.push_back(u.c_str());
-  if (s == NATS_OK) s = natsOptions_SetServers(no, raw.data(), static_cast<int>(raw.size()));
-  if (s == NATS_OK) s = natsOptions_SetName(no, "tokenledger cluster-publish");
-  if (s == NATS_OK) s = natsConnection_Connect(&st->nc, no);
-  if (no) natsOptions_Destroy(no);
-  if (s != NATS_OK) return Error{ErrorCode::kUnavailable, NatsError(s, "connecting to NATS"), {}};
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.PublishAsync.MaxPending = kMaxPendingPublishes;
-  jo.PublishAsync.AckHandler = State::OnAck;
-  jo.PublishAsync.AckHandlerClosure = st.get();
-  s = natsConnection_JetStream(&st->js, st->nc, &jo);
-  if (s != NATS_OK) return Error{ErrorCode::kUnavailable, NatsError(s, "JetStream context"), {}};
-  if (Status c = CreateStream(st->js, options, idempotency_ttl); !c) return c.error();
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  s = js_GetStreamInfo(&si, st->js, options.stream.c_str(), nullptr, &jerr);
-  if (s != NATS_OK || !si) {
-    return Error{ErrorCode::kUnavailable, NatsError(s, "asking for stream " + options.stream), {}};
-  }
-  const std::uint64_t messages = si->State.Msgs;
-  const std::uint64_t last = si->State.LastSeq;
-  jsStreamInfo_Destroy(si);
-  if (messages != 0 || last != 0) {
-    return Error{ErrorCode::kInvalidValue,
-                 "stream " + options.stream + " is not empty (" + std::to_string(last) +
-                     " messages): a ledger moves into an empty stream only; start the nodes "
-                     "with --no-first-token, or only after the move",
-                 {}};
-  }
-  return std::unique_ptr<ClusterPublisher>(new ClusterPublisher(std::move(st)));
-}
-
-Status ClusterPublisher::Publish(const std::string& record) {
-  if (Status f = state_->Failed(); !f) return f;
-  auto e = events::DecodeStoredEvent(record);
-  if (!e) return e.error();
-  if (e->seq != state_->published + 1) {
-    return Error{ErrorCode::kInvalidValue,
-                 "record " + std::to_string(e->seq) + " out of order: expected seq " +
-                     std::to_string(state_->published + 1),
-                 {}};
-  }
-  Proposal p;
-  p.id = "publish-" + std::to_string(e->seq);
-  p.verbatim = record;
-  const std::string body = EncodeProposal(p);
-  const std::string subject = SubjectPrefix(state_->opts) + e->stream.ToString();
-  const std::string expected = std::to_string(state_->published);
-  natsMsg* msg = nullptr;
-  natsStatus s =
-      natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
-  if (s == NATS_OK) s = natsMsgHeader_Set(msg, kProposalHeader, p.id.c_str());
-  // Each record expects the one before it as the stream's last: nothing interleaves.
-  if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", expected.c_str());
-  if (s == NATS_OK) s = js_PublishMsgAsync(state_->js, &msg, nullptr);
-  if (msg) natsMsg_Destroy(msg);
-  if (s != NATS_OK) {
-    return Error{ErrorCode::kUnavailable, NatsError(s, "publishing record " + p.id), {}};
-  }
-  ++state_->published;
-  return Status::Ok();
-}
-
-Status ClusterPublisher::Finish() {
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.MaxWait = 60'000;
-  natsStatus s = js_PublishAsyncComplete(state_->js, &po);
-  if (Status f = state_->Failed(); !f) return f;
-  if (s != NATS_OK) {
-    return Error{
-        ErrorCode::kUnavailable, NatsError(s, "waiting for JetStream to store the records"), {}};
-  }
-  return Status::Ok();
-}
-
-std::uint64_t ClusterPublisher::Published() const { return state_->published; }
 
 }  // namespace tokenledger::store
