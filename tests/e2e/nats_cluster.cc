@@ -215,7 +215,10 @@ std::string NatsCluster::ClientUrl(int i) const {
 
 std::string NatsCluster::ClientUrls() const {
   std::string out;
-  for (int i = 0; i < size(); ++i) out += (i ? "," : "") + ClientUrl(i);
+  for (int i = 0; i < size(); ++i) {
+    if (i) out += ',';
+    out += ClientUrl(i);
+  }
   return out;
 }
 
