@@ -17,6 +17,13 @@ struct ClusterPublisher::State {
   std::mutex mu;
   std::string first_error;  // guarded by mu
 
+  // Also on Connect's failure paths, before there is a ClusterPublisher to own this.
+  ~State() {
+    if (nc) natsConnection_Close(nc);  // no ack handler runs after this returns
+    if (js) jsCtx_Destroy(js);
+    if (nc) natsConnection_Destroy(nc);
+  }
+
   static void OnAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
     auto* st = static_cast<State*>(closure);
     if (!pa || pae) {
@@ -40,13 +47,7 @@ struct ClusterPublisher::State {
 
 ClusterPublisher::ClusterPublisher(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
-ClusterPublisher::~ClusterPublisher() {
-  if (state_->js) jsCtx_Destroy(state_->js);
-  if (state_->nc) {
-    natsConnection_Close(state_->nc);
-    natsConnection_Destroy(state_->nc);
-  }
-}
+ClusterPublisher::~ClusterPublisher() = default;
 
 Result<std::unique_ptr<ClusterPublisher>> ClusterPublisher::Connect(const ClusterOptions& options,
                                                                     Micros idempotency_ttl) {
