@@ -101,9 +101,15 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
          std::to_string(log.lines_dropped_write_error) + "\n";
 
   const store::StoreMetrics& m = store.Metrics();
-  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
-    Header(out, name, "counter", help);
+  auto metric = [&](const char* type, const char* name, const char* help, std::uint64_t v) {
+    Header(out, name, type, help);
     out += std::string(name) + " " + std::to_string(v) + "\n";
+  };
+  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    metric("counter", name, help, v);
+  };
+  auto gauge = [&](const char* name, const char* help, std::uint64_t v) {
+    metric("gauge", name, help, v);
   };
   counter("tokenledger_commit_batches_total", "Commit batches written (one fsync each).",
           m.batches.load());
@@ -129,19 +135,14 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
           m.recoveries.load());
   counter("tokenledger_store_recovery_failures_total",
           "Recovery attempts that found the storage still failing.", m.recovery_failures.load());
-  Header(out, "tokenledger_store_degraded", "gauge",
-         "1 while a failed write keeps the store refusing writes (see /readyz), else 0.");
-  out += "tokenledger_store_degraded " + std::to_string(m.degraded.load()) + "\n";
-  Header(out, "tokenledger_commit_queue_depth", "gauge", "Commands waiting for the committer.");
-  out += "tokenledger_commit_queue_depth " + std::to_string(store.QueueDepth()) + "\n";
-  Header(out, "tokenledger_ledger_last_seq", "gauge",
-         "Sequence number of the last committed event.");
-  out += "tokenledger_ledger_last_seq " + std::to_string(store.LastSeq()) + "\n";
+  gauge("tokenledger_store_degraded",
+        "1 while a failed write keeps the store refusing writes (see /readyz), else 0.",
+        m.degraded.load());
+  gauge("tokenledger_commit_queue_depth", "Commands waiting for the committer.",
+        store.QueueDepth());
+  gauge("tokenledger_ledger_last_seq", "Sequence number of the last committed event.",
+        store.LastSeq());
   if (store.ClusterMode()) {
-    auto gauge = [&](const char* name, const char* help, std::uint64_t v) {
-      Header(out, name, "gauge", help);
-      out += std::string(name) + " " + std::to_string(v) + "\n";
-    };
     gauge("tokenledger_cluster_connected", "1 while this node is connected to NATS, else 0.",
           m.cluster_connected.load());
     gauge("tokenledger_cluster_applied_seq",

@@ -94,7 +94,6 @@ struct ClusterLog::State {
   std::atomic<std::uint64_t> applied{0};      // last applied stream sequence
   std::atomic<std::uint64_t> stream_last{0};  // the stream's last sequence, as last asked
   std::atomic<bool> connected{false};
-  std::atomic<bool> ready{false};
   std::atomic<bool> stop{false};
   std::atomic<bool> stopping{false};  // the store is closing: commands still queued fail
   std::string apply_error;  // applier thread: why the last batch failed; empty once one works
@@ -124,7 +123,6 @@ struct ClusterLog::State {
     }
     if (not_ready.empty() && !why.empty()) not_ready_since = impl.Now();
     not_ready = std::move(why);
-    ready.store(not_ready.empty());
   }
 
   std::uint64_t ReadSubjectSeq(const Id& token,
@@ -232,8 +230,6 @@ struct ClusterLog::State {
 
   // ---- proposer (committer thread) ----
 
-  void Answer(LedgerStore::Impl::Pending& p, CommandResult r) { p.done(std::move(r)); }
-
   // Frees `target` for the next command that waited for it.
   void Release(const Id& target) {
     std::deque<Work> parked;
@@ -255,46 +251,45 @@ struct ClusterLog::State {
   // Decides one command and publishes it, or answers it at once (a replay, or a rejection no
   // key records).
   void Propose(Work w) {
-    auto& impl_ = impl;
     CommandRequest& req = w.pending.request;
     // The answer first, then the token: the proposer stops only once every token is free, so
     // no callback is still running when the store closes.
     auto finish = [&](CommandResult r) {
-      Answer(w.pending, std::move(r));
+      w.pending.done(std::move(r));
       if (w.held) Release(*w.held);
     };
     if (stopping.load()) return finish(Unavailable("the ledger is shutting down"));
     if (!connected.load()) {
-      impl_.metrics.cluster_publish_failures.fetch_add(1, std::memory_order_relaxed);
+      impl.metrics.cluster_publish_failures.fetch_add(1, std::memory_order_relaxed);
       return finish(Unavailable("the cluster's JetStream is unreachable from this node"));
     }
-    const Micros at = impl_.Now();
+    const Micros at = impl.Now();
     // One snapshot for the record, the row and the subject's sequence: a batch applied between
     // two of those reads would make a decision on a state that never was.
-    SnapshotPtr snapshot = impl_.Snapshot();
+    SnapshotPtr snapshot = impl.Snapshot();
     rocksdb::ReadOptions ro;
     ro.snapshot = snapshot.get();
     // A key this node has already applied: its outcome, with no message.
     if (req.idempotency) {
       std::string value;
       rocksdb::Status s =
-          impl_.db->Get(ro, impl_.idempotency,
-                        IdempotencyKey(req.idempotency->account_id, req.idempotency->key), &value);
+          impl.db->Get(ro, impl.idempotency,
+                       IdempotencyKey(req.idempotency->account_id, req.idempotency->key), &value);
       if (!s.ok() && !s.IsNotFound()) {
         return finish(Unavailable(StorageError(s, "reading an idempotency record").message));
       }
       if (s.ok()) {
         std::optional<IdempotencyRecord> rec = DecodeIdempotencyRecord(value);
         if (!rec) return finish(Unavailable("the idempotency record of this key is unreadable"));
-        if (at - rec->created_at < impl_.options.idempotency_ttl) {
+        if (at - rec->created_at < impl.options.idempotency_ttl) {
           return finish(FromRecord(std::move(*rec), req.idempotency->fingerprint));
         }
       }
     }
-    core::DecideContext ctx{.now = at, .new_token_id = {}, .policy = impl_.options.policy};
+    core::DecideContext ctx{.now = at, .new_token_id = {}, .policy = impl.options.policy};
     Id target;
     if (const auto* create = std::get_if<core::CreateToken>(&req.command)) {
-      target = ctx.new_token_id = impl_.hooks.new_token_id(create->account_id);
+      target = ctx.new_token_id = impl.hooks.new_token_id(create->account_id);
     } else {
       target = *core::CommandTarget(req.command);
     }
@@ -311,7 +306,7 @@ struct ClusterLog::State {
       }
       w.held = target;
     }
-    auto loaded = impl_.ReadDecisionRow(ro, target);
+    auto loaded = impl.ReadDecisionRow(ro, target);
     if (!loaded) return finish(Unavailable(loaded.error().message));
     std::optional<projections::TokenRow>& row = *loaded;
     const std::uint64_t subject_seq = ReadSubjectSeq(target, ro);
@@ -340,7 +335,7 @@ struct ClusterLog::State {
       }
       if (const auto* use = std::get_if<core::RecordUse>(&req.command);
           use && row && row->state.Visible() &&
-          core::DecideUse(row->state, use->used_at, impl_.options.policy).moves_last_used) {
+          core::DecideUse(row->state, use->used_at, impl.options.policy).moves_last_used) {
         p.used_at = use->used_at;
       }
       if (p.events.empty() && !p.used_at && !req.idempotency) {  // nothing to write
@@ -351,7 +346,7 @@ struct ClusterLog::State {
         return finish(std::move(r));
       }
     }
-    if (req.only_into_empty_ledger && (impl_.committed_seq.load() != 0 || applied.load() != 0)) {
+    if (req.only_into_empty_ledger && (impl.committed_seq.load() != 0 || applied.load() != 0)) {
       CommandResult r;
       r.outcome = Outcome::kRejected;
       r.rejection = {ErrorCode::kInvalidAction, "the ledger is not empty", {}};
@@ -398,8 +393,8 @@ struct ClusterLog::State {
     s = js_PublishMsgAsync(js, &msg, &po);
     if (s != NATS_OK) {
       if (msg) natsMsg_Destroy(msg);
-      impl_.metrics.cluster_publish_failures.fetch_add(1, std::memory_order_relaxed);
-      Fail(p.id, Unavailable(NatsError(s, "publishing to JetStream")));
+      impl.metrics.cluster_publish_failures.fetch_add(1, std::memory_order_relaxed);
+      Finish(p.id, Unavailable(NatsError(s, "publishing to JetStream")));
     }
   }
 
@@ -407,18 +402,7 @@ struct ClusterLog::State {
   // events are applied.
   CommandResult FromRecord(IdempotencyRecord rec, const Fingerprint& fingerprint) {
     CommandResult r;
-    if (rec.fingerprint != fingerprint) {
-      r.outcome = Outcome::kKeyConflict;
-      r.rejection = {ErrorCode::kIdempotencyKeyAlreadyUsed,
-                     "idempotency key was already used for a different request",
-                     {}};
-      return r;
-    }
-    r.outcome = Outcome::kReplayed;
-    r.replayed = rec.applied ? Outcome::kApplied : Outcome::kRejected;
-    r.rejection = rec.rejection;
-    r.legacy_response = std::move(rec.legacy_response);
-    if (rec.applied && r.legacy_response.empty() && rec.event_count > 0) {
+    if (LedgerStore::Impl::RecordOutcome(rec, fingerprint, r)) {
       if (Status st = impl.FillReplayed(rec, r); !st) return Unavailable(st.error().message);
     }
     return r;
@@ -434,13 +418,13 @@ struct ClusterLog::State {
     return f;
   }
 
-  void Fail(const std::string& id, CommandResult r) {
+  // Answers a proposal in flight (if it still is) and frees its token.
+  void Finish(const std::string& id, CommandResult r) {
     if (auto f = Take(id)) {
       f->pending.done(std::move(r));
       Release(f->target);
     }
   }
-  void Complete(const std::string& id, CommandResult r) { Fail(id, std::move(r)); }
 
   // Decides the proposal's command again (still holding its target), or gives up.
   void Retry(const std::string& id) {
@@ -494,7 +478,7 @@ struct ClusterLog::State {
         CommandResult r;
         r.outcome = Outcome::kRejected;
         r.rejection = {ErrorCode::kInvalidAction, "the ledger is not empty", {}};
-        return Complete(id, std::move(r));
+        return Finish(id, std::move(r));
       }
       // Another node wrote the token after what this node decided on: decide again once this
       // node has applied that write. (The applier checks the waits after its write, and this
@@ -512,7 +496,7 @@ struct ClusterLog::State {
     if (pae) {
       why += std::string(": ") + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
     }
-    Fail(id, Unavailable(why + "; it may still be applied: retry with the same idempotency key"));
+    Finish(id, Unavailable(why + "; it may still be applied: retry with the same idempotency key"));
   }
 
   // Answers 503 to proposals JetStream has not answered in time.
@@ -527,21 +511,21 @@ struct ClusterLog::State {
     }
     for (auto& id : late) {
       impl.metrics.cluster_publish_failures.fetch_add(1, std::memory_order_relaxed);
-      Fail(id, Unavailable("no answer from the cluster in time; the write may still be "
-                           "applied: retry with the same idempotency key"));
+      Finish(id, Unavailable("no answer from the cluster in time; the write may still be "
+                             "applied: retry with the same idempotency key"));
     }
   }
 
   void ProposerLoop() {
     for (;;) {
       std::vector<Work> work;
-      bool stopping = false;
+      bool closing = false;
       {
         std::unique_lock lock(impl.mu);
         impl.cv.wait_for(lock, std::chrono::milliseconds(100),
                          [&] { return impl.stopping || !impl.queue.empty() || !retries.empty(); });
-        stopping = impl.stopping;
-        this->stopping.store(stopping);
+        closing = impl.stopping;
+        stopping.store(closing);
         // Purging is the applier's in cluster mode (by the stream's time): a caller asking now
         // is answered at once.
         for (auto& pr : impl.purge_requests) pr.set_value(0);
@@ -557,7 +541,7 @@ struct ClusterLog::State {
       }
       for (auto& w : work) Propose(std::move(w));
       ExpireInFlight();
-      if (stopping) {
+      if (closing) {
         std::lock_guard lock(mu);
         std::lock_guard qlock(impl.mu);
         if (in_flight.empty() && impl.queue.empty() && retries.empty() && busy.empty()) break;
@@ -803,15 +787,8 @@ struct ClusterLog::State {
     const std::uint64_t known = stream_last.load();
     impl.metrics.cluster_lag.store(known > last ? known - last : 0, std::memory_order_relaxed);
 
-    for (auto& [id, r] : b.answers) {
-      // A proposal of this node (others are not in flight here).
-      bool mine;
-      {
-        std::lock_guard lock(mu);
-        mine = in_flight.count(id) > 0;
-      }
-      if (mine) Complete(id, std::move(r));
-    }
+    // This node's proposals among them (others are not in flight here: Finish ignores them).
+    for (auto& [id, r] : b.answers) Finish(id, std::move(r));
     for (auto& [id, fingerprint] : b.replays) {
       std::optional<InFlight> f = Take(id);
       if (!f) continue;

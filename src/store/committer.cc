@@ -38,7 +38,7 @@ void Observe(std::array<std::atomic<std::uint64_t>, N + 1>& buckets,
 void LedgerStore::Submit(CommandRequest request, CommandCallback done) {
   {
     std::unique_lock lock(impl_->mu);
-    if (impl_->cluster_store && !impl_->cluster) {
+    if (!impl_->cluster_stream.empty() && !impl_->cluster) {
       lock.unlock();
       done(Failed(Outcome::kUnavailable,
                   "this ledger is a cluster node's store: write through a node of the cluster"));
@@ -285,6 +285,22 @@ IdempotencyRecord LedgerStore::Impl::WriteIdempotencyRecord(rocksdb::WriteBatch&
   return record;
 }
 
+bool LedgerStore::Impl::RecordOutcome(IdempotencyRecord& record, const Fingerprint& fingerprint,
+                                      CommandResult& r) {
+  if (record.fingerprint != fingerprint) {
+    r.outcome = Outcome::kKeyConflict;
+    r.rejection = {ErrorCode::kIdempotencyKeyAlreadyUsed,
+                   "idempotency key was already used for a different request",
+                   {}};
+    return false;
+  }
+  r.outcome = Outcome::kReplayed;
+  r.replayed = record.applied ? Outcome::kApplied : Outcome::kRejected;
+  r.rejection = record.rejection;
+  r.legacy_response = std::move(record.legacy_response);
+  return record.applied && r.legacy_response.empty() && record.event_count > 0;
+}
+
 std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::NewBatch() {
   auto b = std::make_unique<DecidedBatch>();
   {
@@ -354,19 +370,8 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
         }
       }
       if (existing && at - existing->created_at < options.idempotency_ttl) {
-        if (existing->fingerprint == req.idempotency->fingerprint) {
-          r.outcome = Outcome::kReplayed;
-          r.replayed = existing->applied ? Outcome::kApplied : Outcome::kRejected;
-          r.rejection = existing->rejection;
-          r.legacy_response = std::move(existing->legacy_response);
-          if (existing->applied && r.legacy_response.empty() && existing->event_count > 0) {
-            b.replays[i] = std::move(existing);
-          }
-        } else {
-          r.outcome = Outcome::kKeyConflict;
-          r.rejection = {ErrorCode::kIdempotencyKeyAlreadyUsed,
-                         "idempotency key was already used for a different request",
-                         {}};
+        if (RecordOutcome(*existing, req.idempotency->fingerprint, r)) {
+          b.replays[i] = std::move(existing);
         }
         continue;
       }

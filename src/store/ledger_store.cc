@@ -542,7 +542,6 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
                                               "' is a node of the cluster stream '" +
                                               cluster_stream + "': start it with --cluster");
   }
-  impl->cluster_store = is_cluster_store || cluster_mode;
   impl->cluster_stream = cluster_mode ? options.cluster.stream : cluster_stream;
 
   Impl* p = impl.get();
@@ -603,7 +602,7 @@ StoreHealth LedgerStore::Health() const {
 bool LedgerStore::ClusterMode() const { return impl_->cluster != nullptr; }
 
 std::optional<std::string> LedgerStore::ClusterStream() const {
-  if (!impl_->cluster_store) return std::nullopt;
+  if (impl_->cluster_stream.empty()) return std::nullopt;
   return impl_->cluster_stream;
 }
 

@@ -193,10 +193,9 @@ struct LedgerStore::Impl {
   // Cluster mode (options.cluster.urls set): the log of record is JetStream; the committer
   // thread proposes (ClusterLog::ProposerLoop) and no writer thread runs. Null otherwise.
   std::unique_ptr<ClusterLog> cluster;
-  // The store is (or was opened as) a cluster node's: without `cluster` (a tool), Submit
-  // refuses, since a write of its own would fork it from the stream.
-  bool cluster_store = false;
-  std::string cluster_stream;  // the stream's name when cluster_store
+  // The stream this store is a node of (meta `cluster`), empty for a single-node ledger. Without
+  // `cluster` (a tool), Submit refuses on such a store: a write of its own would fork it.
+  std::string cluster_stream;
 
   std::string secondary_path;  // kReadOnly: the secondary instance's private directory
   int lock_fd = -1;            // kServe/kMaintenance: flock on <data_dir>/tokenledger.lock
@@ -268,6 +267,11 @@ struct LedgerStore::Impl {
   IdempotencyRecord WriteIdempotencyRecord(rocksdb::WriteBatch& wb, const IdempotencyInfo& info,
                                            Micros at, std::uint64_t first_seq,
                                            const CommandResult& r);
+  // The answer a live idempotency record gives a request with `fingerprint`, into `r`: its
+  // recorded outcome (kReplayed), or kKeyConflict for another request. Returns whether the
+  // replay still needs its rows and events (FillReplayed, once the record's events are durable).
+  static bool RecordOutcome(IdempotencyRecord& record, const Fingerprint& fingerprint,
+                            CommandResult& r);
   // Fills a replayed result's rows and events from the ledger. REQUIRES: the record's events
   // are durable.
   Status FillReplayed(const IdempotencyRecord& record, CommandResult& r);

@@ -1,6 +1,10 @@
 #include "tools/tokenledger/cli.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 
 namespace tokenledger::cli {
 
@@ -130,6 +134,21 @@ Opened OpenExclusive(const std::string& data_dir, const std::string& command) {
     return {nullptr, kUsage};
   }
   return {std::move(opened.store), kOk};
+}
+
+InputFile::InputFile(const std::string& path, const std::string& command) : fd_(STDIN_FILENO) {
+  if (path == "-") return;
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) {
+    std::fprintf(stderr, "tokenledger %s: cannot read '%s'\n", command.c_str(), path.c_str());
+    return;
+  }
+  std::error_code ec;
+  bytes_ = std::filesystem::file_size(path, ec);
+}
+
+InputFile::~InputFile() {
+  if (fd_ >= 0 && fd_ != STDIN_FILENO) ::close(fd_);
 }
 
 }  // namespace tokenledger::cli

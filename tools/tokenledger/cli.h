@@ -63,6 +63,24 @@ Opened OpenReadOnly(const std::string& data_dir);
 // Exclusively; if the server (or another tool) holds the directory, says so and exits 2.
 Opened OpenExclusive(const std::string& data_dir, const std::string& command);
 
+// A command's --input: the file at `path`, or stdin for "-". Closed (unless stdin) when it goes
+// out of scope. If the file cannot be opened it says so ("tokenledger COMMAND: cannot read
+// 'PATH'") and ok() is false.
+class InputFile {
+ public:
+  InputFile(const std::string& path, const std::string& command);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  bool ok() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  std::uint64_t bytes() const { return bytes_; }  // the file's size; 0 for stdin
+
+ private:
+  int fd_;
+  std::uint64_t bytes_ = 0;
+};
+
 std::vector<Command> AllCommands();
 
 }  // namespace tokenledger::cli

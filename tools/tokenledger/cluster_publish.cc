@@ -1,10 +1,6 @@
 #include "tools/tokenledger/cluster_publish.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdio>
-#include <filesystem>
 
 #include "src/store/cluster_publisher.h"
 #include "tools/tokenledger/export_format.h"
@@ -26,32 +22,16 @@ int ClusterPublish(const Flags& flags) {
     return kUsage;
   }
   options.replicas = replicas[0] - '0';
-  const std::string input = flags.Get("input", "-");
-  int fd = STDIN_FILENO;
-  std::uint64_t input_bytes = 0;
-  if (input != "-") {
-    fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      std::fprintf(stderr, "tokenledger cluster-publish: cannot read '%s'\n", input.c_str());
-      return kFinding;
-    }
-    std::error_code ec;
-    input_bytes = std::filesystem::file_size(input, ec);
-  }
-  struct CloseInput {
-    int fd;
-    ~CloseInput() {
-      if (fd != STDIN_FILENO) ::close(fd);
-    }
-  } close_input{fd};
+  const InputFile input(flags.Get("input", "-"), "cluster-publish");
+  if (!input.ok()) return kFinding;
 
   auto publisher = store::ClusterPublisher::Connect(options, StoreOptions().idempotency_ttl);
   if (!publisher) {
     std::fprintf(stderr, "tokenledger cluster-publish: %s\n", publisher.error().message.c_str());
     return publisher.error().code == ErrorCode::kInvalidValue ? kUsage : kFinding;
   }
-  LineReader in(fd);
-  Progress bar("cluster-publish", input_bytes, flags.Has("quiet"), "bytes");
+  LineReader in(input.fd());
+  Progress bar("cluster-publish", input.bytes(), flags.Has("quiet"), "bytes");
   std::string_view line;
   std::uint64_t line_no = 0, bytes = 0;
   while (in.Next(&line)) {

@@ -475,24 +475,10 @@ int Import(const Flags& flags) {
       return kUsage;
     }
   }
-  const std::string input = flags.Get("input", "-");
-  int input_fd = STDIN_FILENO;
-  std::uint64_t input_bytes = 0;
-  if (input != "-") {
-    input_fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
-    if (input_fd < 0) {
-      std::fprintf(stderr, "tokenledger import: cannot read '%s'\n", input.c_str());
-      return kFinding;
-    }
-    input_bytes = std::filesystem::file_size(input, ec);
-  }
-  struct CloseInput {
-    int fd;
-    ~CloseInput() {
-      if (fd != STDIN_FILENO) ::close(fd);
-    }
-  } close_input{input_fd};
-  LineReader in(input_fd);
+  const InputFile input(flags.Get("input", "-"), "import");
+  if (!input.ok()) return kFinding;
+  const std::uint64_t input_bytes = input.bytes();
+  LineReader in(input.fd());
   // SIGINT/SIGTERM stop the import between batches; the partial directory is then removed.
   // (SIGKILL or a crash leave it marked import_in_progress: the server refuses to serve it.)
   ::signal(SIGINT, OnSignal);
