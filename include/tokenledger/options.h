@@ -73,6 +73,9 @@ struct StoreOptions {
   // Size of the RocksDB block cache shared by all column families (data, index and filter
   // blocks). Default: 64 MiB.
   std::size_t block_cache_bytes = 64u << 20;
+  // Token rows kept decoded in memory for the point reads of authentication and show
+  // (src/store/row_cache.h), ~300 bytes each; 0 turns the cache off. Default: 65536 (~20 MiB).
+  std::size_t row_cache_entries = 65536;
   // Memory for RocksDB's memtables, all column families together; each family's memtable
   // is flushed at half of it. Default: 64 MiB.
   std::size_t memtable_bytes = 64u << 20;

@@ -134,6 +134,10 @@ std::vector<Option> Options() {
          return ParseBytes(v, &c.store.block_cache_bytes) &&
                 c.store.block_cache_bytes >= (1u << 20);
        }},
+      {"row-cache", "TOKENLEDGER_ROW_CACHE", "N",
+       "token rows kept decoded for authentication and show, ~300 B each; 0 = off "
+       "(default 65536)",
+       [](Config& c, const std::string& v) { return ParseSize(v, &c.store.row_cache_entries); }},
       {"memtable-budget", "TOKENLEDGER_MEMTABLE_BUDGET", "BYTES",
        "RocksDB memtables of all families together (default 64MiB)",
        [](Config& c, const std::string& v) {

@@ -775,6 +775,9 @@ struct ClusterLog::State {
       impl.last_at = b.last_at;
       impl.committed_seq.store(b.seq, std::memory_order_release);
     }
+    // Visible now: forget the cached rows of every token this batch looked at (a superset of
+    // those it changed) before any of them is answered.
+    for (const auto& [token, row] : b.rows) impl.row_cache->Invalidate(token);
     impl.metrics.events_appended.fetch_add(b.events, std::memory_order_relaxed);
     impl.metrics.keys_written.fetch_add(b.wb.Count(), std::memory_order_relaxed);
     impl.metrics.bytes_written.fetch_add(b.wb.GetDataSize(), std::memory_order_relaxed);

@@ -429,6 +429,7 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
       }
       if (WriteTokenChange(wb, target, r.before, row, used_at, !r.events.empty())) {
         row_it->second.batch = b.number;
+        b.changed_rows.push_back(target);
       }
       b.appended += r.events.size();
       r.outcome = Outcome::kApplied;
@@ -500,6 +501,8 @@ void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
     metrics.sync_micros_sum.fetch_add(static_cast<std::uint64_t>(seconds * 1e6),
                                       std::memory_order_relaxed);
   }
+  // Before any answer; after a failed write too, which may have left part of it visible.
+  for (const Id& token : b.changed_rows) row_cache->Invalidate(token);
   std::vector<std::unique_ptr<DecidedBatch>> doomed;  // decided on top of a failed write
   if (s.ok()) {
     std::lock_guard lock(pipe_mu);

@@ -344,6 +344,10 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->mode = mode;
+  // Only a serving store sees every write to its rows; a tool's read-only view may follow
+  // another process's writes, so it reads through.
+  if (mode == OpenMode::kServe)
+    impl->row_cache = std::make_unique<RowCache>(options.row_cache_entries);
   if (!hooks.clock) hooks.clock = NowMicros;
   if (!hooks.new_token_id) {
     auto gen = std::make_shared<IdGenerator>();  // only the committer thread calls it

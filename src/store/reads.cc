@@ -61,7 +61,12 @@ Result<std::optional<events::EventEnvelope>> LedgerStore::Impl::ReadEvent(
 Result<std::optional<projections::TokenRow>> LedgerStore::GetToken(const Id& token_id) const {
   auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
   if (!impl_->db) return Impl::Closed();
-  return impl_->ReadRow(rocksdb::ReadOptions(), token_id);
+  std::optional<projections::TokenRow> cached;
+  std::uint64_t generation = 0;
+  if (impl_->row_cache->Lookup(token_id, &cached, &generation)) return cached;
+  auto row = impl_->ReadRow(rocksdb::ReadOptions(), token_id);
+  if (row) impl_->row_cache->Insert(token_id, *row, generation);
+  return row;
 }
 
 Result<ListPage> LedgerStore::ListTokens(const ListQuery& q) const {

@@ -278,6 +278,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   rocksdb::ColumnFamilyHandle* old_list = m.list;
   m.details = new_details;
   m.list = new_list;
+  m.row_cache->Clear();
   m.projection_meta = next;
   m.projections_match = true;
   for (auto* old : {old_details, old_list}) {

@@ -104,6 +104,7 @@ rocksdb::Status LedgerStore::Impl::Reopen() {
   }
   details = Handle(projection_meta.details_cf);
   list = Handle(projection_meta.list_cf);
+  row_cache->Clear();  // what the reopened store holds may differ from what was read before
   if (!details || !list) {
     CloseDb();
     return rocksdb::Status::Corruption("projection column families named in meta are missing");

@@ -15,6 +15,7 @@
 #include "events/hash_chain.h"
 #include "src/store/keys.h"
 #include "src/store/ledger_store.h"
+#include "src/store/row_cache.h"
 #include "src/store/sst_writer.h"
 #include "src/store/token_sort.h"
 
@@ -98,6 +99,7 @@ struct LedgerStore::Impl {
     events::Hash hash{};
     Micros at = 0;
     std::uint64_t appended = 0;
+    std::vector<Id> changed_rows;  // tokens whose row the batch writes (row cache invalidation)
   };
   // A decided but maybe not yet durable value, and the batch that decided it.
   template <typename T>
@@ -131,6 +133,9 @@ struct LedgerStore::Impl {
   const rocksdb::ColumnFamilyOptions& CfOptionsFor(std::string_view name) const;
   ProjectionMeta projection_meta;
   std::atomic<bool> projections_match{false};
+  // Rows for GetToken. Every writer of `details` invalidates what it changed once its write is
+  // visible, before it answers; a reopen or a projection switch clears it.
+  std::unique_ptr<RowCache> row_cache = std::make_unique<RowCache>(0);
 
   // The durable head. Written by the writer thread under pipe_mu, and while the pipeline is
   // idle by Open, recovery and the maintenance writes (AppendVerbatim).
