@@ -2,11 +2,13 @@
 
 #include <sys/random.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 namespace tokenledger {
 namespace {
@@ -114,6 +116,28 @@ void FillSecureRandom(std::uint8_t* out, std::size_t n) {
   }
 }
 
+namespace {
+
+// The kernel CSPRNG's bytes, fetched in blocks and handed out once each.
+struct RandomBuffer {
+  static constexpr std::size_t kBytes = 512;
+  std::array<std::uint8_t, kBytes> bytes;
+  std::size_t used = kBytes;
+
+  void Fill(std::uint8_t* out, std::size_t n) {
+    if (n > kBytes) return FillSecureRandom(out, n);
+    if (kBytes - used < n) {
+      FillSecureRandom(bytes.data(), kBytes);
+      used = 0;
+    }
+    std::memcpy(out, bytes.data() + used, n);
+    std::memset(bytes.data() + used, 0, n);  // handed out: not kept in memory
+    used += n;
+  }
+};
+
+}  // namespace
+
 IdGenerator::IdGenerator()
     : IdGenerator(
           [] {
@@ -122,7 +146,9 @@ IdGenerator::IdGenerator()
                     std::chrono::system_clock::now().time_since_epoch())
                     .count());
           },
-          FillSecureRandom) {}
+          [buffer = std::make_shared<RandomBuffer>()](std::uint8_t* out, std::size_t n) {
+            buffer->Fill(out, n);
+          }) {}
 
 IdGenerator::IdGenerator(ClockMillis clock, RandomFill random)
     : clock_(std::move(clock)), random_(std::move(random)) {}
