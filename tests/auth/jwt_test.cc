@@ -78,6 +78,52 @@ TEST(JwtTest, RefusesEverythingElse) {
   EXPECT_TRUE(refused(std::string(5000, 'a')));
 }
 
+// Verify reads the payload Sign writes without a JSON document, and any other payload with the
+// JSON parser: both must give the same claims, and refuse the same malformed ones.
+TEST(JwtTest, PayloadsOfAnyShapeReadTheSameClaims) {
+  const SigningKey key = Key(1);
+  JwtSigner signer(key);
+  HmacSha256 hmac(key);
+  auto sign_payload = [&](const std::string& payload) {
+    std::string token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + Base64UrlEncode(payload);
+    const auto mac = hmac.Mac(token);
+    return token + "." +
+           Base64UrlEncode(std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()));
+  };
+  const std::string t = kToken.ToString(), a = kAccount.ToString(), e = kEnv.ToString();
+  const Claims with_env{kToken, 1'700'000'000, 1'800'000'000, kAccount, kEnv};
+  const Claims without_env{kToken, -5, 0, kAccount, std::nullopt};
+  const std::vector<std::pair<std::string, Claims>> same = {
+      // As Sign writes them (the direct reader).
+      {R"({"jti":")" + t + R"(","iat":1700000000,"exp":1800000000,"_":{"a":")" + a + R"(","e":")" +
+           e + R"("}})",
+       with_env},
+      {R"({"jti":")" + t + R"(","iat":-5,"exp":0,"_":{"a":")" + a + R"("}})", without_env},
+      // Other spacing, order and extra fields (the JSON parser).
+      {R"({ "jti" : ")" + t + R"(", "iat": 1700000000, "exp": 1800000000, "_": {"e":")" + e +
+           R"(","a":")" + a + R"("}})",
+       with_env},
+      {R"({"exp":0,"iat":-5,"x":1,"jti":")" + t + R"(","_":{"a":")" + a + R"("}})", without_env},
+  };
+  for (const auto& [payload, claims] : same) {
+    auto verified = signer.Verify(sign_payload(payload));
+    ASSERT_TRUE(verified) << payload << ": " << verified.error().message;
+    EXPECT_EQ(*verified, claims) << payload;
+  }
+  for (const std::string& payload : {
+           R"({"jti":")" + t + R"(","iat":01,"exp":2,"_":{"a":")" + a + R"("}})",
+           R"({"jti":")" + t + R"(","iat":1,"exp":2,"_":{"a":")" + a + R"("}}x)",
+           R"({"jti":")" + t + R"(","iat":1,"exp":99999999999999999999,"_":{"a":")" + a + R"("}})",
+           R"({"jti":")" + t.substr(1) + R"(","iat":1,"exp":2,"_":{"a":")" + a + R"("}})",
+           R"({"jti":")" + t + R"(","iat":1,"exp":2,"_":{"a":")" + a + R"(","e":"x"}})",
+           R"({"jti":")" + t + R"(","iat":1,"exp":2,"_":{}})",
+           R"({"jti":")" + t + R"(","iat":1.5,"exp":2,"_":{"a":")" + a + R"("}})",
+       }) {
+    auto verified = signer.Verify(sign_payload(payload));
+    EXPECT_FALSE(verified) << payload;
+  }
+}
+
 TEST(JwtTest, ExpiryIsTheEarlierOfSignedAndStored) {
   constexpr std::int64_t kSecond = 1'000'000;
   // Signed exp 1'800'000'000 s; stored expiry varies.
