@@ -8,8 +8,9 @@
 // So a stale row can be inserted only before the invalidation that removes it, and after a
 // write is acknowledged no read returns what it replaced.
 //
-// Direct-mapped (a token's slot is fixed by its id; a colliding token replaces it), split into
-// shards that each have a mutex and a generation. Thread-safety: every method may be called
+// Two-way set-associative (a token may sit in either slot of the set its id picks; a third
+// token of that set replaces the one used least recently), split into shards that each have a
+// mutex and a generation. Thread-safety: every method may be called
 // from any thread.
 #pragma once
 
@@ -26,7 +27,7 @@ namespace tokenledger::store {
 
 class RowCache {
  public:
-  // Up to `capacity` rows (rounded up to a multiple of the shard count); 0 disables the cache
+  // Up to `capacity` rows (rounded up to a multiple of 128); 0 disables the cache
   // (every Lookup misses, Insert does nothing).
   explicit RowCache(std::size_t capacity);
 
@@ -42,24 +43,29 @@ class RowCache {
   // Forgets everything (a reopen, a projection switch).
   void Clear();
 
-  std::size_t capacity() const { return slots_per_shard_ * kShards; }
+  std::size_t capacity() const { return sets_per_shard_ * kWays * kShards; }
 
  private:
   static constexpr std::size_t kShards = 64;
+  static constexpr std::size_t kWays = 2;
   struct Slot {
     bool used = false;
+    std::uint64_t last_use = 0;  // the shard's clock at its last hit or insert
     Id id;
     std::optional<projections::TokenRow> row;
   };
   struct Shard {
     mutable std::mutex mu;
     std::uint64_t generation = 0;  // guarded by mu; bumped by every invalidation
-    std::vector<Slot> slots;       // guarded by mu
+    std::uint64_t clock = 0;       // guarded by mu; ticks on every hit and insert
+    std::vector<Slot> slots;       // guarded by mu; sets of kWays consecutive slots
   };
-  // The shard and the slot within it.
+  // The shard and the first slot of the set `id` may sit in.
   std::pair<Shard*, Slot*> Locate(const Id& id) const;
+  // The slot of `id` in its set, or nullptr. REQUIRES: the shard's mutex is held.
+  static Slot* Find(Slot* set, const Id& id);
 
-  std::size_t slots_per_shard_;
+  std::size_t sets_per_shard_;
   std::unique_ptr<Shard[]> shards_;
 };
 
