@@ -97,5 +97,7 @@ Status CheckNotExpired(const Claims& claims, std::int64_t stored_expires_at_micr
 
 std::string Base64UrlEncode(std::string_view bytes);
 std::optional<std::string> Base64UrlDecode(std::string_view text);
+// The same into `out` (its capacity reused); false where Base64UrlDecode gives nullopt.
+bool Base64UrlDecodeInto(std::string_view text, std::string& out);
 
 }  // namespace tokenledger::auth

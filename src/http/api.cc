@@ -55,7 +55,6 @@ struct Api::Call {
 
   void Respond(HttpResponse response) {
     if (answered.exchange(true)) return;
-    response.headers.emplace_back("X-Request-Id", request_id);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     metrics->Observe(route, req->method, response.status, seconds);
@@ -66,6 +65,7 @@ struct Api::Call {
          {"status", static_cast<long long>(response.status)},
          {"latency_ms", seconds * 1e3},
          {"remote", req->remote}});
+    response.headers.emplace_back("X-Request-Id", request_id);
     respond(std::move(response));
   }
   void Fail(const Error& e) { Respond(ErrorResponse(e)); }
@@ -139,7 +139,7 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
                             "no route for " + call->req->method + " " + std::string(call->path)));
     }
     call->route = match->route->pattern;
-    call->params = match->params;
+    call->params = std::move(match->params);
     if (match->route->auth != Auth::kNone) {
       auto caller = authenticator_.Authenticate(*call->req, call->now);
       if (!caller) return call->Fail(caller.error());

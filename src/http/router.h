@@ -45,11 +45,12 @@ std::variant<RouteMatch<Handler>, MethodNotAllowed, NoRoute> Resolve(
   const auto segments = SplitPath(path);
   std::string allow;
   std::vector<std::string_view> params;
+  params.reserve(2);
   for (const auto& route : routes) {
     params.clear();
     if (!MatchPattern(route.pattern, segments, params)) continue;
     if (route.method == method || (method == "HEAD" && route.method == "GET"))
-      return RouteMatch<Handler>{&route, params};
+      return RouteMatch<Handler>{&route, std::move(params)};
     const auto add = [&allow](std::string_view m) {
       if (allow.find(m) != std::string::npos) return;
       if (!allow.empty()) allow += ", ";
