@@ -55,9 +55,21 @@ void HttpMetrics::Observe(std::string_view route, std::string_view method, int s
       std::end(kKnownMethods)) {
     method = "other";
   }
-  std::lock_guard lock(mu_);
-  ++requests_[{std::string(route), std::string(method), status}];
-  Histogram& h = latency_[std::string(route)];
+  static std::atomic<std::size_t> next_shard{0};
+  thread_local const std::size_t my_shard = next_shard.fetch_add(1) % kShards;
+  Shard& shard = shards_[my_shard];
+  std::lock_guard lock(shard.mu);
+  const std::tuple<std::string_view, std::string_view, int> key{route, method, status};
+  auto count = shard.requests.find(key);
+  if (count == shard.requests.end()) {
+    count = shard.requests.emplace(std::tuple{std::string(route), std::string(method), status}, 0)
+                .first;
+  }
+  ++count->second;
+  auto histogram = shard.latency.find(route);
+  if (histogram == shard.latency.end())
+    histogram = shard.latency.emplace(std::string(route), Histogram{}).first;
+  Histogram& h = histogram->second;
   std::size_t i = 0;
   while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i]) ++i;
   ++h.buckets[i];
@@ -68,17 +80,29 @@ void HttpMetrics::Observe(std::string_view route, std::string_view method, int s
 std::string HttpMetrics::Render(const store::LedgerStore& store) const {
   std::string out;
   {
-    std::lock_guard lock(mu_);
+    // The shards summed.
+    std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests;
+    std::map<std::string, Histogram> latency;
+    for (const Shard& shard : shards_) {
+      std::lock_guard lock(shard.mu);
+      for (const auto& [key, n] : shard.requests) requests[key] += n;
+      for (const auto& [route, h] : shard.latency) {
+        Histogram& sum = latency[route];
+        for (std::size_t i = 0; i < h.buckets.size(); ++i) sum.buckets[i] += h.buckets[i];
+        sum.sum += h.sum;
+        sum.count += h.count;
+      }
+    }
     Header(out, "tokenledger_http_requests_total", "counter",
            "HTTP requests by route, method and status.");
-    for (const auto& [key, n] : requests_) {
+    for (const auto& [key, n] : requests) {
       const auto& [route, method, status] = key;
       out += "tokenledger_http_requests_total{route=\"" + route + "\",method=\"" + method +
              "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
     }
     Header(out, "tokenledger_http_request_duration_seconds", "histogram",
            "Request latency by route.");
-    for (const auto& [route, h] : latency_) {
+    for (const auto& [route, h] : latency) {
       Buckets(out, "tokenledger_http_request_duration_seconds", "route=\"" + route + "\"",
               kLatencyBuckets, h.buckets, h.sum, h.count);
     }

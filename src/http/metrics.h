@@ -35,9 +35,17 @@ class HttpMetrics {
     double sum = 0;
     std::uint64_t count = 0;
   };
-  mutable std::mutex mu_;
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;  // guarded by mu_
-  std::map<std::string, Histogram> latency_;                                     // guarded by mu_
+  // Observe counts into the shard of its thread, so the I/O threads do not contend for one
+  // lock per request; Render sums the shards.
+  struct Shard {
+    mutable std::mutex mu;
+    // Transparent comparators: Observe looks up by string_view, allocating only a new key.
+    std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>>
+        requests;                                           // guarded by mu
+    std::map<std::string, Histogram, std::less<>> latency;  // guarded by mu
+  };
+  static constexpr std::size_t kShards = 8;
+  std::array<Shard, kShards> shards_;
   std::atomic<long long> connections_{0};
   std::atomic<std::uint64_t> refused_{0};
 };
