@@ -4,9 +4,12 @@
 // Two modes. Before StartLogWriter (early start-up, the operator CLI, tests) and after
 // StopLogWriter, Log writes each line synchronously with one write(2) to stderr, as a plain
 // tool should. Between them (the server), Log formats the line on the caller's thread into a
-// thread-local buffer and copies it into a bounded in-memory buffer; one background thread
-// writes that buffer to the output in large writes. A caller never waits for the output: when
-// the buffer is full the line is dropped, and when the output fails (EPIPE after the reader
+// thread-local buffer and appends it to that thread's bounded in-memory buffer (its own
+// mutex, so threads never wait on each other to log); one background thread takes every
+// thread's lines once a millisecond under load and writes them to the output in one write.
+// Lines of one thread stay in order; lines of different threads logged within the same
+// millisecond may come out of order (each carries its time). A caller never waits for the output:
+// when the buffer is full the line is dropped, and when the output fails (EPIPE after the reader
 // went away, EIO, ...) the lines are lost; both are counted (GetLogStats, /metrics). Only the
 // writer thread ever blocks on a stalled output. Lines never interleave through the writer;
 // in synchronous mode each line is one write(2), as it always was.
@@ -47,8 +50,9 @@ struct LogWriterOptions {
   // Where the writer thread writes. The caller keeps it open until StopLogWriter returns.
   // Default: STDERR_FILENO (2).
   int fd = 2;
-  // Bytes of formatted lines held while the writer is busy; a line that does not fit is
-  // dropped and counted. Memory use is up to twice this (one buffer filling, one writing).
+  // Bytes of formatted lines each logging thread may hold while the writer is busy; a line
+  // that does not fit is dropped and counted. Memory use is up to this per thread that logs
+  // (the server's I/O threads, a few others) plus one chunk being written.
   // Default: 4 MiB (~20,000 request lines).
   std::size_t buffer_bytes = std::size_t{4} << 20;
   // How long StopLogWriter waits for the buffered lines to be written. Lines still unwritten

@@ -10,9 +10,11 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "tokenledger/time.h"
 
@@ -158,6 +160,15 @@ bool WriteLines(int fd, std::string_view data, std::uint64_t lines) {
   return false;
 }
 
+// The lines one thread has logged and the writer thread has not yet taken. Each logging
+// thread appends to its own under its own mutex, which only the writer thread's take
+// contends for: the I/O threads never wait on each other to log.
+struct ThreadLines {
+  std::mutex mu;
+  std::string lines;        // guarded by mu; whole lines, at most the writer's capacity
+  std::uint64_t count = 0;  // guarded by mu
+};
+
 // The background writer's state. One per process, created on first use and never destroyed,
 // so a writer thread left behind by a timed-out stop, or a Log call during exit, never sees
 // it gone.
@@ -166,23 +177,22 @@ struct Writer {
   std::condition_variable wake;  // the writer thread waits for lines or stop
   std::condition_variable idle;  // StopLogWriter waits for the writer thread to finish
 
+  // Read without mu by Log; written under mu.
+  std::atomic<bool> running{false};         // Log hands lines to the writer thread
+  std::atomic<bool> writer_waiting{false};  // the writer thread sleeps on `wake`
+  std::atomic<std::size_t> capacity{0};     // bytes each thread may hold
+
   // All guarded by mu.
-  bool running = false;           // Log hands lines to the writer thread
-  bool stop = false;              // StopLogWriter asked the writer thread to finish
-  bool exited = true;             // the writer thread of `generation` has finished
-  bool writer_waiting = false;    // the writer thread sleeps on `wake` until notified
-  bool writer_lingering = false;  // the writer thread lets lines gather for kLinger
+  bool stop = false;   // StopLogWriter asked the writer thread to finish
+  bool exited = true;  // the writer thread of `generation` has finished
   std::uint64_t generation = 0;
-  std::string pending;  // whole lines waiting for the writer thread; at most `capacity`
-  std::uint64_t pending_lines = 0;
-  std::size_t capacity = 0;
+  std::vector<std::shared_ptr<ThreadLines>> threads;  // every thread that has logged
   std::chrono::milliseconds stop_timeout{0};
   std::thread thread;
 };
 
-// After the first line of a quiet spell, how long the writer thread lets more lines gather
-// before it writes: under load one wake-up and one write(2) per spell, not one per line.
-// Shorter when the buffer is half full.
+// After a write, how long the writer thread lets more lines gather before it takes them
+// again: under load one write(2) per millisecond, not one per line, and no wake-up per line.
 constexpr std::chrono::milliseconds kLinger{1};
 
 Writer& TheWriter() {
@@ -190,38 +200,65 @@ Writer& TheWriter() {
   return *writer;
 }
 
-void WriterLoop(Writer* w, std::uint64_t generation, int fd, std::size_t capacity) {
+// Moves every thread's lines into `chunk`. REQUIRES: w.mu held. Returns the line count.
+std::uint64_t TakeLines(Writer& w, std::string& chunk) {
+  std::uint64_t lines = 0;
+  for (std::size_t i = 0; i < w.threads.size();) {
+    ThreadLines& t = *w.threads[i];
+    {
+      std::lock_guard lock(t.mu);
+      chunk.append(t.lines);
+      lines += std::exchange(t.count, 0);
+      t.lines.clear();
+    }
+    // A thread that has exited (only this registry holds its buffer) and left nothing.
+    if (w.threads[i].use_count() == 1 && t.lines.empty()) {
+      w.threads[i] = std::move(w.threads.back());
+      w.threads.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  return lines;
+}
+
+void WriterLoop(Writer* w, std::uint64_t generation, int fd) {
   std::string chunk;
-  chunk.reserve(capacity);
   bool cut = false;  // a failed write may have left a partial line in the output
-  bool lingered = false;
   std::unique_lock lock(w->mu);
   for (;;) {
     if (w->generation != generation) return;  // abandoned by a timed-out StopLogWriter
-    if (w->pending.empty()) {
+    chunk.clear();
+    std::uint64_t lines = TakeLines(*w, chunk);
+    if (lines == 0) {
       if (w->stop) break;
+      // Log notifies (under mu) when it sees this flag after appending. It is set under mu
+      // before this second look, so a line appended after the look finds it set.
       w->writer_waiting = true;
-      w->wake.wait(lock);
+      lines = TakeLines(*w, chunk);
+      if (lines == 0) {
+        w->wake.wait(lock);
+        w->writer_waiting = false;
+        if (!w->stop) w->wake.wait_for(lock, kLinger);  // let the first lines gather
+        continue;
+      }
       w->writer_waiting = false;
-      continue;
     }
-    if (!lingered && !w->stop && w->pending.size() < w->capacity / 2) {
-      lingered = true;
-      w->writer_lingering = true;
-      w->wake.wait_for(lock, kLinger);
-      w->writer_lingering = false;
-      continue;
-    }
-    lingered = false;
-    chunk.swap(w->pending);  // O(1): producers fill the other buffer meanwhile
-    const std::uint64_t lines = std::exchange(w->pending_lines, 0);
     lock.unlock();
     if (cut && WriteAll(fd, "\n") == 1) cut = false;  // end the cut line before new ones
     if (!WriteLines(fd, chunk, lines)) cut = true;
-    chunk.clear();
     lock.lock();
+    if (w->generation == generation && !w->stop) w->wake.wait_for(lock, kLinger);
   }
-  w->running = false;  // from here Log writes synchronously: nothing is left stranded
+  // From here Log writes synchronously. A line a thread appended after its buffer was taken
+  // below is seen by that thread (it checks `running` after appending) and written by it.
+  w->running = false;
+  chunk.clear();
+  const std::uint64_t lines = TakeLines(*w, chunk);
+  if (lines > 0) {
+    if (cut) WriteAll(fd, "\n");
+    WriteLines(fd, chunk, lines);
+  }
   w->exited = true;
   w->idle.notify_all();
 }
@@ -252,24 +289,44 @@ void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> f
   const std::string_view line = FormatLine(buffer, level, msg, fields);
 
   Writer& w = TheWriter();
-  std::unique_lock lock(w.mu);
-  if (!w.running) {
-    lock.unlock();
+  if (!w.running.load(std::memory_order_acquire)) {
     WriteLines(STDERR_FILENO, line, 1);
-  } else if (w.pending.size() + line.size() > w.capacity) {
-    lock.unlock();
-    g_dropped_full.fetch_add(1, std::memory_order_relaxed);
   } else {
-    w.pending.append(line);  // within the reserved capacity: no allocation under the lock
-    ++w.pending_lines;
-    // One wake-up per quiet spell, and one when the buffer fills up during a linger.
-    bool notify = std::exchange(w.writer_waiting, false);
-    if (w.writer_lingering && w.pending.size() >= w.capacity / 2) {
-      w.writer_lingering = false;
-      notify = true;
+    thread_local std::shared_ptr<ThreadLines> mine;
+    if (!mine) {
+      mine = std::make_shared<ThreadLines>();
+      std::lock_guard lock(w.mu);
+      w.threads.push_back(mine);
     }
-    lock.unlock();
-    if (notify) w.wake.notify_one();
+    bool kept = false;
+    {
+      std::lock_guard lock(mine->mu);
+      if (mine->lines.size() + line.size() <= w.capacity.load(std::memory_order_relaxed)) {
+        if (mine->lines.capacity() == 0)
+          mine->lines.reserve(
+              std::min<std::size_t>(w.capacity.load(std::memory_order_relaxed), 64 << 10));
+        mine->lines.append(line);
+        ++mine->count;
+        kept = true;
+      }
+    }
+    if (!kept) g_dropped_full.fetch_add(1, std::memory_order_relaxed);
+    if (kept && w.writer_waiting.load(std::memory_order_acquire)) {
+      std::lock_guard lock(w.mu);
+      w.wake.notify_one();
+    }
+    if (kept && !w.running.load(std::memory_order_acquire)) {
+      // The writer stopped meanwhile and may have taken its last look before this line:
+      // write what is still here, as in synchronous mode.
+      std::string left;
+      std::uint64_t n = 0;
+      {
+        std::lock_guard lock(mine->mu);
+        left.swap(mine->lines);
+        n = std::exchange(mine->count, 0);
+      }
+      if (n > 0) WriteLines(STDERR_FILENO, left, n);
+    }
   }
   if (buffer.size() > (std::size_t{64} << 10)) std::string().swap(buffer);  // after a huge line
 }
@@ -281,17 +338,12 @@ void StartLogWriter(const LogWriterOptions& options) {
     if (w.running) return;
     w.capacity = options.buffer_bytes;
     w.stop_timeout = options.stop_timeout;
-    std::string fresh;
-    fresh.reserve(w.capacity);
-    w.pending.swap(fresh);
-    w.pending_lines = 0;
     w.stop = false;
     w.exited = false;
     w.writer_waiting = false;
-    w.writer_lingering = false;
     ++w.generation;
     try {
-      w.thread = std::thread(WriterLoop, &w, w.generation, options.fd, w.capacity);
+      w.thread = std::thread(WriterLoop, &w, w.generation, options.fd);
     } catch (const std::system_error&) {
       w.exited = true;
       return;  // no thread: Log stays synchronous
@@ -314,10 +366,9 @@ void StopLogWriter() {
     // The writer thread is blocked on a stalled output. Leave it: it returns when its write
     // does (and counts that chunk then); what it has not taken is lost.
     ++w.generation;
-    g_dropped_write_error.fetch_add(w.pending_lines, std::memory_order_relaxed);
-    w.pending.clear();
-    w.pending_lines = 0;
     w.running = false;
+    std::string lost;
+    g_dropped_write_error.fetch_add(TakeLines(w, lost), std::memory_order_relaxed);
     w.exited = true;
   }
   lock.unlock();
