@@ -50,10 +50,10 @@ struct LogWriterOptions {
   // Where the writer thread writes. The caller keeps it open until StopLogWriter returns.
   // Default: STDERR_FILENO (2).
   int fd = 2;
-  // Bytes of formatted lines each logging thread may hold while the writer is busy; a line
-  // that does not fit is dropped and counted. Memory use is up to this per thread that logs
-  // (the server's I/O threads, a few others) plus one chunk being written.
-  // Default: 4 MiB (~20,000 request lines).
+  // Bytes of formatted lines held while the writer is busy, all threads' buffers together; a
+  // line that does not fit is dropped and counted. Memory use is up to twice this (the
+  // buffers filling, one chunk writing), and a thread's buffer keeps at most 256 KiB between
+  // bursts. Default: 4 MiB (~20,000 request lines).
   std::size_t buffer_bytes = std::size_t{4} << 20;
   // How long StopLogWriter waits for the buffered lines to be written. Lines still unwritten
   // then are counted as write errors and the writer thread is left to finish on its own.

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 
 namespace tokenledger {
 namespace {
@@ -146,8 +145,10 @@ IdGenerator::IdGenerator()
                     std::chrono::system_clock::now().time_since_epoch())
                     .count());
           },
-          [buffer = std::make_shared<RandomBuffer>()](std::uint8_t* out, std::size_t n) {
-            buffer->Fill(out, n);
+          [](std::uint8_t* out, std::size_t n) {
+            // One buffer per thread, whatever generator asks (copies of one included).
+            thread_local RandomBuffer buffer;
+            buffer.Fill(out, n);
           }) {}
 
 IdGenerator::IdGenerator(ClockMillis clock, RandomFill random)

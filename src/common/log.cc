@@ -180,7 +180,8 @@ struct Writer {
   // Read without mu by Log; written under mu.
   std::atomic<bool> running{false};         // Log hands lines to the writer thread
   std::atomic<bool> writer_waiting{false};  // the writer thread sleeps on `wake`
-  std::atomic<std::size_t> capacity{0};     // bytes each thread may hold
+  std::atomic<std::size_t> capacity{0};     // bytes all threads' buffers may hold together
+  std::atomic<std::size_t> buffered{0};     // bytes in them now (reserved before appending)
 
   // All guarded by mu.
   bool stop = false;   // StopLogWriter asked the writer thread to finish
@@ -194,6 +195,8 @@ struct Writer {
 // After a write, how long the writer thread lets more lines gather before it takes them
 // again: under load one write(2) per millisecond, not one per line, and no wake-up per line.
 constexpr std::chrono::milliseconds kLinger{1};
+// A thread's buffer keeps at most this much memory between bursts.
+constexpr std::size_t kThreadBufferKeep = std::size_t{256} << 10;
 
 Writer& TheWriter() {
   static Writer* const writer = new Writer;
@@ -203,6 +206,7 @@ Writer& TheWriter() {
 // Moves every thread's lines into `chunk`. REQUIRES: w.mu held. Returns the line count.
 std::uint64_t TakeLines(Writer& w, std::string& chunk) {
   std::uint64_t lines = 0;
+  const std::size_t before = chunk.size();
   for (std::size_t i = 0; i < w.threads.size();) {
     ThreadLines& t = *w.threads[i];
     {
@@ -210,6 +214,8 @@ std::uint64_t TakeLines(Writer& w, std::string& chunk) {
       chunk.append(t.lines);
       lines += std::exchange(t.count, 0);
       t.lines.clear();
+      // After a burst, give the memory back (Log reserves 64 KiB again).
+      if (t.lines.capacity() > kThreadBufferKeep) std::string().swap(t.lines);
     }
     // A thread that has exited (only this registry holds its buffer) and left nothing.
     if (w.threads[i].use_count() == 1 && t.lines.empty()) {
@@ -219,7 +225,15 @@ std::uint64_t TakeLines(Writer& w, std::string& chunk) {
       ++i;
     }
   }
+  w.buffered.fetch_sub(chunk.size() - before, std::memory_order_relaxed);
   return lines;
+}
+
+// Serializes what is written to the output outside the writer's chunks: synchronous lines,
+// and the last lines at a stop, so a thread's lines keep their order and never interleave.
+std::mutex& OutputMutex() {
+  static std::mutex* const mu = new std::mutex;
+  return *mu;
 }
 
 void WriterLoop(Writer* w, std::uint64_t generation, int fd) {
@@ -251,14 +265,25 @@ void WriterLoop(Writer* w, std::uint64_t generation, int fd) {
     if (w->generation == generation && !w->stop) w->wake.wait_for(lock, kLinger);
   }
   // From here Log writes synchronously. A line a thread appended after its buffer was taken
-  // below is seen by that thread (it checks `running` after appending) and written by it.
-  w->running = false;
-  chunk.clear();
-  const std::uint64_t lines = TakeLines(*w, chunk);
-  if (lines > 0) {
-    if (cut) WriteAll(fd, "\n");
-    WriteLines(fd, chunk, lines);
+  // below is seen by that thread (it checks `running` after appending) and written by it,
+  // under the output mutex, so after this last chunk. The write runs without mu: a stalled
+  // output must not hold up StopLogWriter's bounded wait.
+  lock.unlock();
+  {
+    std::lock_guard output(OutputMutex());
+    lock.lock();
+    if (w->generation != generation) return;
+    w->running = false;
+    chunk.clear();
+    const std::uint64_t lines = TakeLines(*w, chunk);
+    lock.unlock();
+    if (lines > 0) {
+      if (cut) WriteAll(fd, "\n");
+      WriteLines(fd, chunk, lines);
+    }
   }
+  lock.lock();
+  if (w->generation != generation) return;  // abandoned meanwhile: that stop counted for us
   w->exited = true;
   w->idle.notify_all();
 }
@@ -290,6 +315,7 @@ void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> f
 
   Writer& w = TheWriter();
   if (!w.running.load(std::memory_order_acquire)) {
+    std::lock_guard output(OutputMutex());
     WriteLines(STDERR_FILENO, line, 1);
   } else {
     thread_local std::shared_ptr<ThreadLines> mine;
@@ -298,26 +324,28 @@ void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> f
       std::lock_guard lock(w.mu);
       w.threads.push_back(mine);
     }
-    bool kept = false;
-    {
+    // The bytes are reserved in the shared budget first; the writer gives them back as it takes.
+    const std::size_t capacity = w.capacity.load(std::memory_order_relaxed);
+    const bool kept =
+        w.buffered.fetch_add(line.size(), std::memory_order_relaxed) + line.size() <= capacity;
+    if (kept) {
       std::lock_guard lock(mine->mu);
-      if (mine->lines.size() + line.size() <= w.capacity.load(std::memory_order_relaxed)) {
-        if (mine->lines.capacity() == 0)
-          mine->lines.reserve(
-              std::min<std::size_t>(w.capacity.load(std::memory_order_relaxed), 64 << 10));
-        mine->lines.append(line);
-        ++mine->count;
-        kept = true;
-      }
+      if (mine->lines.capacity() == 0)
+        mine->lines.reserve(std::min(capacity, kThreadBufferKeep / 4));
+      mine->lines.append(line);
+      ++mine->count;
+    } else {
+      w.buffered.fetch_sub(line.size(), std::memory_order_relaxed);
+      g_dropped_full.fetch_add(1, std::memory_order_relaxed);
     }
-    if (!kept) g_dropped_full.fetch_add(1, std::memory_order_relaxed);
     if (kept && w.writer_waiting.load(std::memory_order_acquire)) {
       std::lock_guard lock(w.mu);
       w.wake.notify_one();
     }
     if (kept && !w.running.load(std::memory_order_acquire)) {
       // The writer stopped meanwhile and may have taken its last look before this line:
-      // write what is still here, as in synchronous mode.
+      // write what is still here, as in synchronous mode (after the writer's last chunk).
+      std::lock_guard output(OutputMutex());
       std::string left;
       std::uint64_t n = 0;
       {
@@ -325,6 +353,7 @@ void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> f
         left.swap(mine->lines);
         n = std::exchange(mine->count, 0);
       }
+      w.buffered.fetch_sub(left.size(), std::memory_order_relaxed);
       if (n > 0) WriteLines(STDERR_FILENO, left, n);
     }
   }

@@ -205,13 +205,19 @@ struct Server::Impl {
       const auto now = std::chrono::steady_clock::now();
       for (const auto& conn : loop.connections) {
         if (conn->deadline <= now) {
+          // Cancel what is pending, and shut the socket so that an operation started after
+          // this (its completion may already be queued, the next one started at once) fails
+          // too: a connection past its deadline never gets another.
           conn->deadline = kNoDeadline;
           beast::error_code ignored;
           conn->socket.cancel(ignored);
+          conn->socket.shutdown(tcp::socket::shutdown_both, ignored);
         }
       }
     }
   }
+
+  static bool Bodiless(int status) { return status < 200 || status == 204 || status == 304; }
 
   // The head of a response, as Beast would serialize it, into `head`.
   static void BuildHead(std::string& head, const HttpResponse& r, unsigned version,
@@ -233,10 +239,8 @@ struct Server::Impl {
     }
     if (version >= 11 && !keep_alive) head += "Connection: close\r\n";
     if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n";
-    // No Content-Length where a response may not have a body (RFC 9110 8.6).
-    const bool bodiless = r.status < 200 || r.status == 204 || r.status == 304;
-    assert(!bodiless || r.body.empty());
-    if (!bodiless) {
+    // No Content-Length where a response may not have a body (RFC 9110 8.6); Write sends none.
+    if (!Bodiless(r.status)) {
       head += "Content-Length: ";
       head += std::to_string(r.body.size());
       head += "\r\n";
@@ -245,13 +249,15 @@ struct Server::Impl {
   }
 
   // Writes a response; to a HEAD request only its head (with the Content-Length the body
-  // would have had: RFC 9110 9.3.2), so a keep-alive client stays in step.
+  // would have had: RFC 9110 9.3.2), so a keep-alive client stays in step. A status that has
+  // no body (1xx, 204, 304) never sends one, whatever the handler gave.
   net::awaitable<boost::system::error_code> Write(Connection& conn, const HttpResponse& r,
                                                   unsigned version, bool keep_alive, bool head) {
     BuildHead(conn.head, r, version, keep_alive);
     conn.deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
-    const std::array<net::const_buffer, 2> buffers{net::buffer(conn.head),
-                                                   net::buffer(head ? std::string_view() : r.body)};
+    const std::array<net::const_buffer, 2> buffers{
+        net::buffer(conn.head),
+        net::buffer(head || Bodiless(r.status) ? std::string_view() : std::string_view(r.body))};
     auto [ec, n] = co_await net::async_write(conn.socket, buffers, kNoThrow);
     conn.deadline = kNoDeadline;
     co_return ec;

@@ -762,6 +762,10 @@ struct ClusterLog::State {
     rocksdb::WriteOptions wo;
     wo.sync = false;  // JetStream is the log of record; see the header
     rocksdb::Status s = impl.db->Write(wo, &b.wb);
+    // Visible now (or maybe in part, if the write failed): forget the cached rows of every
+    // token this batch looked at (a superset of those it changed) before the new head is
+    // published and before any of them is answered.
+    for (const auto& [token, row] : b.rows) impl.row_cache->Invalidate(token);
     if (!s.ok()) {
       impl.metrics.write_failures.fetch_add(1, std::memory_order_relaxed);
       apply_error = StorageError(s, "applying cluster messages").message;
@@ -775,9 +779,6 @@ struct ClusterLog::State {
       impl.last_at = b.last_at;
       impl.committed_seq.store(b.seq, std::memory_order_release);
     }
-    // Visible now: forget the cached rows of every token this batch looked at (a superset of
-    // those it changed) before any of them is answered.
-    for (const auto& [token, row] : b.rows) impl.row_cache->Invalidate(token);
     impl.metrics.events_appended.fetch_add(b.events, std::memory_order_relaxed);
     impl.metrics.keys_written.fetch_add(b.wb.Count(), std::memory_order_relaxed);
     impl.metrics.bytes_written.fetch_add(b.wb.GetDataSize(), std::memory_order_relaxed);
