@@ -316,12 +316,11 @@ Result<Claims> JwtSigner::Verify(std::string_view token) const {
 
   if (!Base64UrlDecodeInto(token.substr(dot1 + 1, dot2 - dot1 - 1), payload_buffer))
     return Bad("token payload is not base64url");
-  const std::string* payload_json = &payload_buffer;
-  if (auto own = ReadOwnPayload(*payload_json)) {
+  if (auto own = ReadOwnPayload(payload_buffer)) {
     own->kid = std::move(kid);
     return std::move(*own);
   }
-  const json::value payload = json::parse(*payload_json, ec);
+  const json::value payload = json::parse(payload_buffer, ec);
   if (ec || !payload.is_object()) return Bad("token payload is not a JSON object");
   const json::object& p = payload.get_object();
   Claims claims;

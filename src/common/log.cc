@@ -328,19 +328,21 @@ void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> f
     const std::size_t capacity = w.capacity.load(std::memory_order_relaxed);
     const bool kept =
         w.buffered.fetch_add(line.size(), std::memory_order_relaxed) + line.size() <= capacity;
-    if (kept) {
-      std::lock_guard lock(mine->mu);
-      if (mine->lines.capacity() == 0)
-        mine->lines.reserve(std::min(capacity, kThreadBufferKeep / 4));
-      mine->lines.append(line);
-      ++mine->count;
-    } else {
+    if (!kept) {
       w.buffered.fetch_sub(line.size(), std::memory_order_relaxed);
       g_dropped_full.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (kept && w.writer_waiting.load(std::memory_order_acquire)) {
-      std::lock_guard lock(w.mu);
-      w.wake.notify_one();
+    } else {
+      {
+        std::lock_guard lock(mine->mu);
+        if (mine->lines.capacity() == 0)
+          mine->lines.reserve(std::min(capacity, kThreadBufferKeep / 4));
+        mine->lines.append(line);
+        ++mine->count;
+      }
+      if (w.writer_waiting.load(std::memory_order_acquire)) {
+        std::lock_guard lock(w.mu);
+        w.wake.notify_one();
+      }
     }
     if (kept && !w.running.load(std::memory_order_acquire)) {
       // The writer stopped meanwhile and may have taken its last look before this line:

@@ -10,7 +10,7 @@ RowCache::RowCache(std::size_t capacity)
   for (std::size_t i = 0; i < kShards; ++i) shards_[i].slots.resize(sets_per_shard_ * kWays);
 }
 
-std::pair<RowCache::Shard*, RowCache::Slot*> RowCache::Locate(const Id& id) const {
+std::pair<RowCache::Shard*, RowCache::Slot*> RowCache::Locate(const Id& id) {
   // An id ends in 10 random bytes (its start is a time, shared by ids made together).
   std::uint64_t tail;
   std::memcpy(&tail, id.Raw().data() + Id::kBytes - sizeof tail, sizeof tail);
@@ -29,7 +29,7 @@ RowCache::Slot* RowCache::Find(Slot* set, const Id& id) {
 }
 
 bool RowCache::Lookup(const Id& id, std::optional<projections::TokenRow>* row,
-                      std::uint64_t* generation) const {
+                      std::uint64_t* generation) {
   if (sets_per_shard_ == 0) return false;
   auto [shard, set] = Locate(id);
   std::lock_guard lock(shard->mu);

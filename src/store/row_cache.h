@@ -33,8 +33,8 @@ class RowCache {
 
   // On a hit, sets *row (nullopt: the token has no visible row) and returns true. On a miss,
   // sets *generation, which the Insert of what the caller then reads must carry.
-  bool Lookup(const Id& id, std::optional<projections::TokenRow>* row,
-              std::uint64_t* generation) const;
+  // Not const: a hit marks its slot as recently used.
+  bool Lookup(const Id& id, std::optional<projections::TokenRow>* row, std::uint64_t* generation);
   // Caches `row` as what `id` reads, unless the shard was invalidated since `generation`.
   void Insert(const Id& id, const std::optional<projections::TokenRow>& row,
               std::uint64_t generation);
@@ -55,13 +55,13 @@ class RowCache {
     std::optional<projections::TokenRow> row;
   };
   struct Shard {
-    mutable std::mutex mu;
+    std::mutex mu;
     std::uint64_t generation = 0;  // guarded by mu; bumped by every invalidation
     std::uint64_t clock = 0;       // guarded by mu; ticks on every hit and insert
     std::vector<Slot> slots;       // guarded by mu; sets of kWays consecutive slots
   };
   // The shard and the first slot of the set `id` may sit in.
-  std::pair<Shard*, Slot*> Locate(const Id& id) const;
+  std::pair<Shard*, Slot*> Locate(const Id& id);
   // The slot of `id` in its set, or nullptr. REQUIRES: the shard's mutex is held.
   static Slot* Find(Slot* set, const Id& id);
 

@@ -33,8 +33,7 @@ bool ReadThrough(RowCache& cache, const Id& id, std::uint64_t version) {
 }
 
 // Whether `id` is cached; its row into *row if given.
-bool Cached(const RowCache& cache, const Id& id,
-            std::optional<projections::TokenRow>* row = nullptr) {
+bool Cached(RowCache& cache, const Id& id, std::optional<projections::TokenRow>* row = nullptr) {
   std::optional<projections::TokenRow> ignored;
   std::uint64_t generation = 0;
   return cache.Lookup(id, row ? row : &ignored, &generation);
