@@ -63,7 +63,8 @@ std::string ProjectionCfName(std::string_view projection, std::uint32_t version,
 void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* details,
                            rocksdb::ColumnFamilyHandle* list,
                            const std::optional<projections::TokenRow>& before,
-                           const std::optional<projections::TokenRow>& after) {
+                           const std::optional<projections::TokenRow>& after,
+                           ListCountDeltas& counts) {
   const bool had = before && before->state.Visible();
   const bool has = after && after->state.Visible();
   if (!had && !has) return;  // e.g. created and deleted within one rebuild chunk
@@ -91,13 +92,18 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
   if (had) old_counts = projections::ListCountKeys(*before);
   if (has) new_counts = projections::ListCountKeys(*after);
   for (const auto& k : old_counts) {
-    if (std::find(new_counts.begin(), new_counts.end(), k) == new_counts.end())
-      batch.Merge(list, k, projections::EncodeListCount(-1));
+    if (std::find(new_counts.begin(), new_counts.end(), k) == new_counts.end()) counts.Add(k, -1);
   }
   for (const auto& k : new_counts) {
-    if (std::find(old_counts.begin(), old_counts.end(), k) == old_counts.end())
-      batch.Merge(list, k, projections::EncodeListCount(1));
+    if (std::find(old_counts.begin(), old_counts.end(), k) == old_counts.end()) counts.Add(k, 1);
   }
+}
+
+void ListCountDeltas::WriteTo(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* list) {
+  for (const auto& [key, delta] : deltas_) {
+    if (delta != 0) batch.Merge(list, key, projections::EncodeListCount(delta));
+  }
+  deltas_.clear();
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -36,12 +37,31 @@ std::optional<ProjectionMeta> DecodeProjectionMeta(std::string_view json);
 std::string ProjectionCfName(std::string_view projection, std::uint32_t version,
                              std::uint64_t generation);
 
+// The list counters' changes of one write batch, summed per counter (projections::
+// ListCountKeys): the batch gets one merge operand per counter that moved, not one per token
+// change. Each operand costs a memtable insert and, with max_successive_merges, a memtable
+// look-up of the operands before it (every eighth also a Get): six per status change, one by
+// one, were about a third of the writer thread's memtable work.
+class ListCountDeltas {
+ public:
+  void Add(const std::string& key, std::int64_t delta) { deltas_[key] += delta; }
+  // Adds one merge operand per counter whose sum is not 0, in key order, and forgets them.
+  void WriteTo(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* list);
+  bool empty() const { return deltas_.empty(); }
+
+ private:
+  std::map<std::string, std::int64_t> deltas_;
+};
+
 // Adds to `batch` what turns the stored projection of one token from `before` into `after`
-// (nullopt or a deleted state: no row). Index entries that did not change are not rewritten.
+// (nullopt or a deleted state: no row), except the counters' changes, which go to `counts`
+// (written with the batch by ListCountDeltas::WriteTo). Index entries that did not change are
+// not rewritten.
 void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* details,
                            rocksdb::ColumnFamilyHandle* list,
                            const std::optional<projections::TokenRow>& before,
-                           const std::optional<projections::TokenRow>& after);
+                           const std::optional<projections::TokenRow>& after,
+                           ListCountDeltas& counts);
 
 // The list counters' merge operator (projections::ListCountKeys): operands and values are
 // int64 little-endian and add up; a missing or malformed value counts as 0 (Verify reports
@@ -94,6 +114,7 @@ struct LedgerStore::Impl {
     // read back once this batch (and so the record's own) is durable.
     std::vector<std::optional<IdempotencyRecord>> replays;
     rocksdb::WriteBatch wb;
+    ListCountDeltas counts;       // into wb at the hand-off
     std::uint64_t first_seq = 0;  // the seq its first event has (if it appends any)
     std::uint64_t seq = 0;        // the head after this batch
     events::Hash hash{};
@@ -263,7 +284,7 @@ struct LedgerStore::Impl {
   // Writes what a command changed of its token besides events: a use (`used_at`: folded into
   // `row`, usage record), and the projection change from `before` to `row`. Returns whether the
   // projection changed (events were `appended`, or a use).
-  bool WriteTokenChange(rocksdb::WriteBatch& wb, const Id& target,
+  bool WriteTokenChange(rocksdb::WriteBatch& wb, ListCountDeltas& counts, const Id& target,
                         const std::optional<projections::TokenRow>& before,
                         std::optional<projections::TokenRow>& row, std::optional<Micros> used_at,
                         bool appended);
