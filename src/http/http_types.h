@@ -29,7 +29,7 @@ struct HttpRequest {
   std::string request_id;  // X-Request-Id header as received (validated by the handler)
   std::string remote;      // peer address, for logs
   Listener listener = Listener::kApi;
-  // Runs work on this request's connection I/O thread (its strand): a handler answered from
+  // Runs work on this request's connection I/O thread (its event loop): a handler answered from
   // another thread (the store's writer) renders there. Empty: run inline.
   PostFn post;
 };

@@ -1,10 +1,14 @@
 #include "src/http/server.h"
 
+#include <algorithm>
+#include <array>
 #include <boost/asio.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cassert>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_set>
 
@@ -24,13 +28,6 @@ constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 
 std::chrono::microseconds Us(Micros m) { return std::chrono::microseconds(m); }
-
-// A connection the shutdown can reach: closed at once if idle, after its response if busy.
-struct Connection {
-  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
-  beast::tcp_stream stream;
-  bool busy = false;  // a request is being handled; touched only on the connection's strand
-};
 
 using Parser = bhttp::request_parser<bhttp::string_body>;
 
@@ -79,21 +76,63 @@ bool SplitHostPort(const std::string& address, std::string* host, unsigned short
   return true;
 }
 
+// One event loop per I/O thread, as nginx runs one per worker: a connection lives on one
+// loop from accept to close, so a request is read, handled and answered on one thread with no
+// locks and no hand-offs (the loops are io_contexts with a concurrency hint of 1). Only the
+// accept crosses threads, once per connection: the listeners run on loop 0 and deal
+// connections round-robin. Timeouts are deadlines swept by a timer per loop (not a timer per
+// read and write): a connection past its deadline has its socket operations cancelled.
 struct Server::Impl {
+  struct Loop;
+
+  // A connection the shutdown can reach: closed at once if idle, after its response if busy.
+  // Touched only on its loop's thread.
+  struct Connection {
+    Connection(tcp::socket s, Loop& l) : socket(std::move(s)), loop(l) {}
+    tcp::socket socket;
+    Loop& loop;
+    bool busy = false;  // a request is being handled
+    std::chrono::steady_clock::time_point deadline = kNoDeadline;
+    std::string head;  // the response head, rebuilt in place for every response
+  };
+
+  struct Loop {
+    net::io_context ioc{1};
+    net::executor_work_guard<net::io_context::executor_type> work{ioc.get_executor()};
+    net::steady_timer sweep{ioc};
+    std::unordered_set<std::shared_ptr<Connection>> connections;
+  };
+
+  static constexpr auto kNoDeadline = std::chrono::steady_clock::time_point::max();
+
   ServerOptions options;
   RequestHandler handler;
   HttpMetrics& metrics;
-  net::io_context ioc;
-  net::executor_work_guard<net::io_context::executor_type> work{ioc.get_executor()};
-  net::signal_set signals{ioc, SIGINT, SIGTERM};
-  tcp::acceptor api_acceptor{ioc};
-  tcp::acceptor metrics_acceptor{ioc};
+  std::vector<std::unique_ptr<Loop>> loops;
+  std::size_t next_loop = 0;  // round-robin; touched only on loop 0
+  net::signal_set signals;
+  tcp::acceptor api_acceptor;
+  tcp::acceptor metrics_acceptor;
   std::atomic<bool> draining{false};
-  std::mutex connections_mu;
-  std::unordered_set<std::shared_ptr<Connection>> connections;  // guarded by connections_mu
+  std::chrono::steady_clock::duration sweep_period;
+
+  static std::vector<std::unique_ptr<Loop>> MakeLoops(unsigned n) {
+    std::vector<std::unique_ptr<Loop>> loops;
+    for (unsigned i = 0; i < std::max(1u, n); ++i) loops.push_back(std::make_unique<Loop>());
+    return loops;
+  }
 
   Impl(const ServerOptions& o, RequestHandler h, HttpMetrics& m)
-      : options(o), handler(std::move(h)), metrics(m) {}
+      : options(o),
+        handler(std::move(h)),
+        metrics(m),
+        loops(MakeLoops(o.threads ? o.threads : std::thread::hardware_concurrency())),
+        signals(loops[0]->ioc, SIGINT, SIGTERM),
+        api_acceptor(loops[0]->ioc),
+        metrics_acceptor(loops[0]->ioc),
+        // A timeout fires within an eighth of itself late (at most a second, at least 5 ms).
+        sweep_period(std::clamp<std::chrono::steady_clock::duration>(
+            Us(options.read_timeout) / 8, std::chrono::milliseconds(5), std::chrono::seconds(1))) {}
 
   Status Bind(tcp::acceptor& acceptor, const std::string& address) {
     std::string host;
@@ -117,9 +156,12 @@ struct Server::Impl {
     return Status::Ok();
   }
 
+  // Runs on loop 0.
   net::awaitable<void> Accept(tcp::acceptor& acceptor, Listener listener) {
     for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(net::make_strand(ioc), kNoThrow);
+      Loop& loop = *loops[next_loop];
+      next_loop = (next_loop + 1) % loops.size();
+      auto [ec, socket] = co_await acceptor.async_accept(loop.ioc, kNoThrow);
       if (ec) {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
         Log(LogLevel::kWarn, "accept failed", {{"error", ec.message()}});
@@ -129,100 +171,162 @@ struct Server::Impl {
         co_await pause.async_wait(kNoThrow);
         continue;
       }
-      auto conn = std::make_shared<Connection>(std::move(socket));
-      const auto executor = conn->stream.get_executor();
       if (static_cast<std::size_t>(metrics.Connections()) >= options.max_connections) {
         metrics.ConnectionRefused();
-        net::co_spawn(executor, Refuse(conn), net::detached);
+        auto conn = std::make_shared<Connection>(std::move(socket), loop);
+        net::co_spawn(loop.ioc, Refuse(conn), net::detached);
         continue;
       }
       metrics.ConnectionOpened();
-      {
-        std::lock_guard lock(connections_mu);
-        connections.insert(conn);
-      }
-      net::co_spawn(executor, Session(conn, listener), [this, conn](std::exception_ptr e) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& ex) {
-            Log(LogLevel::kError, "connection failed", {{"what", ex.what()}});
+      auto conn = std::make_shared<Connection>(std::move(socket), loop);
+      net::post(loop.ioc, [this, conn, listener] {
+        conn->loop.connections.insert(conn);
+        net::co_spawn(conn->loop.ioc, Session(conn, listener), [this, conn](std::exception_ptr e) {
+          if (e) {
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              Log(LogLevel::kError, "connection failed", {{"what", ex.what()}});
+            }
           }
-        }
-        std::lock_guard lock(connections_mu);
-        connections.erase(conn);
-        metrics.ConnectionClosed();
+          conn->loop.connections.erase(conn);
+          metrics.ConnectionClosed();
+        });
       });
     }
   }
 
-  bhttp::response<bhttp::string_body> ToBeast(HttpResponse r, unsigned version, bool keep_alive) {
-    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
-    res.set(bhttp::field::server, "tokenledger");
-    res.set(bhttp::field::content_type, r.content_type);
-    for (auto& [name, value] : r.headers) res.set(name, value);
-    res.keep_alive(keep_alive);
-    res.body() = std::move(r.body);
-    res.prepare_payload();
-    return res;
+  // Cuts what is in progress on connections past their deadline; runs on each loop.
+  net::awaitable<void> Sweep(Loop& loop) {
+    for (;;) {
+      loop.sweep.expires_after(sweep_period);
+      auto [ec] = co_await loop.sweep.async_wait(kNoThrow);
+      if (ec) co_return;
+      const auto now = std::chrono::steady_clock::now();
+      for (const auto& conn : loop.connections) {
+        if (conn->deadline <= now) {
+          // Cancel what is pending, and shut the socket so that an operation started after
+          // this (its completion may already be queued, the next one started at once) fails
+          // too: a connection past its deadline never gets another.
+          conn->deadline = kNoDeadline;
+          beast::error_code ignored;
+          conn->socket.cancel(ignored);
+          conn->socket.shutdown(tcp::socket::shutdown_both, ignored);
+        }
+      }
+    }
   }
 
-  // Writes a response; to a HEAD request only its header (with the Content-Length the body
-  // would have had: RFC 9110 9.3.2), so a keep-alive client stays in step.
-  net::awaitable<beast::error_code> Write(beast::tcp_stream& stream,
-                                          bhttp::response<bhttp::string_body>& res, bool head) {
-    if (head) {
-      bhttp::response_serializer<bhttp::string_body> serializer{res};
-      auto [ec, n] = co_await bhttp::async_write_header(stream, serializer, kNoThrow);
-      co_return ec;
+  static bool Bodiless(int status) { return status < 200 || status == 204 || status == 304; }
+
+  // The head of a response, as Beast would serialize it, into `head`.
+  static void BuildHead(std::string& head, const HttpResponse& r, unsigned version,
+                        bool keep_alive) {
+    head.clear();
+    head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    head += std::to_string(r.status);
+    head += ' ';
+    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(r.status));
+    head.append(reason.data(), reason.size());
+    head += "\r\nServer: tokenledger\r\nContent-Type: ";
+    head += r.content_type;
+    head += "\r\n";
+    for (const auto& [name, value] : r.headers) {
+      head += name;
+      head += ": ";
+      head += value;
+      head += "\r\n";
     }
-    auto [ec, n] = co_await bhttp::async_write(stream, res, kNoThrow);
+    if (version >= 11 && !keep_alive) head += "Connection: close\r\n";
+    if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n";
+    // No Content-Length where a response may not have a body (RFC 9110 8.6); Write sends none.
+    if (!Bodiless(r.status)) {
+      head += "Content-Length: ";
+      head += std::to_string(r.body.size());
+      head += "\r\n";
+    }
+    head += "\r\n";
+  }
+
+  // Writes a response; to a HEAD request only its head (with the Content-Length the body
+  // would have had: RFC 9110 9.3.2), so a keep-alive client stays in step. A status that has
+  // no body (1xx, 204, 304) never sends one, whatever the handler gave.
+  net::awaitable<boost::system::error_code> Write(Connection& conn, const HttpResponse& r,
+                                                  unsigned version, bool keep_alive, bool head) {
+    BuildHead(conn.head, r, version, keep_alive);
+    conn.deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
+    const std::array<net::const_buffer, 2> buffers{
+        net::buffer(conn.head),
+        net::buffer(head || Bodiless(r.status) ? std::string_view() : std::string_view(r.body))};
+    auto [ec, n] = co_await net::async_write(conn.socket, buffers, kNoThrow);
+    conn.deadline = kNoDeadline;
     co_return ec;
   }
 
   net::awaitable<void> Refuse(std::shared_ptr<Connection> conn) {
-    auto res =
-        ToBeast(ErrorResponse(ErrorCode::kUnavailable, "too many open connections; retry shortly"),
-                11, false);
-    conn->stream.expires_after(std::chrono::seconds(5));
-    co_await bhttp::async_write(conn->stream, res, kNoThrow);
+    const HttpResponse r =
+        ErrorResponse(ErrorCode::kUnavailable, "too many open connections; retry shortly");
+    // Not in the loop's connection set: a short write deadline of its own.
+    net::steady_timer timer(conn->socket.get_executor(), std::chrono::seconds(5));
+    timer.async_wait([conn](boost::system::error_code ec) {
+      if (!ec) conn->socket.cancel(ec);
+    });
+    co_await Write(*conn, r, 11, false, false);
+    timer.cancel();
     beast::error_code ignored;
-    conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    conn->socket.shutdown(tcp::socket::shutdown_send, ignored);
   }
 
-  // Runs the handler and resumes on the connection's strand with its response, whichever
-  // thread answers (an I/O thread for reads and, via HttpRequest::post, for writes too).
+  // The handler's answer to one request: given inline by most reads (no hand-off at all), or
+  // later from another thread (a write, answered after its commit), which resumes the session
+  // on its loop.
+  struct Answer {
+    std::mutex mu;
+    std::optional<HttpResponse> response;     // guarded by mu
+    std::function<void()> resume;             // guarded by mu; set while the session waits
+    net::io_context::executor_type executor;  // the session's loop
+    explicit Answer(net::io_context::executor_type e) : executor(std::move(e)) {}
+  };
+
   template <typename Token>
-  auto AsyncHandle(std::shared_ptr<HttpRequest> request, Token&& token) {
-    return net::async_initiate<Token, void(HttpResponse)>(
-        [this](auto completion, std::shared_ptr<HttpRequest> request) {
+  static auto AwaitAnswer(std::shared_ptr<Answer> answer, Token&& token) {
+    return net::async_initiate<Token, void()>(
+        [](auto completion, std::shared_ptr<Answer> answer) {
           auto shared = std::make_shared<decltype(completion)>(std::move(completion));
-          auto executor = net::get_associated_executor(*shared);
-          handler(std::move(request), [shared, executor](HttpResponse response) {
-            net::post(executor, [shared, response = std::move(response)]() mutable {
-              (*shared)(std::move(response));
-            });
-          });
+          std::unique_lock lock(answer->mu);
+          if (answer->response) {  // answered between the handler's return and this wait
+            lock.unlock();
+            net::post(answer->executor, [shared] { (*shared)(); });
+            return;
+          }
+          answer->resume = [shared] { (*shared)(); };
         },
-        token, std::move(request));
+        token, std::move(answer));
   }
 
   net::awaitable<void> Session(std::shared_ptr<Connection> conn, Listener listener) {
-    beast::tcp_stream& stream = conn->stream;
+    tcp::socket& socket = conn->socket;
+    const auto executor = conn->loop.ioc.get_executor();
     beast::flat_buffer buffer(options.max_header_bytes + options.max_body_bytes + 1024);
     beast::error_code ignored;
-    const std::string remote = stream.socket().remote_endpoint(ignored).address().to_string();
+    const std::string remote = socket.remote_endpoint(ignored).address().to_string();
+    const PostFn post = [executor](std::function<void()> work) {
+      net::post(executor, std::move(work));
+    };
+    std::shared_ptr<HttpRequest> request;  // reused while no handler holds on to it
+    std::shared_ptr<Answer> answer;        // likewise
+    std::optional<Parser> parser;
     for (;;) {
       conn->busy = false;
       if (draining) break;
-      Parser parser;
-      parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-      parser.body_limit(options.max_body_bytes);
-      stream.expires_after(Us(options.read_timeout));
-      auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+      parser.emplace();
+      parser->header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+      parser->body_limit(options.max_body_bytes);
+      conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
+      auto [ec, n] = co_await bhttp::async_read_header(socket, buffer, *parser, kNoThrow);
       if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
-          ec == beast::error::timeout || ec == net::error::connection_reset ||
-          ec == net::error::eof || (ec && buffer.size() == 0 && n == 0)) {
+          ec == net::error::connection_reset || ec == net::error::eof ||
+          (ec && buffer.size() == 0 && n == 0)) {
         break;  // the peer went away, the read timed out, or shutdown closed an idle connection
       }
       conn->busy = true;
@@ -237,36 +341,38 @@ struct Server::Impl {
             "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
       } else if (ec) {
         refusal = ErrorResponse(ErrorCode::kBadRequest, "malformed HTTP request: " + ec.message());
-      } else if (auto problem = FramingProblem(parser)) {
+      } else if (auto problem = FramingProblem(*parser)) {
         refusal = ErrorResponse(ErrorCode::kBadRequest, std::move(*problem));
-      } else if (parser.get().target().size() > options.max_url_bytes) {
+      } else if (parser->get().target().size() > options.max_url_bytes) {
         refusal = ErrorResponse(
             ErrorCode::kUriTooLong,
             "request URL exceeds " + std::to_string(options.max_url_bytes) + " bytes");
-      } else if (parser.content_length() && *parser.content_length() > options.max_body_bytes) {
+      } else if (parser->content_length() && *parser->content_length() > options.max_body_bytes) {
         refusal = ErrorResponse(
             ErrorCode::kPayloadTooLarge,
             "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
       }
       if (!refusal) {
-        if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
-          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, parser.get().version()};
-          co_await bhttp::async_write(stream, cont, kNoThrow);
+        if (beast::iequals(parser->get()[bhttp::field::expect], "100-continue")) {
+          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
+                                                  parser->get().version()};
+          co_await bhttp::async_write(socket, cont, kNoThrow);
         }
-        if (!parser.is_done()) {
-          stream.expires_after(Us(options.read_timeout));
-          auto [body_ec, body_n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+        if (!parser->is_done()) {
+          conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
+          auto [body_ec, body_n] = co_await bhttp::async_read(socket, buffer, *parser, kNoThrow);
           if (body_ec == bhttp::error::body_limit) {
             refusal = ErrorResponse(
                 ErrorCode::kPayloadTooLarge,
                 "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
           } else if (body_ec) {
-            if (body_ec == beast::error::timeout || body_ec == net::error::operation_aborted) break;
+            if (body_ec == net::error::operation_aborted) break;  // timed out or shut down
             refusal = ErrorResponse(ErrorCode::kBadRequest,
                                     "malformed HTTP request body: " + body_ec.message());
           }
         }
       }
+      conn->deadline = kNoDeadline;  // a write may wait on the committer; the handler answers
       if (refusal) {
         // The request was not read to its end: answer, then close (the stream is out of sync).
         thread_local IdGenerator request_ids;
@@ -278,54 +384,82 @@ struct Server::Impl {
              {"remote", remote},
              {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);
-        auto res = ToBeast(std::move(*refusal), 11, false);
-        const bool head = parser.is_header_done() && parser.get().method() == bhttp::verb::head;
-        stream.expires_after(Us(options.read_timeout));
-        co_await Write(stream, res, head);
+        const bool head = parser->is_header_done() && parser->get().method() == bhttp::verb::head;
+        co_await Write(*conn, *refusal, 11, false, head);
         break;
       }
 
-      auto& req = parser.get();
-      auto request = std::make_shared<HttpRequest>();
-      request->method = std::string(req.method_string());
-      request->target = std::string(req.target());
-      request->body = std::move(req.body());
+      auto& req = parser->get();
+      // Reused only once no other thread holds it; the fence orders their last reads of it
+      // before the writes below (use_count() is a relaxed load).
+      if (!request || request.use_count() > 1) request = std::make_shared<HttpRequest>();
+      std::atomic_thread_fence(std::memory_order_acquire);
+      HttpRequest& r = *request;
+      r.method.assign(req.method_string());
+      r.target.assign(req.target());
+      r.body = std::move(req.body());
+      r.authorization.clear();
+      r.has_authorization = false;
+      r.repeated_authorization = false;
       if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
-        request->has_authorization = true;
-        request->authorization = std::string(it->value());
-        request->repeated_authorization = req.count(bhttp::field::authorization) > 1;
+        r.has_authorization = true;
+        r.authorization.assign(it->value());
+        r.repeated_authorization = req.count(bhttp::field::authorization) > 1;
       }
+      r.idempotency_key.clear();
+      r.has_idempotency_key = false;
+      r.repeated_idempotency_key = false;
       if (auto it = req.find("Idempotency-Key"); it != req.end()) {
-        request->has_idempotency_key = true;
-        request->idempotency_key = std::string(it->value());
-        request->repeated_idempotency_key = req.count("Idempotency-Key") > 1;
+        r.has_idempotency_key = true;
+        r.idempotency_key.assign(it->value());
+        r.repeated_idempotency_key = req.count("Idempotency-Key") > 1;
       }
-      if (auto it = req.find("X-Request-Id"); it != req.end())
-        request->request_id = std::string(it->value());
+      r.request_id.clear();
+      if (auto it = req.find("X-Request-Id"); it != req.end()) r.request_id.assign(it->value());
+      r.content_type.clear();
       if (auto it = req.find(bhttp::field::content_type); it != req.end())
-        request->content_type = std::string(it->value());
-      request->remote = remote;
-      request->listener = listener;
-      request->post = [executor = stream.get_executor()](std::function<void()> work) {
-        net::post(executor, std::move(work));
-      };
+        r.content_type.assign(it->value());
+      if (r.remote.empty()) r.remote = remote;
+      r.listener = listener;
+      if (!r.post) r.post = post;
       const bool keep_alive = req.keep_alive();
       const unsigned version = req.version();
       const bool head = req.method() == bhttp::verb::head;  // the API answers it as a GET
 
-      stream.expires_never();  // a write may wait on the committer; the handler always answers
-      HttpResponse response = co_await AsyncHandle(std::move(request), net::use_awaitable);
-      auto res = ToBeast(std::move(response), version, keep_alive && !draining);
-      stream.expires_after(Us(options.read_timeout));
-      const beast::error_code write_ec = co_await Write(stream, res, head);
-      if (write_ec || !res.keep_alive()) break;
+      if (!answer || answer.use_count() > 1) answer = std::make_shared<Answer>(executor);
+      answer->response.reset();
+      answer->resume = nullptr;
+      handler(request, [answer](HttpResponse response) {
+        std::function<void()> resume;
+        {
+          std::lock_guard lock(answer->mu);
+          answer->response = std::move(response);
+          resume = std::move(answer->resume);
+        }
+        if (resume) net::post(answer->executor, std::move(resume));
+      });
+      bool answered;
+      {
+        std::lock_guard lock(answer->mu);
+        answered = answer->response.has_value();
+      }
+      if (!answered) co_await AwaitAnswer(answer, net::use_awaitable);
+      std::optional<HttpResponse> response;
+      {
+        std::lock_guard lock(answer->mu);
+        response = std::move(answer->response);
+      }
+      assert(response);
+      const bool keep = keep_alive && !draining;
+      const auto write_ec = co_await Write(*conn, *response, version, keep, head);
+      if (write_ec || !keep) break;
     }
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream.close();
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    socket.close(ignored);
   }
 
   net::awaitable<void> Drain() {
-    net::steady_timer timer(ioc);
+    net::steady_timer timer(loops[0]->ioc);
     const auto deadline = std::chrono::steady_clock::now() + Us(options.shutdown_grace);
     while (metrics.Connections() > 0 && std::chrono::steady_clock::now() < deadline) {
       timer.expires_after(std::chrono::milliseconds(10));
@@ -337,18 +471,24 @@ struct Server::Impl {
           {{"connections", metrics.Connections()}});
       CloseIdle(true);
     }
-    work.reset();
-    ioc.stop();
+    for (auto& loop : loops) {
+      net::post(loop->ioc, [&loop = *loop] {
+        loop.sweep.cancel();
+        loop.work.reset();
+        loop.ioc.stop();
+      });
+    }
   }
 
   void CloseIdle(bool all) {
-    std::lock_guard lock(connections_mu);
-    for (const auto& conn : connections) {
-      net::post(conn->stream.get_executor(), [conn, all] {
-        if (all || !conn->busy) {
-          beast::error_code ignored;
-          conn->stream.socket().cancel(ignored);
-          conn->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    for (auto& loop : loops) {
+      net::post(loop->ioc, [&loop = *loop, all] {
+        for (const auto& conn : loop.connections) {
+          if (all || !conn->busy) {
+            beast::error_code ignored;
+            conn->socket.cancel(ignored);
+            conn->socket.shutdown(tcp::socket::shutdown_both, ignored);
+          }
         }
       });
     }
@@ -362,7 +502,7 @@ struct Server::Impl {
     metrics_acceptor.close(ignored);
     signals.cancel(ignored);
     CloseIdle(false);
-    net::co_spawn(ioc, Drain(), net::detached);
+    net::co_spawn(loops[0]->ioc, Drain(), net::detached);
   }
 };
 
@@ -392,24 +532,25 @@ unsigned short Server::MetricsPort() const {
 
 void Server::Run() {
   Impl& m = *impl_;
-  net::co_spawn(m.ioc, m.Accept(m.api_acceptor, Listener::kApi), net::detached);
+  net::io_context& first = m.loops[0]->ioc;
+  net::co_spawn(first, m.Accept(m.api_acceptor, Listener::kApi), net::detached);
   if (m.metrics_acceptor.is_open())
-    net::co_spawn(m.ioc, m.Accept(m.metrics_acceptor, Listener::kMetrics), net::detached);
+    net::co_spawn(first, m.Accept(m.metrics_acceptor, Listener::kMetrics), net::detached);
   m.signals.async_wait([&m](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     Log(LogLevel::kInfo, "signal received", {{"signal", static_cast<long long>(signal)}});
     m.BeginShutdown();
   });
-  unsigned threads =
-      m.options.threads ? m.options.threads : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&m] { m.ioc.run(); });
-  m.ioc.run();
-  for (auto& t : pool) t.join();
+  for (auto& loop : m.loops) net::co_spawn(loop->ioc, m.Sweep(*loop), net::detached);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < m.loops.size(); ++i)
+    threads.emplace_back([&loop = *m.loops[i]] { loop.ioc.run(); });
+  m.loops[0]->ioc.run();
+  for (auto& t : threads) t.join();
 }
 
 void Server::Shutdown() {
-  net::post(impl_->ioc, [this] { impl_->BeginShutdown(); });
+  net::post(impl_->loops[0]->ioc, [this] { impl_->BeginShutdown(); });
 }
 
 }  // namespace tokenledger::http

@@ -1,10 +1,11 @@
-// The HTTP/1.1 server: Boost.Beast with C++20 coroutines on N I/O threads. Keep-alive and
+// The HTTP/1.1 server: Boost.Beast with C++20 coroutines on N I/O threads, one event loop each
+// (a connection stays on one loop from accept to close). Keep-alive and
 // pipelined requests (read one at a time, bounded by the read buffer), a timeout before every
 // read, limits on header, body and URL size and on open connections, 100-continue, and a
 // graceful shutdown: stop accepting, let in-flight requests finish, close idle connections.
 //
 // This is the only translation unit that includes Beast; handlers see http_types.h only.
-// Thread-safety: Shutdown() may be called from any thread (or a signal handler's strand).
+// Thread-safety: Shutdown() may be called from any thread.
 #pragma once
 
 #include <memory>

@@ -279,6 +279,11 @@ TEST_F(AuthTest, EveryReadSentAfterASuspendIsAnsweredIsRefused) {
           accepted = answer.status == 200 && answer.body.starts_with(R"({"active":true)");
         }
         samples[r].push_back({sent, Clock::now(), accepted});
+        // A breath between requests. Three readers that never pause, with the server, keep
+        // both of this machine's CPUs busy without a gap, and then the kernel worker that
+        // completes the writer's fdatasync (ext4, dioread_nolock) got no CPU for seconds: a
+        // suspend stalled up to 20 s (docs/OPERATIONS.md, "CPU headroom").
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
       }
     });
   }
