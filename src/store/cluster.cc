@@ -754,7 +754,7 @@ struct ClusterLog::State {
       last = sseq;
     }
     if (last == applied.load()) return true;
-    b.counts.WriteTo(b.wb, impl.list);
+    b.counts.WriteTo(b.wb);
     b.wb.Put(impl.meta, kMetaClusterApplied, EncodeU64(last));
     if (b.seq != from_seq) {
       std::string head = EncodeU64(b.seq);

@@ -448,7 +448,7 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
 }
 
 void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
-  batch->counts.WriteTo(batch->wb, list);
+  batch->counts.WriteTo(batch->wb);
   if (batch->seq >= batch->first_seq) {  // events appended: the chain head moves with them
     std::string head = EncodeU64(batch->seq);
     head.append(reinterpret_cast<const char*>(batch->hash.data()), batch->hash.size());

@@ -92,18 +92,21 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
   if (had) old_counts = projections::ListCountKeys(*before);
   if (has) new_counts = projections::ListCountKeys(*after);
   for (const auto& k : old_counts) {
-    if (std::find(new_counts.begin(), new_counts.end(), k) == new_counts.end()) counts.Add(k, -1);
+    if (std::find(new_counts.begin(), new_counts.end(), k) == new_counts.end())
+      counts.Add(list, k, -1);
   }
   for (const auto& k : new_counts) {
-    if (std::find(old_counts.begin(), old_counts.end(), k) == old_counts.end()) counts.Add(k, 1);
+    if (std::find(old_counts.begin(), old_counts.end(), k) == old_counts.end())
+      counts.Add(list, k, 1);
   }
 }
 
-void ListCountDeltas::WriteTo(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* list) {
+void ListCountDeltas::WriteTo(rocksdb::WriteBatch& batch) {
   for (const auto& [key, delta] : deltas_) {
-    if (delta != 0) batch.Merge(list, key, projections::EncodeListCount(delta));
+    if (delta != 0) batch.Merge(list_, key, projections::EncodeListCount(delta));
   }
   deltas_.clear();
+  list_ = nullptr;
 }
 
 namespace {

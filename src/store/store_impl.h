@@ -3,6 +3,7 @@
 
 #include <rocksdb/db.h>
 
+#include <cassert>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -40,16 +41,22 @@ std::string ProjectionCfName(std::string_view projection, std::uint32_t version,
 // The list counters' changes of one write batch, summed per counter (projections::
 // ListCountKeys): the batch gets one merge operand per counter that moved, not one per token
 // change. Each operand costs a memtable insert and, with max_successive_merges, a memtable
-// look-up of the operands before it (every eighth also a Get): six per status change, one by
-// one, were about a third of the writer thread's memtable work.
+// look-up of the operands before it (and a Get once there are 8): six per status change, one
+// by one, were about a third of the writer thread's memtable work. One thread at a time.
 class ListCountDeltas {
  public:
-  void Add(const std::string& key, std::int64_t delta) { deltas_[key] += delta; }
-  // Adds one merge operand per counter whose sum is not 0, in key order, and forgets them.
-  void WriteTo(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* list);
-  bool empty() const { return deltas_.empty(); }
+  // REQUIRES: every Add of a batch names the same list family (the one its entries go to).
+  void Add(rocksdb::ColumnFamilyHandle* list, const std::string& key, std::int64_t delta) {
+    assert(list_ == nullptr || list_ == list);
+    list_ = list;
+    deltas_[key] += delta;
+  }
+  // Adds to `batch` one merge operand per counter whose sum is not 0, in key order, into the
+  // family the Adds named, and forgets them.
+  void WriteTo(rocksdb::WriteBatch& batch);
 
  private:
+  rocksdb::ColumnFamilyHandle* list_ = nullptr;
   std::map<std::string, std::int64_t> deltas_;
 };
 
@@ -134,8 +141,9 @@ struct LedgerStore::Impl {
   OpenMode mode = OpenMode::kServe;
 
   // `db` and the family handles are replaced only by a reopen during recovery (committer
-  // thread, holding db_mu exclusively). Every other thread holds db_mu shared while it uses
-  // them (ReadLock()) and must expect `db` to be null after a reopen that failed.
+  // thread, holding db_mu exclusively, with the write pipeline idle) and by a rebuild's switch
+  // of the projection families (with nothing submitted). Every other thread holds db_mu shared
+  // while it uses them (ReadLock()) and must expect `db` to be null after a reopen that failed.
   mutable std::shared_mutex db_mu;
   rocksdb::DBOptions db_options;
   std::unique_ptr<rocksdb::DB> db;

@@ -3,6 +3,7 @@
 #include <limits>
 #include <set>
 
+#include "src/store/store_impl.h"
 #include "tests/store/store_test_util.h"
 
 namespace tokenledger::store::testing {
@@ -189,17 +190,47 @@ TEST_F(ListTest, CountsOfChangesDecidedTogetherAddUp) {
   int applied = 0;
   for (auto& f : pending) applied += f.get().outcome == Outcome::kApplied;
   EXPECT_GT(applied, 100);
-  const auto rows = Expected(SortField::kId, false);
-  ASSERT_EQ(rows.size(), tokens_.size());  // the created ones are not in tokens_
+  const auto rows = Expected(SortField::kId, false);  // tokens_: the 5 created are not in it
   for (auto status :
        {core::TokenStatus::kActive, core::TokenStatus::kSuspended, core::TokenStatus::kRevoked}) {
     const auto listed = Page({.account_id = account_, .status = status, .page_size = 1000});
+    const auto in_status = static_cast<std::uint64_t>(std::count_if(
+        rows.begin(), rows.end(), [&](const auto& r) { return r.state.status == status; }));
     EXPECT_EQ(listed.item_count, listed.rows.size()) << static_cast<int>(status);
+    EXPECT_EQ(listed.item_count, in_status + (status == core::TokenStatus::kActive ? 5 : 0))
+        << static_cast<int>(status);
   }
   EXPECT_EQ(Page({.account_id = account_}).item_count, tokens_.size() + 5);
   auto report = store_->Verify();
   ASSERT_TRUE(report) << report.error().message;
   for (const auto& f : report->findings) ADD_FAILURE() << f.kind << ": " << f.message;
+}
+
+// A batch's counter changes become one merge operand per counter that moved, in key order.
+TEST(ListCountDeltasTest, OneOperandPerCounterThatMovedInKeyOrder) {
+  ListCountDeltas counts;
+  for (const auto& [key, delta] : std::vector<std::pair<std::string, std::int64_t>>{
+           {"b", 1}, {"a", 1}, {"b", 1}, {"c", 1}, {"c", -1}, {"a", -3}}) {
+    counts.Add(nullptr, key, delta);  // nullptr: the default family of a bare WriteBatch
+  }
+  struct Merges : rocksdb::WriteBatch::Handler {
+    std::vector<std::pair<std::string, std::int64_t>> seen;
+    rocksdb::Status MergeCF(std::uint32_t, const rocksdb::Slice& key,
+                            const rocksdb::Slice& value) override {
+      seen.emplace_back(key.ToString(),
+                        projections::DecodeListCount(value.ToStringView()).value_or(999));
+      return rocksdb::Status::OK();
+    }
+  };
+  rocksdb::WriteBatch batch;
+  counts.WriteTo(batch);
+  Merges merges;
+  ASSERT_TRUE(batch.Iterate(&merges).ok());
+  const std::vector<std::pair<std::string, std::int64_t>> expected{{"a", -2}, {"b", 2}};
+  EXPECT_EQ(merges.seen, expected);  // "c" moved by 0: no operand
+  rocksdb::WriteBatch again;
+  counts.WriteTo(again);
+  EXPECT_EQ(again.Count(), 0u) << "WriteTo forgets what it wrote";
 }
 
 // Every filter combination, sort field and direction, against a brute force over the rows:
