@@ -26,6 +26,10 @@ namespace {
 
 constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+// After a refusal the server reads and drops what the client still sends, for at most this
+// long and this much (a lingering close, as nginx's lingering_time): see Linger.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::size_t kLingerBytes = 16u << 20;
 
 std::chrono::microseconds Us(Micros m) { return std::chrono::microseconds(m); }
 
@@ -263,6 +267,26 @@ struct Server::Impl {
     co_return ec;
   }
 
+  // After refusing a body too large, which leaves it unread: stops sending, then reads and
+  // drops what the client still sends, until it closes or `unread` bytes came, for at most
+  // kLingerTime. Closing on unread bytes would make the kernel answer them with a reset, and
+  // a client still sending its body gets a write error and may never read the refusal.
+  // REQUIRES: unread <= kLingerBytes.
+  net::awaitable<void> Linger(Connection& conn, std::size_t unread) {
+    assert(unread <= kLingerBytes);
+    beast::error_code ignored;
+    conn.socket.shutdown(tcp::socket::shutdown_send, ignored);
+    conn.busy = false;  // nothing more to answer: a shutdown may cut it at once
+    conn.deadline = std::chrono::steady_clock::now() + kLingerTime;
+    std::array<char, 16384> sink;
+    for (std::size_t drained = 0; drained < unread;) {
+      auto [ec, n] = co_await conn.socket.async_read_some(net::buffer(sink), kNoThrow);
+      if (ec) break;  // the client closed, or the sweep cut the connection at its deadline
+      drained += n;
+    }
+    conn.deadline = kNoDeadline;
+  }
+
   net::awaitable<void> Refuse(std::shared_ptr<Connection> conn) {
     const HttpResponse r =
         ErrorResponse(ErrorCode::kUnavailable, "too many open connections; retry shortly");
@@ -385,7 +409,16 @@ struct Server::Impl {
              {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);
         const bool head = parser->is_header_done() && parser->get().method() == bhttp::verb::head;
+        // A body too large is what a client may still be sending: it gets a lingering close.
+        std::size_t unread = kLingerBytes;
+        if (parser->is_header_done() && parser->content_length()) {
+          const std::uint64_t declared = *parser->content_length();
+          unread = declared > buffer.size()
+                       ? std::min<std::uint64_t>(declared - buffer.size(), kLingerBytes)
+                       : 0;
+        }
         co_await Write(*conn, *refusal, 11, false, head);
+        if (refusal->status == 413 && unread > 0) co_await Linger(*conn, unread);
         break;
       }
 

@@ -384,6 +384,40 @@ TEST_F(ApiTest, LimitsAnswerBeforeClosing) {
   EXPECT_EQ(Call("GET", "/api/v1/ping", main_.jwt).status, 200);
 }
 
+// A body refused from its Content-Length while the client is still sending it: after the
+// answer the server reads and drops what keeps coming, for a while (a lingering close, as
+// nginx's), instead of closing on unread bytes, which makes the kernel send a reset that can
+// destroy the 413 in the client's receive buffer before the client reads it.
+TEST_F(ApiTest, ARefusedBodyStillBeingSentGetsItsAnswer) {
+  const int fd = ConnectLoopback(server_->port(), 10);
+  ASSERT_GE(fd, 0);
+  const std::size_t declared = 8 << 20;  // within the server's 16 MiB, 2 s linger
+  const std::string head =
+      "POST /api/v1/api_token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + main_.jwt +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(declared) +
+      "\r\n\r\n";
+  ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  // Keep sending the body, well past what the socket buffers hold, after the answer is out.
+  const std::string chunk(64 * 1024, 'x');
+  std::size_t sent = 0;
+  while (sent < declared) {
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server stopped reading
+    sent += static_cast<std::size_t>(n);
+    if (sent >= (1u << 20)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::string received;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) received.append(buf, n);
+  const int recv_errno = errno;
+  ::close(fd);
+  EXPECT_EQ(sent, declared) << "the server reads (and drops) the body after refusing it";
+  EXPECT_TRUE(received.starts_with("HTTP/1.1 413 "))
+      << "received " << received.size() << " bytes, recv errno " << recv_errno << ": "
+      << received.substr(0, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/ping", main_.jwt).status, 200);
+}
+
 TEST_F(ApiTest, KeepAliveAndPipelining) {
   HttpClient raw(server_->port());
   const std::string ping =
