@@ -1,6 +1,7 @@
 #include "src/store/proposal.h"
 
 #include <boost/json.hpp>
+#include <limits>
 
 #include "events/event_codec.h"
 #include "events/hash_chain.h"
@@ -24,6 +25,15 @@ std::optional<std::uint64_t> U64(const json::object& o, std::string_view name) {
   if (v->is_uint64()) return v->get_uint64();
   if (v->is_int64() && v->get_int64() >= 0) return static_cast<std::uint64_t>(v->get_int64());
   return std::nullopt;
+}
+
+// A time in microseconds since the epoch: a non-negative integer that fits Micros (a larger
+// one would come back negative, which the encoder writes and this decoder refuses).
+std::optional<Micros> Time(const json::object& o, std::string_view name) {
+  const auto v = U64(o, name);
+  if (!v || *v > static_cast<std::uint64_t>(std::numeric_limits<Micros>::max()))
+    return std::nullopt;
+  return static_cast<Micros>(*v);
 }
 
 std::optional<std::string_view> Str(const json::object& o, std::string_view name) {
@@ -126,7 +136,7 @@ Result<Proposal> DecodeProposal(std::string_view bytes) {
   const auto stream = Str(o, "stream");
   const auto version = U64(o, "version");
   const auto subject_seq = U64(o, "subject_seq");
-  const auto at = U64(o, "at");
+  const auto at = Time(o, "at");
   const json::value* applied = Field(o, "applied");
   if (!stream || !version || !subject_seq || !at || !applied || !applied->is_bool()) {
     return Malformed("stream, version, subject_seq, at or applied missing");
@@ -136,7 +146,7 @@ Result<Proposal> DecodeProposal(std::string_view bytes) {
   p.stream = *stream_id;
   p.version = *version;
   p.subject_seq = *subject_seq;
-  p.at = static_cast<Micros>(*at);
+  p.at = *at;
   p.applied = applied->get_bool();
   if (const json::value* idem = Field(o, "idempotency")) {
     if (!idem->is_object()) return Malformed("bad idempotency");
@@ -167,7 +177,10 @@ Result<Proposal> DecodeProposal(std::string_view bytes) {
     p.rejection.message = std::string(*message);
     p.rejection.field = std::string(*field);
   }
-  if (const auto used = U64(o, "used_at")) p.used_at = static_cast<Micros>(*used);
+  if (Field(o, "used_at")) {
+    p.used_at = Time(o, "used_at");
+    if (!p.used_at) return Malformed("bad used_at");
+  }
   const json::value* evs = Field(o, "events");
   if (!evs || !evs->is_array()) return Malformed("no events");
   std::uint64_t expected_version = p.version;

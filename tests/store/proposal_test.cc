@@ -114,5 +114,27 @@ TEST(ProposalTest, MalformedAndNewerMessagesAreRefusedWithAReason) {
   EXPECT_FALSE(DecodeProposal(EncodeProposal(q)));
 }
 
+// Times must fit Micros: 2^63 and above would come back negative, be encoded so, and then be
+// refused by the next decode (found by the proposal fuzzer).
+TEST(ProposalTest, TimesOutsideMicrosAreRefused) {
+  Proposal p = SampleCreate();
+  p.used_at = p.at;
+  const std::string text = EncodeProposal(p);
+  auto with = [&](std::string_view field, std::string value) {
+    std::string t = text;
+    const std::string key = "\"" + std::string(field) + "\":";
+    const std::size_t at = t.find(key) + key.size();
+    t.replace(at, t.find_first_of(",}", at) - at, value);
+    return t;
+  };
+  ASSERT_TRUE(DecodeProposal(with("at", "9223372036854775807")));
+  ASSERT_TRUE(DecodeProposal(with("used_at", "0")));
+  for (const char* field : {"at", "used_at"}) {
+    for (const char* value : {"9223372036854775808", "17960321892189000000", "-1", "1.5"}) {
+      EXPECT_FALSE(DecodeProposal(with(field, value))) << field << " = " << value;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tokenledger::store
