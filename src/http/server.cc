@@ -267,6 +267,15 @@ struct Server::Impl {
     co_return ec;
   }
 
+  // What is left of a refused request's body, as far as the client declared it (bytes read
+  // but not parsed count as arrived); kLingerBytes when it declared no length (chunked).
+  static std::size_t UnreadBody(const Parser& parser, const beast::flat_buffer& buffer) {
+    if (!parser.is_header_done() || !parser.content_length()) return kLingerBytes;
+    const std::uint64_t declared = *parser.content_length();
+    if (declared <= buffer.size()) return 0;
+    return std::min<std::uint64_t>(declared - buffer.size(), kLingerBytes);
+  }
+
   // After refusing a body too large, which leaves it unread: stops sending, then reads and
   // drops what the client still sends, until it closes or `unread` bytes came, for at most
   // kLingerTime. Closing on unread bytes would make the kernel answer them with a reset, and
@@ -274,6 +283,7 @@ struct Server::Impl {
   // REQUIRES: unread <= kLingerBytes.
   net::awaitable<void> Linger(Connection& conn, std::size_t unread) {
     assert(unread <= kLingerBytes);
+    if (unread == 0) co_return;  // all of it arrived: closing resets nothing
     beast::error_code ignored;
     conn.socket.shutdown(tcp::socket::shutdown_send, ignored);
     conn.busy = false;  // nothing more to answer: a shutdown may cut it at once
@@ -409,16 +419,9 @@ struct Server::Impl {
              {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);
         const bool head = parser->is_header_done() && parser->get().method() == bhttp::verb::head;
-        // A body too large is what a client may still be sending: it gets a lingering close.
-        std::size_t unread = kLingerBytes;
-        if (parser->is_header_done() && parser->content_length()) {
-          const std::uint64_t declared = *parser->content_length();
-          unread = declared > buffer.size()
-                       ? std::min<std::uint64_t>(declared - buffer.size(), kLingerBytes)
-                       : 0;
-        }
         co_await Write(*conn, *refusal, 11, false, head);
-        if (refusal->status == 413 && unread > 0) co_await Linger(*conn, unread);
+        // A body too large is what a client may still be sending: it gets a lingering close.
+        if (refusal->status == 413) co_await Linger(*conn, UnreadBody(*parser, buffer));
         break;
       }
 

@@ -87,17 +87,13 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
     if (n && (!o || o->Key() != n->Key() || o->Value() != n->Value()))
       batch.Put(list, n->Key(), n->Value());
   }
-  // Counters move by the difference: -1 for each one the token left, +1 for each it joined.
-  std::vector<std::string> old_counts, new_counts;
-  if (had) old_counts = projections::ListCountKeys(*before);
-  if (has) new_counts = projections::ListCountKeys(*after);
-  for (const auto& k : old_counts) {
-    if (std::find(new_counts.begin(), new_counts.end(), k) == new_counts.end())
-      counts.Add(list, k, -1);
+  // -1 for every counter the token was in, +1 for every one it is in: `counts` sums them, so
+  // a counter it stays in nets 0 and gets no operand.
+  if (had) {
+    for (const auto& k : projections::ListCountKeys(*before)) counts.Add(list, k, -1);
   }
-  for (const auto& k : new_counts) {
-    if (std::find(old_counts.begin(), old_counts.end(), k) == old_counts.end())
-      counts.Add(list, k, 1);
+  if (has) {
+    for (const auto& k : projections::ListCountKeys(*after)) counts.Add(list, k, 1);
   }
 }
 
