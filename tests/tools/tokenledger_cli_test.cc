@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -36,18 +37,19 @@ std::string Slurp(const std::string& path) {
 
 class CliTest : public E2ETest {
  protected:
-  // Runs `tokenledger args...` to completion (or sends it `signal` after `kill_after`).
-  ToolRun Tool(std::vector<std::string> args,
-               std::optional<std::chrono::milliseconds> kill_after = std::nullopt,
-               int signal = SIGKILL) {
+  struct Started {
+    pid_t pid = -1;
+    std::string out, err;
+  };
+  Started Start(std::vector<std::string> args) {
     static int n = 0;
-    const std::string out = dir_.path() + "/tool" + std::to_string(n) + ".out";
-    const std::string err = dir_.path() + "/tool" + std::to_string(n++) + ".err";
+    Started started{-1, dir_.path() + "/tool" + std::to_string(n) + ".out",
+                    dir_.path() + "/tool" + std::to_string(n++) + ".err"};
     args.insert(args.begin(), TOKENLEDGER_CLI_PATH);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    started.pid = ::fork();
+    if (started.pid == 0) {
+      const int o = ::open(started.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int e = ::open(started.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       const int in = ::open("/dev/null", O_RDONLY);
       ::dup2(in, STDIN_FILENO);
       ::dup2(o, STDOUT_FILENO);
@@ -58,14 +60,43 @@ class CliTest : public E2ETest {
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
+    return started;
+  }
+  ToolRun Wait(const Started& started) {
+    int status = 0;
+    ::waitpid(started.pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), Slurp(started.out),
+            Slurp(started.err)};
+  }
+
+  // Runs `tokenledger args...` to completion (or sends it `signal` after `kill_after`).
+  ToolRun Tool(std::vector<std::string> args,
+               std::optional<std::chrono::milliseconds> kill_after = std::nullopt,
+               int signal = SIGKILL) {
+    Started started = Start(std::move(args));
     if (kill_after) {
       std::this_thread::sleep_for(*kill_after);
-      ::kill(pid, signal);
+      ::kill(started.pid, signal);
     }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), Slurp(out),
-            Slurp(err)};
+    return Wait(started);
+  }
+
+  // Runs `tokenledger args...`, sends it `signal` as soon as `midway()` holds (polled every
+  // millisecond; not at all if the tool ends first) and waits for it.
+  ToolRun ToolSignalledWhen(std::vector<std::string> args, const std::function<bool()>& midway,
+                            int signal) {
+    Started started = Start(std::move(args));
+    for (;;) {
+      siginfo_t info{};
+      if (::waitid(P_PID, started.pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0)
+        break;  // ended by itself
+      if (midway()) {
+        ::kill(started.pid, signal);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return Wait(started);
   }
 
   std::vector<json::object> Lines(const std::string& text) {
@@ -74,6 +105,19 @@ class CliTest : public E2ETest {
     std::string line;
     while (std::getline(in, line)) out.push_back(json::parse(line).as_object());
     return out;
+  }
+
+  // Creates `n` account-scoped tokens straight through the ledger (the server stopped).
+  void CreateThroughTheLedger(int n) {
+    StoreOptions options;
+    options.data_dir = data_dir_;
+    auto opened = store::LedgerStore::Open(options);
+    ASSERT_TRUE(opened.store) << opened.message;
+    std::vector<std::future<store::CommandResult>> pending;
+    for (int i = 0; i < n; ++i) {
+      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{account_}}));
+    }
+    for (auto& f : pending) ASSERT_EQ(f.get().outcome, store::Outcome::kApplied);
   }
 
   // Creates tokens through the API and moves some through their lifecycle; returns the ids.
@@ -250,18 +294,7 @@ TEST_F(CliTest, RebuildNeedsExclusiveAccessAndEqualsAFreshFold) {
 }
 
 TEST_F(CliTest, ARebuildKilledAtRandomAndRunAgainEndsInTheSameState) {
-  // A few thousand events, written straight through the ledger.
-  {
-    StoreOptions options;
-    options.data_dir = data_dir_;
-    auto opened = store::LedgerStore::Open(options);
-    ASSERT_TRUE(opened.store) << opened.message;
-    std::vector<std::future<store::CommandResult>> pending;
-    for (int i = 0; i < 10000; ++i) {
-      pending.push_back(opened.store->Submit(store::CommandRequest{core::CreateToken{account_}}));
-    }
-    for (auto& f : pending) ASSERT_EQ(f.get().outcome, store::Outcome::kApplied);
-  }
+  CreateThroughTheLedger(10000);
   auto rows = [&] {
     std::vector<projections::TokenRow> out;
     StoreOptions options;
@@ -281,8 +314,9 @@ TEST_F(CliTest, ARebuildKilledAtRandomAndRunAgainEndsInTheSameState) {
   std::mt19937 rng(11);
   int interrupted = 0;
   for (int round = 0; round < 4; ++round) {
-    ToolRun killed =
-        Tool(Args({"rebuild", "--chunk-events", "50"}), std::chrono::milliseconds(20 + rng() % 80));
+    // Its temporary sort in the test's directory: a SIGKILL leaves it behind.
+    ToolRun killed = Tool(Args({"rebuild", "--chunk-events", "50", "--temp-dir", dir_.path()}),
+                          std::chrono::milliseconds(20 + rng() % 80));
     EXPECT_TRUE(killed.exit_code == 137 || killed.exit_code == 0) << killed.exit_code << killed.err;
     interrupted += killed.exit_code == 137;
     // Until a rebuild switches, the old projections are intact and in use.
@@ -294,6 +328,50 @@ TEST_F(CliTest, ARebuildKilledAtRandomAndRunAgainEndsInTheSameState) {
   ToolRun verified = Tool(Args({"verify"}));
   EXPECT_EQ(verified.exit_code, 0) << verified.out;
   EXPECT_TRUE(rows() == before) << "the rows after the killed and repeated rebuilds differ";
+}
+
+// SIGINT and SIGTERM stop a long command between two steps: it says so, fails, and leaves
+// nothing behind (its temporary sort, a partial export); the ledger is as it was.
+TEST_F(CliTest, ASignalledToolRemovesWhatItMadeAndChangesNothing) {
+  CreateThroughTheLedger(10000);
+  const std::string temp = dir_.path() + "/temp";
+  std::filesystem::create_directories(temp);
+  // Midway: the temporary sort exists (rebuild, verify creates it first thing).
+  auto sorting = [&] { return !std::filesystem::is_empty(temp); };
+  const std::string exported = dir_.path() + "/export.jsonl";
+  auto exporting = [&] { return std::filesystem::exists(exported + ".partial"); };
+  struct Case {
+    std::vector<std::string> args;
+    std::function<bool()> midway;
+    const char* says;
+  };
+  const std::vector<Case> cases = {
+      {Args({"rebuild", "--chunk-events", "50", "--temp-dir", temp}), sorting,
+       "the projections in use are unchanged"},
+      {Args({"verify", "--temp-dir", temp}), sorting, "nothing was verified"},
+      {Args({"export", "--output", exported}), exporting, "no file was written"},
+  };
+  for (const Case& c : cases) {
+    int stopped = 0;
+    for (int round = 0; round < 6 && stopped < 2; ++round) {
+      const int signal = round % 2 ? SIGTERM : SIGINT;
+      ToolRun run = ToolSignalledWhen(c.args, c.midway, signal);
+      std::filesystem::remove(exported);  // a run that finished first
+      if (run.exit_code == 0) continue;   // ended before its next step saw the signal
+      ++stopped;
+      EXPECT_EQ(run.exit_code, 1) << c.args[0] << ": " << run.err;
+      EXPECT_NE(run.err.find("interrupted by a signal"), std::string::npos) << run.err;
+      EXPECT_NE(run.err.find(c.says), std::string::npos) << run.err;
+      EXPECT_TRUE(std::filesystem::is_empty(temp)) << c.args[0] << " left its temporary sort";
+      EXPECT_FALSE(std::filesystem::exists(exported + ".partial")) << "a partial export stayed";
+      EXPECT_FALSE(std::filesystem::exists(exported));
+    }
+    EXPECT_GT(stopped, 0) << c.args[0] << ": no signal landed midway";
+  }
+  ToolRun verified = Tool(Args({"verify"}));
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  EXPECT_NE(verified.out.find("10001 events and 10001 tokens: 0 findings"), std::string::npos)
+      << verified.out;
 }
 
 // Leaves the ledger exactly as a release-1 server would have: token-details rows in the v1
@@ -522,7 +600,9 @@ TEST_F(CliTest, AnImportStoppedMidwayIsNeverServedAndASecondImportWorks) {
     const std::string target = dir_.path() + "/target" + std::to_string(round);
     const auto at = took * (10 + static_cast<int>(rng() % 70)) / 100;  // 10-80% of the way
     ToolRun stopped =
-        Tool({"import", "--data-dir", target, "--input", exported, "--signing-key", key, "--quiet"},
+        // Its temporary sort in the test's directory: a SIGKILL leaves it behind.
+        Tool({"import", "--data-dir", target, "--input", exported, "--signing-key", key, "--quiet",
+              "--temp-dir", dir_.path()},
              std::max(at, std::chrono::milliseconds(1)), signal);
     if (stopped.exit_code == 0) continue;  // finished before the signal
     ++midway;

@@ -42,11 +42,22 @@ const FlagSpec kTempDir{"temp-dir", "DIR",
                         "the ledger's size free",
                         ""};
 
-// Thrown from a progress callback to stop a long store operation on SIGINT/SIGTERM.
+// SIGINT and SIGTERM stop a long command between two of its steps, not where it stands: the
+// handler only sets g_stop; the command's progress callback throws Interrupted (or its scan
+// callback returns false), and the command unwinds through its destructors, which remove what
+// it made: the temporary sort's directory (up to about the ledger's size), a partial export,
+// a partial import's directory. The command then fails (exit 1) saying it was interrupted.
 struct Interrupted {};
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
+void StopOnSignals() {
+  ::signal(SIGINT, OnSignal);
+  ::signal(SIGTERM, OnSignal);
+}
+void ThrowIfStopped() {
+  if (g_stop) throw Interrupted{};
+}
 
 // With TOKENLEDGER_PHASE_TIMES set in the environment, prints to stderr how long each phase of
 // a long store operation took (the phase names of RebuildProgress): for profiling, not a
@@ -239,8 +250,7 @@ int Replay(const Flags& flags) {
   std::fflush(stdout);
   progress.Done();
   if (!flags.Has("follow")) return kOk;
-  ::signal(SIGINT, OnSignal);
-  ::signal(SIGTERM, OnSignal);
+  StopOnSignals();
   while (!done && !g_stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     if (Status s = ledger.CatchUp(); !s) {
@@ -268,11 +278,22 @@ int Rebuild(const Flags& flags) {
   const std::uint64_t total = opened.store->LastSeq();
   Progress bar("rebuild", total, flags.Has("quiet"));
   auto progress = [&](const store::RebuildProgress& p) {
+    ThrowIfStopped();
     TimePhase(p.phase);
     bar.SetUnit(std::string(p.unit));
     bar.Update(p.events_done, p.phase, p.events_total);
   };
-  Status s = opened.store->RebuildProjections(progress, *chunk, flags.Get("temp-dir"));
+  StopOnSignals();
+  Status s = Status::Ok();
+  try {
+    s = opened.store->RebuildProjections(progress, *chunk, flags.Get("temp-dir"));
+  } catch (const Interrupted&) {
+    bar.Done();
+    std::fprintf(stderr,
+                 "tokenledger rebuild: interrupted by a signal; the projections in use are "
+                 "unchanged, and the next rebuild starts over\n");
+    return kFinding;
+  }
   TimePhase("end");
   bar.Done();
   if (!s) {
@@ -299,11 +320,20 @@ int Verify(const Flags& flags) {
   store::VerifyOptions options;
   options.temp_dir = flags.Get("temp-dir");
   options.progress = [&](const store::RebuildProgress& p) {
+    ThrowIfStopped();
     TimePhase(p.phase);
     bar.SetUnit(std::string(p.unit));
     bar.Update(p.events_done, p.phase, p.events_total);
   };
-  auto report = opened.store->Verify(options);
+  StopOnSignals();
+  Result<store::VerifyReport> report = Error{ErrorCode::kUnexpected, "not run", {}};
+  try {
+    report = opened.store->Verify(options);
+  } catch (const Interrupted&) {
+    bar.Done();
+    std::fprintf(stderr, "tokenledger verify: interrupted by a signal; nothing was verified\n");
+    return kFinding;
+  }
   TimePhase("end");
   bar.Done();
   if (!report) {
@@ -411,6 +441,7 @@ int Export(const Flags& flags) {
   if (!opened.store) return opened.exit_code;
   const std::string output = flags.Get("output", "-");
   const std::string temp = output == "-" ? "" : output + ".partial";
+  StopOnSignals();  // before the partial file exists
   std::FILE* out = output == "-" ? stdout : std::fopen(temp.c_str(), "wb");
   if (!out) {
     std::fprintf(stderr, "tokenledger export: cannot write '%s'\n", temp.c_str());
@@ -425,14 +456,17 @@ int Export(const Flags& flags) {
     std::fwrite(line.data(), 1, line.size(), out);
     ++count;
     bar.Update(seq);
-    return true;
+    return !g_stop;
   });
   bar.Done();
-  const bool written = std::fflush(out) == 0 && (out == stdout || ::fsync(::fileno(out)) == 0);
+  const bool written =
+      !g_stop && std::fflush(out) == 0 && (out == stdout || ::fsync(::fileno(out)) == 0);
   if (out != stdout) std::fclose(out);
   if (!s || !written) {
     std::fprintf(stderr, "tokenledger export: %s\n",
-                 s ? "write failed" : s.error().message.c_str());
+                 !s       ? s.error().message.c_str()
+                 : g_stop ? "interrupted by a signal; no file was written"
+                          : "write failed");
     if (!temp.empty()) std::filesystem::remove(temp);
     return kFinding;
   }
@@ -481,8 +515,7 @@ int Import(const Flags& flags) {
   LineReader in(input.fd());
   // SIGINT/SIGTERM stop the import between batches; the partial directory is then removed.
   // (SIGKILL or a crash leave it marked import_in_progress: the server refuses to serve it.)
-  ::signal(SIGINT, OnSignal);
-  ::signal(SIGTERM, OnSignal);
+  StopOnSignals();
   int rc = kOk;
   std::string error;
   std::uint64_t count = 0;
@@ -546,7 +579,7 @@ int Import(const Flags& flags) {
     TimePhase("load");
     Batch batch = read_batch();
     while (error.empty() && !batch.records.empty()) {
-      if (g_stop) throw Interrupted{};
+      ThrowIfStopped();
       std::future<Batch> next;
       if (batch.error.empty()) next = std::async(std::launch::async, read_batch);
       if (Status s = ledger.AppendVerbatim(batch.records); !s) {
@@ -559,7 +592,7 @@ int Import(const Flags& flags) {
     }
     if (error.empty()) error = batch.error;
     auto step = [&](const store::RebuildProgress& p) {
-      if (g_stop) throw Interrupted{};
+      ThrowIfStopped();
       TimePhase(p.phase);
       bar.SetUnit(std::string(p.unit));
       bar.Update(p.events_done, p.phase, p.events_total);
@@ -585,7 +618,7 @@ int Import(const Flags& flags) {
       }
     }
     if (error.empty()) {
-      if (g_stop) throw Interrupted{};
+      ThrowIfStopped();
       TimePhase("finish");
       if (Status s = ledger.FinishImport(); !s) error = s.error().message;
       TimePhase("end");
