@@ -318,6 +318,11 @@ bool ListRangesConcatenate(const ListPlan& plan, SortField field) {
   return plan.partitions.size() > 1 && field == SortField::kStatus;
 }
 
+std::size_t ListRangeLength(std::string_view key) {
+  const auto partition = PartitionLength(key);
+  return partition && key.size() > *partition ? *partition + 1 : 0;
+}
+
 std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::string_view value) {
   const auto partition = PartitionLength(key);
   if (!partition || key.size() < *partition + 1 + Id::kBytes) return std::nullopt;

@@ -154,6 +154,12 @@ struct ListIndexValue {
   std::optional<Id> environment_id;         // 's' and 'e' entries of tokens with one
 };
 
+// The length of an entry key's range prefix: account | partition | field tag, the prefix its
+// sort value and token id follow; 0 for a counter or a malformed key. New entries of one range
+// mostly land next to the one before (`inserted_at` and `updated_at` are the time of the
+// write), which the store's memtable insert hints use.
+std::size_t ListRangeLength(std::string_view key);
+
 // Decodes an index entry (not a counter); nullopt if it is not a well-formed entry.
 std::optional<ListIndexValue> DecodeListIndexEntry(std::string_view key, std::string_view value);
 

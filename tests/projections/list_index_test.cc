@@ -61,6 +61,34 @@ TEST(ListIndexTest, EntriesPerPartitionUnderTheAccountPrefix) {
   EXPECT_EQ(ListIndexEntrySet(env).size(), 17u) << "plus the environment-scope partition";
 }
 
+// The range prefix (the memtable's insert hints): what ListRangePrefixes reads, the key up to
+// its sort value; nothing for counters.
+TEST(ListIndexTest, AnEntrysRangeIsWhatAListOfItsPartitionAndFieldReads) {
+  TokenRow r = Row(3, 100, 200, core::TokenStatus::kSuspended);
+  r.state.scope = events::TokenScope::kEnvironment;
+  r.state.environment_id = kEnv;
+  std::set<std::string> ranges;
+  for (const auto& e : ListIndexEntrySet(r)) {
+    const std::size_t n = ListRangeLength(e.Key());
+    ASSERT_GT(n, 0u);
+    const std::string range(e.Key().substr(0, n));
+    const auto field = static_cast<SortField>(range.back());
+    bool listed = false;
+    for (const ListFilter& f :
+         {ListFilter{r.state.status, {}, {}}, ListFilter{{}, {}, r.state.environment_id},
+          ListFilter{{}, r.state.scope, {}}}) {
+      for (const std::string& prefix : ListRangePrefixes(PlanList(kAccount, f), field))
+        listed = listed || prefix == range;
+    }
+    EXPECT_TRUE(listed) << "an entry's range is one a list reads";
+    ranges.insert(range);
+  }
+  EXPECT_EQ(ranges.size(), ListIndexEntrySet(r).size()) << "one entry per range";
+  for (const std::string& counter : ListCountKeys(r)) EXPECT_EQ(ListRangeLength(counter), 0u);
+  EXPECT_EQ(ListRangeLength(kAccount.Bytes()), 0u);
+  EXPECT_EQ(ListRangeLength(std::string(kAccount.Bytes()) + "s"), 0u) << "too short";
+}
+
 // The stored layout, byte for byte, written out by hand from the header's description: the
 // entry set builds keys in fixed buffers, and a slip there would change what is on disk.
 TEST(ListIndexTest, EntryBytesFollowTheDocumentedLayout) {
