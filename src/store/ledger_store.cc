@@ -321,7 +321,10 @@ rocksdb::ColumnFamilyOptions MakeEventsCfOptions(const std::shared_ptr<rocksdb::
 // without descending the skiplist from the top. A status change's `updated_at` entries and a
 // create's `inserted_at` and `updated_at` entries go to the end of their ranges; each
 // descent from the top is a cache miss per level (comparing keys that share their first
-// 20-40 bytes), the writer thread's largest cost (docs/PERFORMANCE.md).
+// 20-40 bytes), the writer thread's largest cost (docs/PERFORMANCE.md). The price: each range
+// a memtable holds keeps a hint of ~250 bytes, taken from the memtable's own budget (memory
+// stays bounded): nothing beside a large account's entries, but writes spread thinly over
+// many accounts fill a memtable up to ~2x sooner, i.e. more and smaller flushes.
 class ListRangePrefix : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "TokenledgerListRange"; }
@@ -345,7 +348,9 @@ rocksdb::ColumnFamilyOptions MakeListCfOptions(const std::shared_ptr<rocksdb::Ca
   // verify's. It costs ~12% more disk (1M events: 472 -> 528 B/event, export 577).
   cf.bottommost_compression = rocksdb::kLZ4Compression;
   // Only for the memtable (not a read-side prefix extractor: reads need total order). RocksDB
-  // ignores it for concurrent memtable writes, which the DB options turn off.
+  // ignores it for concurrent memtable writes, which the DB options turn off. Never use
+  // DeleteRange on this family: RocksDB 7.8 shares the hints between the memtable's point and
+  // range-deletion tables (facebook/rocksdb#5118, fixed in 9.x).
   cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<ListRangePrefix>();
   return cf;
 }
@@ -420,10 +425,11 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 5;
-  // One thread writes (the committer's writer, or the cluster applier), so a write group has
-  // one batch and there is nothing to insert in parallel; RocksDB uses the list family's
-  // insert hints (MakeListCfOptions) only without concurrent memtable writes. Measured: -8-12%
-  // server CPU per write, +10-15% writes/s (docs/PERFORMANCE.md).
+  // RocksDB uses the list family's insert hints (MakeListCfOptions) only without concurrent
+  // memtable writes. They parallelise only the batches of one write group, and the commits
+  // come from one thread (the committer's writer, or the cluster applier); the occasional
+  // purge or maintenance write in the same group is inserted after them by the group's
+  // leader. Measured: -8-12% server CPU per write, +10-15% writes/s (docs/PERFORMANCE.md).
   db_options.allow_concurrent_memtable_write = false;
   if (impl->hooks.env) db_options.env = impl->hooks.env.get();
   // After a failed write the store recovers by itself (recovery.cc); RocksDB's automatic

@@ -43,20 +43,29 @@ const FlagSpec kTempDir{"temp-dir", "DIR",
                         ""};
 
 // SIGINT and SIGTERM stop a long command between two of its steps, not where it stands: the
-// handler only sets g_stop; the command's progress callback throws Interrupted (or its scan
-// callback returns false), and the command unwinds through its destructors, which remove what
-// it made: the temporary sort's directory (up to about the ledger's size), a partial export,
-// a partial import's directory. The command then fails (exit 1) saying it was interrupted.
+// handler only records the signal; the command's progress callback throws Interrupted (or its
+// scan callback returns false), and the command unwinds through its destructors, which remove
+// what it made: the temporary sort's directory (up to about the ledger's size), a partial
+// export, a partial import's directory. It says so and returns kInterrupted, and main() ends
+// the process by the same signal once the store is closed (exit status 130, 143), so a shell
+// sees the interruption, not a failure. The handler resets itself: a second signal kills at
+// once (what that leaves behind is what a SIGKILL leaves).
 struct Interrupted {};
 
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
+std::atomic<int> g_signal{0};
+void OnSignal(int signal) { g_signal = signal; }
+// REQUIRES: called before the command makes anything a signal should remove.
 void StopOnSignals() {
-  ::signal(SIGINT, OnSignal);
-  ::signal(SIGTERM, OnSignal);
+  struct sigaction action {};
+  action.sa_handler = OnSignal;
+  action.sa_flags = SA_RESTART | SA_RESETHAND;
+  ::sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
 }
+bool Stopped() { return g_signal != 0; }
 void ThrowIfStopped() {
-  if (g_stop) throw Interrupted{};
+  if (Stopped()) throw Interrupted{};
 }
 
 // With TOKENLEDGER_PHASE_TIMES set in the environment, prints to stderr how long each phase of
@@ -251,7 +260,7 @@ int Replay(const Flags& flags) {
   progress.Done();
   if (!flags.Has("follow")) return kOk;
   StopOnSignals();
-  while (!done && !g_stop) {
+  while (!done && !Stopped()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     if (Status s = ledger.CatchUp(); !s) {
       std::fprintf(stderr, "tokenledger replay: %s\n", s.error().message.c_str());
@@ -272,6 +281,7 @@ int Replay(const Flags& flags) {
 int Rebuild(const Flags& flags) {
   auto chunk = NumberFlag(flags, "chunk-events");
   if (!chunk || *chunk == 0) return kUsage;
+  StopOnSignals();
   Opened opened = OpenExclusive(flags.Get("data-dir"), "rebuild");
   if (!opened.store) return opened.exit_code;
   const auto start = std::chrono::steady_clock::now();
@@ -283,7 +293,6 @@ int Rebuild(const Flags& flags) {
     bar.SetUnit(std::string(p.unit));
     bar.Update(p.events_done, p.phase, p.events_total);
   };
-  StopOnSignals();
   Status s = Status::Ok();
   try {
     s = opened.store->RebuildProjections(progress, *chunk, flags.Get("temp-dir"));
@@ -292,7 +301,7 @@ int Rebuild(const Flags& flags) {
     std::fprintf(stderr,
                  "tokenledger rebuild: interrupted by a signal; the projections in use are "
                  "unchanged, and the next rebuild starts over\n");
-    return kFinding;
+    return kInterrupted;
   }
   TimePhase("end");
   bar.Done();
@@ -314,6 +323,7 @@ int Rebuild(const Flags& flags) {
 // verify
 
 int Verify(const Flags& flags) {
+  StopOnSignals();  // before the read-only open's private directory exists
   Opened opened = OpenReadOnly(flags.Get("data-dir"));
   if (!opened.store) return opened.exit_code;
   Progress bar("verify", opened.store->LastSeq(), flags.Has("quiet"));
@@ -325,14 +335,13 @@ int Verify(const Flags& flags) {
     bar.SetUnit(std::string(p.unit));
     bar.Update(p.events_done, p.phase, p.events_total);
   };
-  StopOnSignals();
   Result<store::VerifyReport> report = Error{ErrorCode::kUnexpected, "not run", {}};
   try {
     report = opened.store->Verify(options);
   } catch (const Interrupted&) {
     bar.Done();
     std::fprintf(stderr, "tokenledger verify: interrupted by a signal; nothing was verified\n");
-    return kFinding;
+    return kInterrupted;
   }
   TimePhase("end");
   bar.Done();
@@ -437,11 +446,14 @@ int Mint(const Flags& flags) {
 // export / import: the line format is in export_format.h.
 
 int Export(const Flags& flags) {
-  Opened opened = OpenReadOnly(flags.Get("data-dir"));
-  if (!opened.store) return opened.exit_code;
   const std::string output = flags.Get("output", "-");
   const std::string temp = output == "-" ? "" : output + ".partial";
-  StopOnSignals();  // before the partial file exists
+  // To a file: stopped cleanly, without one. To stdout a signal keeps its default action, so
+  // the output ends mid-line (which import refuses) rather than as a shorter, well-formed
+  // ledger: the format has no trailer that would tell the two apart.
+  if (!temp.empty()) StopOnSignals();
+  Opened opened = OpenReadOnly(flags.Get("data-dir"));
+  if (!opened.store) return opened.exit_code;
   std::FILE* out = output == "-" ? stdout : std::fopen(temp.c_str(), "wb");
   if (!out) {
     std::fprintf(stderr, "tokenledger export: cannot write '%s'\n", temp.c_str());
@@ -456,19 +468,19 @@ int Export(const Flags& flags) {
     std::fwrite(line.data(), 1, line.size(), out);
     ++count;
     bar.Update(seq);
-    return !g_stop;
+    return !Stopped();
   });
   bar.Done();
   const bool written =
-      !g_stop && std::fflush(out) == 0 && (out == stdout || ::fsync(::fileno(out)) == 0);
+      !Stopped() && std::fflush(out) == 0 && (out == stdout || ::fsync(::fileno(out)) == 0);
   if (out != stdout) std::fclose(out);
   if (!s || !written) {
     std::fprintf(stderr, "tokenledger export: %s\n",
-                 !s       ? s.error().message.c_str()
-                 : g_stop ? "interrupted by a signal; no file was written"
-                          : "write failed");
+                 !s          ? s.error().message.c_str()
+                 : Stopped() ? "interrupted by a signal; no file was written"
+                             : "write failed");
     if (!temp.empty()) std::filesystem::remove(temp);
-    return kFinding;
+    return s && Stopped() ? kInterrupted : kFinding;
   }
   if (!temp.empty()) std::filesystem::rename(temp, output);  // a complete file, or none
   std::fprintf(stderr, "exported %llu events\n", static_cast<unsigned long long>(count));
@@ -639,7 +651,7 @@ int Import(const Flags& flags) {
     std::filesystem::remove_all(data_dir, ec);
     if (existed) std::filesystem::create_directories(data_dir, ec);
     std::fprintf(stderr, "tokenledger import: %s; nothing was imported\n", error.c_str());
-    rc = kFinding;
+    rc = Stopped() ? kInterrupted : kFinding;
   } else {
     std::fprintf(stderr, "imported %llu events; chain verified, projections rebuilt%s\n",
                  static_cast<unsigned long long>(count),
@@ -722,6 +734,8 @@ int Stats(const Flags& flags) {
 }
 
 }  // namespace
+
+int InterruptingSignal() { return g_signal; }
 
 std::vector<Command> AllCommands() {
   return {

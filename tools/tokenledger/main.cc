@@ -1,4 +1,5 @@
 // tokenledger: the operator CLI. `tokenledger <command> [flags]`; `--help` on each.
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -59,7 +60,17 @@ int main(int argc, char** argv) {
       std::fputs(tokenledger::cli::CommandHelp(c).c_str(), stdout);
       return tokenledger::cli::kOk;
     }
-    return c.run(*flags);
+    const int rc = c.run(*flags);
+    if (rc == tokenledger::cli::kInterrupted) {
+      // Ends as the signal would have, now that the command cleaned up (cli.h).
+      std::fflush(nullptr);
+      if (const int signal = tokenledger::cli::InterruptingSignal()) {
+        ::signal(signal, SIG_DFL);
+        ::raise(signal);
+      }
+      return tokenledger::cli::kFinding;  // not reached
+    }
+    return rc;
   }
   std::fprintf(stderr, "tokenledger: unknown command '%s'\n\n%s", argv[1], Usage(commands).c_str());
   return tokenledger::cli::kUsage;
