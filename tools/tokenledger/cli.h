@@ -18,10 +18,8 @@ constexpr int kOk = 0;
 constexpr int kFinding = 1;  // verify found something, or the command failed
 constexpr int kUsage = 2;    // bad usage, or the data directory is in use
 // Not an exit code: the command stopped on SIGINT/SIGTERM and removed what it made; main()
-// ends the process by that signal (InterruptingSignal) once everything is closed.
+// ends the process by that signal once everything is closed (interrupt.h).
 constexpr int kInterrupted = -1;
-// The signal that stopped a command (0: none).
-int InterruptingSignal();
 
 struct FlagSpec {
   std::string name;        // without "--"

@@ -1,9 +1,7 @@
 // The subcommands of `tokenledger`.
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +23,7 @@
 #include "tools/tokenledger/cli.h"
 #include "tools/tokenledger/cluster_publish.h"
 #include "tools/tokenledger/export_format.h"
+#include "tools/tokenledger/interrupt.h"
 #include "tools/tokenledger/keys.h"
 #include "tools/tokenledger/progress.h"
 
@@ -41,32 +40,6 @@ const FlagSpec kTempDir{"temp-dir", "DIR",
                         "where the temporary sort goes (default: $TMPDIR or /tmp); needs about "
                         "the ledger's size free",
                         ""};
-
-// SIGINT and SIGTERM stop a long command between two of its steps, not where it stands: the
-// handler only records the signal; the command's progress callback throws Interrupted (or its
-// scan callback returns false), and the command unwinds through its destructors, which remove
-// what it made: the temporary sort's directory (up to about the ledger's size), a partial
-// export, a partial import's directory. It says so and returns kInterrupted, and main() ends
-// the process by the same signal once the store is closed (exit status 130, 143), so a shell
-// sees the interruption, not a failure. The handler resets itself: a second signal kills at
-// once (what that leaves behind is what a SIGKILL leaves).
-struct Interrupted {};
-
-std::atomic<int> g_signal{0};
-void OnSignal(int signal) { g_signal = signal; }
-// REQUIRES: called before the command makes anything a signal should remove.
-void StopOnSignals() {
-  struct sigaction action {};
-  action.sa_handler = OnSignal;
-  action.sa_flags = SA_RESTART | SA_RESETHAND;
-  ::sigemptyset(&action.sa_mask);
-  ::sigaction(SIGINT, &action, nullptr);
-  ::sigaction(SIGTERM, &action, nullptr);
-}
-bool Stopped() { return g_signal != 0; }
-void ThrowIfStopped() {
-  if (Stopped()) throw Interrupted{};
-}
 
 // With TOKENLEDGER_PHASE_TIMES set in the environment, prints to stderr how long each phase of
 // a long store operation took (the phase names of RebuildProgress): for profiling, not a
@@ -734,8 +707,6 @@ int Stats(const Flags& flags) {
 }
 
 }  // namespace
-
-int InterruptingSignal() { return g_signal; }
 
 std::vector<Command> AllCommands() {
   return {

@@ -6,6 +6,7 @@
 
 #include "tokenledger/version.h"
 #include "tools/tokenledger/cli.h"
+#include "tools/tokenledger/interrupt.h"
 
 namespace {
 
