@@ -553,7 +553,7 @@ struct ClusterLog::State {
 
   struct BatchState {
     rocksdb::WriteBatch wb;
-    ListCountDeltas counts;  // into wb before the write
+    ListIndexChanges list_changes;  // into wb before the write
     std::unordered_map<Id, std::optional<projections::TokenRow>, IdHash> rows;
     std::unordered_map<std::string, IdempotencyRecord> records;
     std::uint64_t seq = 0;
@@ -656,7 +656,8 @@ struct ClusterLog::State {
         if (first_seq == 0) first_seq = e.seq;
         r.events.push_back(std::move(e));
       }
-      impl.WriteTokenChange(b.wb, b.counts, p.stream, r.before, row, p.used_at, !r.events.empty());
+      impl.WriteTokenChange(b.wb, b.list_changes, p.stream, r.before, row, p.used_at,
+                            !r.events.empty());
       r.outcome = Outcome::kApplied;
       r.after = row;
     }
@@ -710,7 +711,7 @@ struct ClusterLog::State {
     }
     const std::optional<projections::TokenRow> before = row;
     AppendRecord(b, std::string(events::StoredBody(record)), *e, row);
-    impl.WriteTokenChange(b.wb, b.counts, e->stream, before, row, std::nullopt, true);
+    impl.WriteTokenChange(b.wb, b.list_changes, e->stream, before, row, std::nullopt, true);
     return Status::Ok();
   }
 
@@ -754,7 +755,7 @@ struct ClusterLog::State {
       last = sseq;
     }
     if (last == applied.load()) return true;
-    b.counts.WriteTo(b.wb);
+    b.list_changes.WriteTo(b.wb);
     b.wb.Put(impl.meta, kMetaClusterApplied, EncodeU64(last));
     if (b.seq != from_seq) {
       std::string head = EncodeU64(b.seq);

@@ -247,7 +247,7 @@ void LedgerStore::Impl::AppendEvent(rocksdb::WriteBatch& wb, events::EventEnvelo
   projections::ApplyEvent(row, e);
 }
 
-bool LedgerStore::Impl::WriteTokenChange(rocksdb::WriteBatch& wb, ListCountDeltas& counts,
+bool LedgerStore::Impl::WriteTokenChange(rocksdb::WriteBatch& wb, ListIndexChanges& list_changes,
                                          const Id& target,
                                          const std::optional<projections::TokenRow>& before,
                                          std::optional<projections::TokenRow>& row,
@@ -260,7 +260,7 @@ bool LedgerStore::Impl::WriteTokenChange(rocksdb::WriteBatch& wb, ListCountDelta
     wb.Delete(usage, target.Bytes());  // a deleted token's usage record has no reader
   }
   if (!appended && !used_at) return false;
-  WriteProjectionChange(wb, details, list, before, row, counts);
+  WriteProjectionChange(wb, details, list, before, row, list_changes);
   return true;
 }
 
@@ -428,7 +428,7 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
         if (first_seq == 0) first_seq = e.seq;
         r.events.push_back(std::move(e));
       }
-      if (WriteTokenChange(wb, b.counts, target, r.before, row, used_at, !r.events.empty())) {
+      if (WriteTokenChange(wb, b.list_changes, target, r.before, row, used_at, !r.events.empty())) {
         row_it->second.batch = b.number;
         b.changed_rows.push_back(target);
       }
@@ -448,7 +448,7 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
 }
 
 void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
-  batch->counts.WriteTo(batch->wb);
+  batch->list_changes.WriteTo(batch->wb);
   if (batch->seq >= batch->first_seq) {  // events appended: the chain head moves with them
     std::string head = EncodeU64(batch->seq);
     head.append(reinterpret_cast<const char*>(batch->hash.data()), batch->hash.size());

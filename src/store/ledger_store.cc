@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cstring>
 #include <filesystem>
@@ -65,7 +66,7 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
                            rocksdb::ColumnFamilyHandle* list,
                            const std::optional<projections::TokenRow>& before,
                            const std::optional<projections::TokenRow>& after,
-                           ListCountDeltas& counts) {
+                           ListIndexChanges& list_changes) {
   const bool had = before && before->state.Visible();
   const bool has = after && after->state.Visible();
   if (!had && !has) return;  // e.g. created and deleted within one rebuild chunk
@@ -84,21 +85,46 @@ void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHand
   for (std::size_t i = 0; i < std::max(old_n, new_n); ++i) {
     const auto* o = i < old_n ? &(*old_entries)[i] : nullptr;
     const auto* n = i < new_n ? &(*new_entries)[i] : nullptr;
-    if (o && (!n || o->Key() != n->Key())) batch.Delete(list, o->Key());
+    if (o && (!n || o->Key() != n->Key())) list_changes.Delete(list, o->Key());
     if (n && (!o || o->Key() != n->Key() || o->Value() != n->Value()))
-      batch.Put(list, n->Key(), n->Value());
+      list_changes.Put(list, n->Key(), n->Value());
   }
-  // -1 for every counter the token was in, +1 for every one it is in: `counts` sums them, so
-  // a counter it stays in nets 0 and gets no operand.
+  // -1 for every counter the token was in, +1 for every one it is in: `list_changes` sums
+  // them, so a counter it stays in nets 0 and gets no operand.
   if (had) {
-    for (const auto& k : projections::ListCountKeys(*before)) counts.Add(list, k, -1);
+    for (const auto& k : projections::ListCountKeys(*before)) list_changes.Count(list, k, -1);
   }
   if (has) {
-    for (const auto& k : projections::ListCountKeys(*after)) counts.Add(list, k, 1);
+    for (const auto& k : projections::ListCountKeys(*after)) list_changes.Count(list, k, 1);
   }
 }
 
-void ListCountDeltas::WriteTo(rocksdb::WriteBatch& batch) {
+void ListIndexChanges::AddEntry(rocksdb::ColumnFamilyHandle* list, std::string_view key,
+                                std::string_view value, bool put) {
+  Use(list);
+  assert(bytes_.size() + key.size() + value.size() <= UINT32_MAX);
+  entries_.push_back({static_cast<std::uint32_t>(bytes_.size()),
+                      static_cast<std::uint32_t>(key.size()),
+                      static_cast<std::uint32_t>(value.size()), put});
+  bytes_.append(key);
+  bytes_.append(value);
+}
+
+void ListIndexChanges::WriteTo(rocksdb::WriteBatch& batch) {
+  const std::string_view bytes = bytes_;
+  auto key = [&](const Entry& e) { return bytes.substr(e.at, e.key_bytes); };
+  std::stable_sort(entries_.begin(), entries_.end(),
+                   [&](const Entry& a, const Entry& b) { return key(a) < key(b); });
+  for (const Entry& e : entries_) {
+    const rocksdb::Slice k(bytes.data() + e.at, e.key_bytes);
+    if (e.put) {
+      batch.Put(list_, k, rocksdb::Slice(bytes.data() + e.at + e.key_bytes, e.value_bytes));
+    } else {
+      batch.Delete(list_, k);
+    }
+  }
+  entries_.clear();
+  bytes_.clear();
   for (const auto& [key, delta] : deltas_) {
     if (delta != 0) batch.Merge(list_, key, projections::EncodeListCount(delta));
   }

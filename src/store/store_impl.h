@@ -38,37 +38,62 @@ std::optional<ProjectionMeta> DecodeProjectionMeta(std::string_view json);
 std::string ProjectionCfName(std::string_view projection, std::uint32_t version,
                              std::uint64_t generation);
 
-// The list counters' changes of one write batch, summed per counter (projections::
-// ListCountKeys): the batch gets one merge operand per counter that moved, not one per token
-// change. Each operand costs a memtable insert and, with max_successive_merges, a memtable
-// look-up of the operands before it (and a Get once there are 8): six per status change, one
-// by one, were about a third of the writer thread's memtable work. One thread at a time.
-class ListCountDeltas {
+// The list index changes of one write batch, added to it at the hand-off (WriteTo) rather than
+// as each command is decided:
+// - counters (projections::ListCountKeys): summed per counter, one merge operand per counter
+//   that moved, not one per token change. Each operand costs a memtable insert and, with
+//   max_successive_merges, a look-up of the operands before it (and a Get once there are 8):
+//   six per status change, one by one, were about a third of the writer's memtable work.
+// - entries: puts and deletes in key order, so that the memtable inserts each next to the one
+//   before (a range's entries one after the other; with the insert hints of the list family,
+//   MakeListCfOptions) instead of descending its skiplist from the top for each. The order is
+//   stable: two changes of one key (a token changed twice in one batch) keep theirs.
+// One thread at a time.
+class ListIndexChanges {
  public:
-  // REQUIRES: every Add of a batch names the same list family (the one its entries go to).
-  void Add(rocksdb::ColumnFamilyHandle* list, const std::string& key, std::int64_t delta) {
-    assert(list_ == nullptr || list_ == list);
-    list_ = list;
+  // REQUIRES (each): every call for one batch names the same list family.
+  void Put(rocksdb::ColumnFamilyHandle* list, std::string_view key, std::string_view value) {
+    AddEntry(list, key, value, true);
+  }
+  void Delete(rocksdb::ColumnFamilyHandle* list, std::string_view key) {
+    AddEntry(list, key, {}, false);
+  }
+  void Count(rocksdb::ColumnFamilyHandle* list, const std::string& key, std::int64_t delta) {
+    Use(list);
     deltas_[key] += delta;
   }
-  // Adds to `batch` one merge operand per counter whose sum is not 0, in key order, into the
-  // family the Adds named, and forgets them.
+  // Adds to `batch` the entries in key order, then one merge operand per counter whose sum is
+  // not 0, in key order, into the family the calls named, and forgets them.
   void WriteTo(rocksdb::WriteBatch& batch);
 
  private:
+  struct Entry {
+    std::uint32_t at;  // in bytes_: the key, then the value
+    std::uint32_t key_bytes, value_bytes;
+    bool put;
+  };
+  void Use(rocksdb::ColumnFamilyHandle* list) {
+    assert(list_ == nullptr || list_ == list);
+    list_ = list;
+  }
+  void AddEntry(rocksdb::ColumnFamilyHandle* list, std::string_view key, std::string_view value,
+                bool put);
+
   rocksdb::ColumnFamilyHandle* list_ = nullptr;
   std::map<std::string, std::int64_t> deltas_;
+  std::string bytes_;  // every entry's key and value, one allocation for the batch
+  std::vector<Entry> entries_;
 };
 
 // Adds to `batch` what turns the stored projection of one token from `before` into `after`
-// (nullopt or a deleted state: no row), except the counters' changes, which go to `counts`
-// (written with the batch by ListCountDeltas::WriteTo). Index entries that did not change are
-// not rewritten.
+// (nullopt or a deleted state: no row): the row at once, the list index's entries and counters
+// to `list_changes` (written with the batch by ListIndexChanges::WriteTo). Index entries that
+// did not change are not rewritten.
 void WriteProjectionChange(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* details,
                            rocksdb::ColumnFamilyHandle* list,
                            const std::optional<projections::TokenRow>& before,
                            const std::optional<projections::TokenRow>& after,
-                           ListCountDeltas& counts);
+                           ListIndexChanges& list_changes);
 
 // The list counters' merge operator (projections::ListCountKeys): operands and values are
 // int64 little-endian and add up; a missing or malformed value counts as 0 (Verify reports
@@ -121,9 +146,9 @@ struct LedgerStore::Impl {
     // read back once this batch (and so the record's own) is durable.
     std::vector<std::optional<IdempotencyRecord>> replays;
     rocksdb::WriteBatch wb;
-    ListCountDeltas counts;       // into wb at the hand-off
-    std::uint64_t first_seq = 0;  // the seq its first event has (if it appends any)
-    std::uint64_t seq = 0;        // the head after this batch
+    ListIndexChanges list_changes;  // into wb at the hand-off
+    std::uint64_t first_seq = 0;    // the seq its first event has (if it appends any)
+    std::uint64_t seq = 0;          // the head after this batch
     events::Hash hash{};
     Micros at = 0;
     std::uint64_t appended = 0;
@@ -292,7 +317,7 @@ struct LedgerStore::Impl {
   // Writes what a command changed of its token besides events: a use (`used_at`: folded into
   // `row`, usage record), and the projection change from `before` to `row`. Returns whether the
   // projection changed (events were `appended`, or a use).
-  bool WriteTokenChange(rocksdb::WriteBatch& wb, ListCountDeltas& counts, const Id& target,
+  bool WriteTokenChange(rocksdb::WriteBatch& wb, ListIndexChanges& list_changes, const Id& target,
                         const std::optional<projections::TokenRow>& before,
                         std::optional<projections::TokenRow>& row, std::optional<Micros> used_at,
                         bool appended);

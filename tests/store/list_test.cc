@@ -206,30 +206,49 @@ TEST_F(ListTest, CountsOfChangesDecidedTogetherAddUp) {
   for (const auto& f : report->findings) ADD_FAILURE() << f.kind << ": " << f.message;
 }
 
-// A batch's counter changes become one merge operand per counter that moved, in key order.
-TEST(ListCountDeltasTest, OneOperandPerCounterThatMovedInKeyOrder) {
-  ListCountDeltas counts;
-  for (const auto& [key, delta] : std::vector<std::pair<std::string, std::int64_t>>{
-           {"b", 1}, {"a", 1}, {"b", 1}, {"c", 1}, {"c", -1}, {"a", -3}}) {
-    counts.Add(nullptr, key, delta);  // nullptr: the default family of a bare WriteBatch
-  }
-  struct Merges : rocksdb::WriteBatch::Handler {
-    std::vector<std::pair<std::string, std::int64_t>> seen;
+// A batch's list index changes: its entries in key order, two changes of one key in the order
+// they were made; then one merge operand per counter that moved, in key order.
+TEST(ListIndexChangesTest, EntriesInKeyOrderThenOneOperandPerCounterThatMoved) {
+  ListIndexChanges changes;  // nullptr below: the default family of a bare WriteBatch
+  changes.Put(nullptr, "b", "1");
+  changes.Count(nullptr, "nb", 1);
+  changes.Delete(nullptr, "c");
+  changes.Delete(nullptr, "a");
+  changes.Count(nullptr, "na", 1);
+  changes.Put(nullptr, "a", "2");  // the same key again: after its delete
+  changes.Count(nullptr, "nb", 1);
+  changes.Delete(nullptr, "b");  // after its put
+  changes.Count(nullptr, "nc", 1);
+  changes.Count(nullptr, "nc", -1);
+  changes.Count(nullptr, "na", -3);
+  struct Seen : rocksdb::WriteBatch::Handler {
+    std::vector<std::string> ops;
+    rocksdb::Status PutCF(std::uint32_t, const rocksdb::Slice& key,
+                          const rocksdb::Slice& value) override {
+      ops.push_back("put " + key.ToString() + "=" + value.ToString());
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteCF(std::uint32_t, const rocksdb::Slice& key) override {
+      ops.push_back("delete " + key.ToString());
+      return rocksdb::Status::OK();
+    }
     rocksdb::Status MergeCF(std::uint32_t, const rocksdb::Slice& key,
                             const rocksdb::Slice& value) override {
-      seen.emplace_back(key.ToString(),
-                        projections::DecodeListCount(value.ToStringView()).value_or(999));
+      ops.push_back(
+          "merge " + key.ToString() + " " +
+          std::to_string(projections::DecodeListCount(value.ToStringView()).value_or(999)));
       return rocksdb::Status::OK();
     }
   };
   rocksdb::WriteBatch batch;
-  counts.WriteTo(batch);
-  Merges merges;
-  ASSERT_TRUE(batch.Iterate(&merges).ok());
-  const std::vector<std::pair<std::string, std::int64_t>> expected{{"a", -2}, {"b", 2}};
-  EXPECT_EQ(merges.seen, expected);  // "c" moved by 0: no operand
+  changes.WriteTo(batch);
+  Seen seen;
+  ASSERT_TRUE(batch.Iterate(&seen).ok());
+  const std::vector<std::string> expected{"delete a", "put a=2",     "put b=1",   "delete b",
+                                          "delete c", "merge na -2", "merge nb 2"};
+  EXPECT_EQ(seen.ops, expected);  // "nc" moved by 0: no operand
   rocksdb::WriteBatch again;
-  counts.WriteTo(again);
+  changes.WriteTo(again);
   EXPECT_EQ(again.Count(), 0u) << "WriteTo forgets what it wrote";
 }
 
