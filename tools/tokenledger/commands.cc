@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <map>
@@ -58,6 +59,17 @@ void TimePhase(std::string_view phase) {
   }
   current = std::string(phase);
   since = now;
+}
+
+// The progress callback of a long store operation (rebuild, verify, import's rebuild): stops it
+// on a signal (interrupt.h), times its phases, draws `bar`.
+std::function<void(const store::RebuildProgress&)> StepsOf(Progress& bar) {
+  return [&bar](const store::RebuildProgress& p) {
+    ThrowIfStopped();
+    TimePhase(p.phase);
+    bar.SetUnit(std::string(p.unit));
+    bar.Update(p.events_done, p.phase, p.events_total);
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,15 +272,9 @@ int Rebuild(const Flags& flags) {
   const auto start = std::chrono::steady_clock::now();
   const std::uint64_t total = opened.store->LastSeq();
   Progress bar("rebuild", total, flags.Has("quiet"));
-  auto progress = [&](const store::RebuildProgress& p) {
-    ThrowIfStopped();
-    TimePhase(p.phase);
-    bar.SetUnit(std::string(p.unit));
-    bar.Update(p.events_done, p.phase, p.events_total);
-  };
   Status s = Status::Ok();
   try {
-    s = opened.store->RebuildProjections(progress, *chunk, flags.Get("temp-dir"));
+    s = opened.store->RebuildProjections(StepsOf(bar), *chunk, flags.Get("temp-dir"));
   } catch (const Interrupted&) {
     bar.Done();
     std::fprintf(stderr,
@@ -302,12 +308,7 @@ int Verify(const Flags& flags) {
   Progress bar("verify", opened.store->LastSeq(), flags.Has("quiet"));
   store::VerifyOptions options;
   options.temp_dir = flags.Get("temp-dir");
-  options.progress = [&](const store::RebuildProgress& p) {
-    ThrowIfStopped();
-    TimePhase(p.phase);
-    bar.SetUnit(std::string(p.unit));
-    bar.Update(p.events_done, p.phase, p.events_total);
-  };
+  options.progress = StepsOf(bar);
   Result<store::VerifyReport> report = Error{ErrorCode::kUnexpected, "not run", {}};
   try {
     report = opened.store->Verify(options);
@@ -576,12 +577,7 @@ int Import(const Flags& flags) {
       batch = next.valid() ? next.get() : Batch{};
     }
     if (error.empty()) error = batch.error;
-    auto step = [&](const store::RebuildProgress& p) {
-      ThrowIfStopped();
-      TimePhase(p.phase);
-      bar.SetUnit(std::string(p.unit));
-      bar.Update(p.events_done, p.phase, p.events_total);
-    };
+    const auto step = StepsOf(bar);
     bar.SetUnit("events");
     if (error.empty()) {
       if (Status s = ledger.RebuildProjections(step, 4096, flags.Get("temp-dir")); !s)

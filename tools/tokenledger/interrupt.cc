@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 
 namespace tokenledger::cli {
 namespace {
@@ -27,6 +28,12 @@ void ThrowIfStopped() {
   if (Stopped()) throw Interrupted{};
 }
 
-int InterruptingSignal() { return g_signal; }
+void EndByInterruptingSignal() {
+  const int signal = g_signal;
+  if (signal == 0) return;
+  std::fflush(nullptr);
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
 
 }  // namespace tokenledger::cli

@@ -20,7 +20,9 @@ void StopOnSignals();
 // Whether SIGINT or SIGTERM arrived since StopOnSignals().
 bool Stopped();
 void ThrowIfStopped();
-// The signal that stopped the command; 0 if none did.
-int InterruptingSignal();
+// Ends the process by the signal that stopped the command, as that signal would have (its
+// default action), once the command has cleaned up and closed everything. Returns only if no
+// signal stopped it.
+void EndByInterruptingSignal();
 
 }  // namespace tokenledger::cli

@@ -1,5 +1,4 @@
 // tokenledger: the operator CLI. `tokenledger <command> [flags]`; `--help` on each.
-#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -63,13 +62,8 @@ int main(int argc, char** argv) {
     }
     const int rc = c.run(*flags);
     if (rc == tokenledger::cli::kInterrupted) {
-      // Ends as the signal would have, now that the command cleaned up (cli.h).
-      std::fflush(nullptr);
-      if (const int signal = tokenledger::cli::InterruptingSignal()) {
-        ::signal(signal, SIG_DFL);
-        ::raise(signal);
-      }
-      return tokenledger::cli::kFinding;  // not reached
+      tokenledger::cli::EndByInterruptingSignal();  // the command has cleaned up
+      return tokenledger::cli::kFinding;            // not reached
     }
     return rc;
   }
