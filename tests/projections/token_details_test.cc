@@ -59,18 +59,35 @@ TEST(TokenDetailsTest, RowCodecRoundTrips) {
 }
 
 TEST(TokenDetailsTest, RejectsOtherVersionsAndGarbage) {
+  EXPECT_FALSE(DecodeTokenRow(""));
   EXPECT_FALSE(DecodeTokenRow("nope"));
   EXPECT_FALSE(DecodeTokenRow("{}"));
   std::optional<TokenRow> row;
   ApplyEvent(row, At(1, 1, 100,
                      events::TokenCreated{kAccount, std::nullopt, events::TokenScope::kAccount, 999,
                                           std::nullopt}));
-  std::string bytes = EncodeTokenRow(*row);
-  const std::string current = "\"v\":" + std::to_string(kTokenDetails.version);
-  bytes.replace(bytes.find(current), current.size(), "\"v\":9");
-  EXPECT_FALSE(DecodeTokenRow(bytes));
-  // A row as release 1 wrote it is refused too: it must be rebuilt, never half-read.
+  const std::string good = EncodeTokenRow(*row);
+  ASSERT_TRUE(DecodeTokenRow(good));
+  auto with = [&](std::size_t at, char c) {
+    std::string bytes = good;
+    bytes[at] = c;
+    return bytes;
+  };
+  EXPECT_FALSE(DecodeTokenRow(with(0, 9))) << "another schema version";
+  EXPECT_FALSE(DecodeTokenRow(with(1, static_cast<char>(0x80)))) << "an unknown field";
+  EXPECT_FALSE(DecodeTokenRow(with(2, 0))) << "scope 0";
+  EXPECT_FALSE(DecodeTokenRow(with(2, 5))) << "scope 5";
+  EXPECT_FALSE(DecodeTokenRow(with(3, 0))) << "status 0";
+  EXPECT_FALSE(DecodeTokenRow(with(3, 4))) << "status 4";
+  // Every prefix is truncated, and a byte more is left over: never half-read.
+  for (std::size_t n = 0; n < good.size(); ++n)
+    EXPECT_FALSE(DecodeTokenRow(good.substr(0, n))) << n;
+  EXPECT_FALSE(DecodeTokenRow(good + '\0'));
+  // A field marked present but missing (the environment) is truncation too.
+  EXPECT_FALSE(DecodeTokenRow(with(1, 1)));
+  // A row as releases 1 to 3 wrote it (JSON) is refused too: it must be rebuilt.
   EXPECT_FALSE(DecodeTokenRow(v1::EncodeTokenRow(*row)));
+  EXPECT_FALSE(DecodeTokenRow(DescribeTokenRow(*row)));
 }
 
 TEST(TokenDetailsTest, Version2RecordsStatusChangesAndRevocation) {
@@ -92,40 +109,9 @@ TEST(TokenDetailsTest, Version2RecordsStatusChangesAndRevocation) {
   EXPECT_EQ(*decoded, *row);
 }
 
-// The encoding as it was first written, through Boost.JSON's DOM: the hand-written encoder
-// must give exactly these bytes (rows already stored compare equal, and verify compares bytes).
-std::string ReferenceEncoding(const TokenRow& row) {
-  namespace json = boost::json;
-  auto opt_id = [](const std::optional<Id>& id) {
-    return id ? json::value(id->ToString()) : json::value(nullptr);
-  };
-  auto opt_micros = [](const std::optional<Micros>& t) {
-    return t ? json::value(*t) : json::value(nullptr);
-  };
-  const core::TokenState& s = row.state;
-  json::object o;
-  o["v"] = kTokenDetails.version;
-  o["id"] = s.id.ToString();
-  o["account_id"] = s.account_id.ToString();
-  o["environment_id"] = opt_id(s.environment_id);
-  o["token_scope"] = events::ScopeName(s.scope);
-  o["status"] = core::StatusName(s.status);
-  o["created_by_admin_user_id"] = opt_id(s.created_by_admin_user_id);
-  o["agent_id"] = opt_id(s.agent_id);
-  o["agent_deployment_id"] = opt_id(s.agent_deployment_id);
-  o["signing_kid"] = s.signing_kid ? json::value(*s.signing_kid) : json::value(nullptr);
-  o["expires_at"] = s.expires_at;
-  o["inserted_at"] = s.inserted_at;
-  o["updated_at"] = s.updated_at;
-  o["last_used_at"] = opt_micros(s.last_used_at);
-  o["version"] = s.version;
-  o["created_seq"] = row.created_seq;
-  o["status_changed_at"] = row.status_changed_at;
-  o["revoked_at"] = opt_micros(row.revoked_at);
-  return json::serialize(o);
-}
-
-TEST(TokenDetailsTest, EncodingIsTheBoostJsonOne) {
+// Every field survives, at its extremes too, and equal rows are equal bytes (verify compares
+// bytes first): the encoding into a reused buffer is the same as a fresh one.
+TEST(TokenDetailsTest, EveryFieldRoundTripsAtItsExtremes) {
   std::vector<TokenRow> rows;
   std::optional<TokenRow> row;
   ApplyEvent(row, At(7, 1, 100,
@@ -151,21 +137,41 @@ TEST(TokenDetailsTest, EncodingIsTheBoostJsonOne) {
   agent.state.scope = events::TokenScope::kAgentDeployment;
   agent.state.agent_id = kAccount;
   agent.state.agent_deployment_id = agent.state.id;
-  agent.state.signing_kid = "k\"\\\x01\xc3\xa9";  // escaped as json::serialize escapes
+  agent.state.signing_kid = std::string("k\"\\\x01\xc3\xa9\0", 7);
   rows.push_back(agent);
+  TokenRow empty_kid = agent;
+  empty_kid.state.signing_kid = "";
+  rows.push_back(empty_kid);
   TokenRow plain;
   rows.push_back(plain);  // all ids zero, no optionals
   std::string reused = "left over";
   for (const TokenRow& r : rows) {
-    EXPECT_EQ(EncodeTokenRow(r), ReferenceEncoding(r));
     EncodeTokenRowInto(r, reused);
-    EXPECT_EQ(reused, ReferenceEncoding(r));
+    EXPECT_EQ(reused, EncodeTokenRow(r));
     auto decoded = DecodeTokenRow(reused);
     ASSERT_TRUE(decoded) << decoded.error().message;
     TokenRow expected = r;
     expected.state.exists = true;
-    EXPECT_EQ(*decoded, expected);
+    EXPECT_EQ(*decoded, expected) << DescribeTokenRow(r);
+    EXPECT_EQ(EncodeTokenRow(*decoded), reused);
   }
+  EXPECT_NE(EncodeTokenRow(agent), EncodeTokenRow(empty_kid)) << "an empty kid is not a null one";
+  EXPECT_LT(EncodeTokenRow(rows[0]).size(), 150u) << "a row is ~100 bytes, not ~470 of JSON";
+}
+
+// What a verify finding shows of a row: JSON a person can read.
+TEST(TokenDetailsTest, DescribeShowsTheFieldsAsJson) {
+  std::optional<TokenRow> row;
+  ApplyEvent(row, At(7, 1, 100,
+                     events::TokenCreated{kAccount, kEnv, events::TokenScope::kEnvironment, 999,
+                                          std::nullopt}));
+  const boost::json::value v = boost::json::parse(DescribeTokenRow(*row));
+  EXPECT_EQ(v.at("id").as_string(), kToken.ToString());
+  EXPECT_EQ(v.at("environment_id").as_string(), kEnv.ToString());
+  EXPECT_EQ(v.at("token_scope").as_string(), "environment");
+  EXPECT_EQ(v.at("status").as_string(), "active");
+  EXPECT_TRUE(v.at("revoked_at").is_null());
+  EXPECT_EQ(v.at("created_seq").as_int64(), 7);
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ inline std::string OutcomeText(const CommandResult& r) {
   // (GCC bug 105329), which stops the Release build under -Werror.
   std::string out = o == Outcome::kApplied ? "applied " : "rejected:";
   if (o == Outcome::kApplied) {
-    if (!r.events.empty()) out.append(projections::EncodeTokenRow(r.ShownRow()));
+    if (!r.events.empty()) out.append(projections::DescribeTokenRow(r.ShownRow()));
   } else {
     out.append(WireCode(r.rejection.code)).append(":").append(r.rejection.message);
   }

@@ -243,12 +243,11 @@ TEST_F(RebuildVerifyTest, AChangedListEntryAndAStrayUsageRecordAreNamed) {
   EXPECT_EQ(by_kind["index"]->token, victim);
 }
 
-// Rows are compared by a digest first; a difference is then named as before, and a row whose
-// bytes differ but which reads as the same row is not one.
-TEST_F(RebuildVerifyTest, AChangedAndAStrayRowAreNamedAndAnEquivalentOneIsNot) {
+// Rows are compared by a digest first; a difference is then named as before: a changed row
+// (both shown as JSON), a row that does not decode, and a row of no token.
+TEST_F(RebuildVerifyTest, AChangedAnUnreadableAndAStrayRowAreNamed) {
   auto changed = store_->GetToken(tokens_[4]);
-  auto equivalent = store_->GetToken(tokens_[6]);
-  ASSERT_TRUE(changed && *changed && equivalent && *equivalent);
+  ASSERT_TRUE(changed && *changed);
   (*changed)->state.expires_at += 1;
   const Id stray = ids_.Generate();
   Close();
@@ -257,20 +256,32 @@ TEST_F(RebuildVerifyTest, AChangedAndAStrayRowAreNamedAndAnEquivalentOneIsNot) {
     const rocksdb::WriteOptions w;
     ASSERT_TRUE(
         db->Put(w, details, tokens_[4].Bytes(), projections::EncodeTokenRow(**changed)).ok());
-    std::string spaced = projections::EncodeTokenRow(**equivalent);
-    spaced.insert(1, " ");
-    ASSERT_TRUE(db->Put(w, details, tokens_[6].Bytes(), spaced).ok());
-    ASSERT_TRUE(db->Put(w, details, stray.Bytes(), spaced).ok());
+    std::string unreadable = projections::EncodeTokenRow(**changed);
+    unreadable.pop_back();
+    ASSERT_TRUE(db->Put(w, details, tokens_[6].Bytes(), unreadable).ok());
+    ASSERT_TRUE(db->Put(w, details, stray.Bytes(), projections::EncodeTokenRow(**changed)).ok());
   });
   Open();
-  const auto findings = Findings();
-  ASSERT_EQ(findings.size(), 2u);
-  EXPECT_EQ(findings[0].kind, "projection");
+  auto findings = Findings();
+  ASSERT_EQ(findings.size(), 3u);
+  std::sort(findings.begin(), findings.end(), [&](const auto& a, const auto& b) {
+    auto rank = [&](const VerifyFinding& f) {
+      return f.token == tokens_[4] ? 0 : f.token == tokens_[6] ? 1 : 2;
+    };
+    return rank(a) < rank(b);
+  });
+  for (const auto& f : findings) EXPECT_EQ(f.kind, "projection");
   EXPECT_EQ(findings[0].token, tokens_[4]);
   EXPECT_NE(findings[0].message.find("differs"), std::string::npos) << findings[0].message;
-  EXPECT_EQ(findings[1].kind, "projection");
-  EXPECT_EQ(findings[1].token, stray);
-  EXPECT_NE(findings[1].message.find("does not exist"), std::string::npos) << findings[1].message;
+  EXPECT_NE(findings[0].expected.find("\"expires_at\""), std::string::npos) << findings[0].expected;
+  EXPECT_NE(findings[0].found.find(std::to_string((*changed)->state.expires_at)), std::string::npos)
+      << findings[0].found;
+  EXPECT_EQ(findings[1].token, tokens_[6]);
+  EXPECT_NE(findings[1].message.find("truncated"), std::string::npos) << findings[1].message;
+  EXPECT_EQ(findings[2].token, stray);
+  EXPECT_NE(findings[2].message.find("does not exist"), std::string::npos) << findings[2].message;
+  EXPECT_NE(findings[2].found.find("\"id\":\"" + tokens_[4].ToString()), std::string::npos)
+      << "a stray row is shown decoded: " << findings[2].found;
 }
 
 TEST_F(RebuildVerifyTest, AMissingStreamEntryIsNamed) {

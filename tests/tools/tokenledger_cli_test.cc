@@ -286,7 +286,7 @@ TEST_F(CliTest, RebuildNeedsExclusiveAccessAndEqualsAFreshFold) {
   StopServer();
   ToolRun rebuilt = Tool(Args({"rebuild"}));
   ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
-  EXPECT_NE(rebuilt.out.find("rebuilt projections token_details v3"), std::string::npos);
+  EXPECT_NE(rebuilt.out.find("rebuilt projections token_details v4"), std::string::npos);
   EXPECT_EQ(Tool(Args({"verify"})).exit_code, 0);
   StartServer();
   EXPECT_EQ(Call("GET", "/api/v1/api_token?pagination[page_size]=100&sorting=id", main_.jwt).body,
