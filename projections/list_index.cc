@@ -199,19 +199,19 @@ std::vector<std::string> ListCountKeys(const TokenRow& row) {
   return keys;
 }
 
-std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value) {
+std::optional<TokenRow> ListCountRowOfEntry(std::string_view key, std::string_view value) {
   // The environment partition's `status` entry (its environment, zero for account scope, its
   // status, and in its value its scope), or for a token outside that partition, the scope
   // partition's (its scope, hence no environment, and its status).
   const auto partition = PartitionLength(key);
   if (!partition || key.size() <= *partition ||
       static_cast<SortField>(key[*partition]) != SortField::kStatus) {
-    return {};
+    return std::nullopt;
   }
   const std::optional<ListIndexValue> decoded = DecodeListIndexEntry(key, value);
-  if (!decoded) return {};
+  if (!decoded) return std::nullopt;
   const std::uint64_t status = ReadU64(key.substr(*partition + 1));
-  if (status < 1 || status > 3) return {};
+  if (status < 1 || status > 3) return std::nullopt;
   TokenRow row;
   row.state.exists = true;
   row.state.account_id = *Id::FromBytes(key.substr(0, Id::kBytes));
@@ -221,13 +221,38 @@ std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_
     row.state.environment_id = decoded->environment_id;
   } else if (key[Id::kBytes] == kByScope) {
     const auto scope = ScopeFromByte(key[Id::kBytes + 1]);
-    if (!scope) return {};
+    if (!scope) return std::nullopt;
     row.state.scope = *scope;
-    if (InEnvironmentPartition(row.state.scope)) return {};  // counted by its 'e' entry
+    if (InEnvironmentPartition(row.state.scope)) return std::nullopt;  // counted by its 'e' entry
   } else {
-    return {};
+    return std::nullopt;
   }
-  return ListCountKeys(row);
+  return row;
+}
+
+std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value) {
+  const std::optional<TokenRow> row = ListCountRowOfEntry(key, value);
+  return row ? ListCountKeys(*row) : std::vector<std::string>{};
+}
+
+void ListRecount::Add(std::string_view key, std::string_view value, Counts& counts) {
+  std::optional<TokenRow> row = ListCountRowOfEntry(key, value);
+  const auto same_run = [&] {
+    const core::TokenState &a = row->state, &b = run_->state;
+    return a.account_id == b.account_id && a.status == b.status && a.scope == b.scope &&
+           a.environment_id == b.environment_id;
+  };
+  if (!row || !run_ || !same_run()) Flush(counts);
+  if (!row) return;
+  if (!run_) run_ = std::move(row);
+  ++run_tokens_;
+}
+
+void ListRecount::Flush(Counts& counts) {
+  if (!run_) return;
+  for (std::string& k : ListCountKeys(*run_)) counts[std::move(k)] += run_tokens_;
+  run_.reset();
+  run_tokens_ = 0;
 }
 
 bool IsListCountKey(std::string_view key) {

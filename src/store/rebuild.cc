@@ -231,8 +231,10 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     p = RebuildProgress{0, list_written, "index"};
     // The counters: an account's entries that give its counts (ListCountKeysOfEntry) sort
     // before its counters, so they are counted on the way and written at their place in key
-    // order. Memory: one account's filter combinations.
-    std::map<std::string, std::int64_t> counts;
+    // order (each entry counted before the keys below it are written: a run that a key does
+    // not extend is added to the counts first). Memory: one account's filter combinations.
+    projections::ListRecount::Counts counts;
+    projections::ListRecount recount;
     auto write_counts = [&](std::string_view before) -> rocksdb::Status {
       while (!counts.empty() && (before.empty() || counts.begin()->first < before)) {
         rocksdb::Status ws = list_out.Put(counts.begin()->first,
@@ -245,15 +247,14 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     std::unique_ptr<rocksdb::Iterator> it = sort.NewIterator('l');
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       const rocksdb::Slice key = TokenSort::RawKey(it->key());
+      recount.Add(key.ToStringView(), it->value().ToStringView(), counts);
       s = write_counts(key.ToStringView());
       if (s.ok()) s = list_out.Put(key.ToStringView(), it->value().ToStringView());
       if (!s.ok()) return StorageError(s, "writing the rebuilt list index");
-      for (auto& k :
-           projections::ListCountKeysOfEntry(key.ToStringView(), it->value().ToStringView()))
-        ++counts[k];
       if (++p.events_done % chunk_events == 0 && progress) progress(p);
     }
     if (!it->status().ok()) return StorageError(it->status(), "reading the temporary sort");
+    recount.Flush(counts);
     s = write_counts({});
     if (s.ok()) s = list_out.Finish();
     if (!s.ok()) return StorageError(s, "writing the rebuilt list index");

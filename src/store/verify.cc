@@ -210,8 +210,10 @@ Status ScanListPart(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, rocksdb::R
   if (!upper.empty()) ro.iterate_upper_bound = &up;
   std::unique_ptr<rocksdb::Iterator> li(db->NewIterator(ro, cf));
   AccountCounts current;
+  projections::ListRecount recount;
   bool first_account = true;
   auto end_account = [&] {
+    recount.Flush(current.recounted);
     if (first_account) {
       out.edges.push_back(std::move(current));
       first_account = false;
@@ -240,10 +242,11 @@ Status ScanListPart(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, rocksdb::R
       current.stored[std::string(key)] = count.value_or(0);
       continue;
     }
-    for (auto& k : projections::ListCountKeysOfEntry(key, value)) ++current.recounted[k];
+    recount.Add(key, value, current.recounted);
     out.digest.Add(key, value);
   }
   if (!li->status().ok()) return StorageError(li->status(), "verifying the list index");
+  recount.Flush(current.recounted);
   if (n > 0) out.edges.push_back(std::move(current));  // the last account (maybe the first too)
   return Status::Ok();
 }

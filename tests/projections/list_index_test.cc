@@ -232,6 +232,42 @@ TEST(ListIndexTest, PlansFindExactlyTheMatchesAndTheirCounter) {
   }
 }
 
+// ListRecount counts runs of one subject at once: over the entries of many tokens of every
+// kind in key order (as verify and rebuild read them), it gives what ListCountKeys gives each
+// row, summed, and a Flush into another map starts that map afresh.
+TEST(ListIndexTest, ARecountInKeyOrderSumsEveryRowsCounters) {
+  const Id other_env = *Id::Parse("013xrzp12g3nqk8nzxvq7jm2arsfg5h2");
+  std::vector<std::pair<std::string, std::string>> entries;
+  ListRecount::Counts want;
+  for (std::uint8_t n = 1; n <= 60; ++n) {
+    TokenRow r = Row(n, 100 + n, std::nullopt,
+                     static_cast<core::TokenStatus>(1 + n % 3));  // runs broken by status too
+    if (n % 4 == 1) {
+      r.state.scope = events::TokenScope::kEnvironment;
+      r.state.environment_id = n % 8 == 1 ? kEnv : other_env;
+    } else if (n % 4 == 2) {
+      r.state.scope = events::TokenScope::kIntrospection;
+    } else if (n % 4 == 3) {
+      r.state.scope = events::TokenScope::kAgentDeployment;
+      r.state.environment_id = kEnv;
+      r.state.agent_id = kAccount;
+    }
+    for (const auto& e : ListIndexEntrySet(r)) entries.emplace_back(e.Key(), e.Value());
+    for (const auto& k : ListCountKeys(r)) ++want[k];
+  }
+  std::sort(entries.begin(), entries.end());
+  ListRecount recount;
+  ListRecount::Counts got, elsewhere;
+  for (const auto& [key, value] : entries) recount.Add(key, value, got);
+  recount.Flush(got);
+  EXPECT_EQ(got, want);
+  recount.Flush(elsewhere);
+  EXPECT_TRUE(elsewhere.empty()) << "a flush empties the run";
+  std::size_t counting = 0;
+  for (const auto& [key, value] : entries) counting += ListCountRowOfEntry(key, value).has_value();
+  EXPECT_EQ(counting, 60u) << "one counting entry per token";
+}
+
 // Verify and rebuild recount the counters from the stored entries alone: for every kind of
 // token, exactly one of its entries stands for exactly the counters it adds one to.
 TEST(ListIndexTest, TheCountersOfEveryKindOfTokenCanBeRecountedFromItsEntries) {
