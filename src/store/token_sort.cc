@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
+#include <cstdint>
 #include <thread>
+#include <utility>
 
 #include <cstring>
 #include <filesystem>
@@ -335,15 +338,56 @@ namespace {
 // radix sort. The keys share a prefix (the tag, usually an account or a token), and list index
 // keys hold long runs of equal bytes (an environment id, a time's high bytes); so the records
 // are sorted on one big-endian 8-byte word of their key at a time, starting past the chunk's
-// common prefix, and each group of equal words is sorted on the next word. Comparisons are of
-// integers only; the records are read once per level.
+// common prefix, and each group of equal words is sorted on the next word. The records are read
+// once per level.
 struct SortRef {
   std::uint64_t word;    // key bytes [depth, depth + 8), zero-padded
   std::uint32_t offset;  // of the record in the chunk
   std::uint32_t rest;    // key bytes left at depth, capped at 9 (9: more than the word)
 };
+// Below this many refs a comparison sort is faster than the radix passes' histograms.
+constexpr std::size_t kRadixSortMinRefs = 256;
+constexpr std::size_t kSortBytesPerEntry = 2 * sizeof(SortRef) + sizeof(std::uint32_t);
 
-void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth) {
+// Sorts [begin, end) by (word, rest): a shorter key sorts before a longer one with the same
+// (zero-padded) word. A least-significant-digit radix sort, stable, over `rest` and then the
+// word's 8 bytes from the lowest: 9 passes of 256 buckets, of which every pass whose digit is
+// the same in all refs is skipped (most are: sorted keys share long runs of bytes). It
+// replaced std::sort on the same pairs, ~14% of a rebuild's CPU (comparisons: ~20 per ref at
+// a chunk's ~400,000 refs), with ~6 linear passes. `tmp`: room for end - begin refs.
+void SortWords(SortRef* begin, SortRef* end, SortRef* tmp) {
+  const std::size_t n = static_cast<std::size_t>(end - begin);
+  if (n < kRadixSortMinRefs) {
+    std::sort(begin, end, [](const SortRef& a, const SortRef& b) {
+      return a.word != b.word ? a.word < b.word : a.rest < b.rest;
+    });
+    return;
+  }
+  assert(n <= UINT32_MAX);
+  constexpr int kDigits = 9;  // rest, then the word's bytes from the least significant
+  auto digit = [](const SortRef& r, int d) -> unsigned {
+    return d == 0 ? r.rest : static_cast<unsigned>(r.word >> (8 * (d - 1))) & 0xffu;
+  };
+  std::uint32_t counts[kDigits][256] = {};
+  for (const SortRef* r = begin; r != end; ++r) {
+    ++counts[0][r->rest];
+    for (int d = 1; d < kDigits; ++d) ++counts[d][digit(*r, d)];
+  }
+  SortRef* src = begin;
+  SortRef* dst = tmp;
+  for (int d = 0; d < kDigits; ++d) {
+    std::uint32_t* c = counts[d];
+    if (c[digit(*src, d)] == n) continue;  // one value: the order stands
+    std::uint32_t sum = 0;
+    for (int i = 0; i < 256; ++i) sum += std::exchange(c[i], sum);
+    for (const SortRef* r = src; r != src + n; ++r) dst[c[digit(*r, d)]++] = *r;
+    std::swap(src, dst);
+  }
+  if (src != begin) std::copy(src, src + n, begin);
+}
+
+// `tmp`: room for end - begin refs (the recursion uses the part beside each group).
+void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth, SortRef* tmp) {
   for (SortRef* r = begin; r != end; ++r) {
     const char* rec = base + r->offset;
     const std::uint32_t k = GetU32(rec);
@@ -361,14 +405,12 @@ void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth
     }
     r->word = w;
   }
-  // A shorter key sorts before a longer one with the same (zero-padded) word.
-  std::sort(begin, end, [](const SortRef& a, const SortRef& b) {
-    return a.word != b.word ? a.word < b.word : a.rest < b.rest;
-  });
+  SortWords(begin, end, tmp);
   for (SortRef* g = begin; g != end;) {
     SortRef* h = g + 1;
     while (h != end && h->word == g->word && h->rest == g->rest) ++h;
-    if (h - g > 1 && g->rest == 9) SortLevel(base, g, h, depth + 8);  // else: equal keys
+    if (h - g > 1 && g->rest == 9)  // else: equal keys
+      SortLevel(base, g, h, depth + 8, tmp + (g - begin));
     g = h;
   }
 }
@@ -397,7 +439,10 @@ std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entri
   }
   if (common == std::string::npos) common = 0;
   *common_out = common;
-  SortLevel(base, refs.data(), refs.data() + refs.size(), common);
+  {
+    std::vector<SortRef> tmp(refs.size());
+    SortLevel(base, refs.data(), refs.data() + refs.size(), common, tmp.data());
+  }
   std::vector<std::uint32_t> order;
   order.reserve(refs.size());
   for (const SortRef& r : refs) order.push_back(r.offset);
@@ -517,9 +562,11 @@ Status TokenSort::Put(char tag, std::string_view key_tail, std::string_view valu
   chunk_.append(key_tail);
   chunk_.append(value);
   ++chunk_entries_;
-  // The chunk and the offsets its sort needs (20 bytes per entry) within its share of the
-  // budget: the other buffers are chunks being sorted and written meanwhile.
-  if (chunk_.size() + 20 * chunk_entries_ + 256 >= chunk_bytes_ / kTokenSortChunkBuffers)
+  // The chunk and what its sort needs per entry (two 16-byte SortRefs, the 4-byte offset)
+  // within its share of the budget: the other buffers are chunks being sorted and written
+  // meanwhile.
+  if (chunk_.size() + kSortBytesPerEntry * chunk_entries_ + 256 >=
+      chunk_bytes_ / kTokenSortChunkBuffers)
     return Spill();
   return Status::Ok();
 }
