@@ -437,9 +437,22 @@ int Export(const Flags& flags) {
   static std::vector<char> buffer(1u << 20);  // outlives stdout's last flush
   std::setvbuf(out, buffer.data(), _IOFBF, buffer.size());
   Progress bar("export", opened.store->LastSeq(), flags.Has("quiet"));
+  // To a file, the written bytes are sent to the disk every kExportWritebackBytes as the export
+  // goes, so the final fsync waits for the last few megabytes, not for the whole file (at 1M
+  // events, 600 MB: ~0.4 s of a ~1.8 s export).
+  constexpr std::uint64_t kExportWritebackBytes = 16u << 20;
+  std::uint64_t written_bytes = 0, sent_bytes = 0;
   Status s = opened.store->ScanStoredEvents(1, [&](std::uint64_t seq, std::string_view record) {
     const std::string line = FormatExportLine(record);
     std::fwrite(line.data(), 1, line.size(), out);
+    written_bytes += line.size();
+    if (out != stdout && written_bytes - sent_bytes >= kExportWritebackBytes &&
+        std::fflush(out) == 0) {
+      // Starts the writeback and returns; errors surface at the fsync below.
+      ::sync_file_range(::fileno(out), static_cast<off64_t>(sent_bytes),
+                        static_cast<off64_t>(written_bytes - sent_bytes), SYNC_FILE_RANGE_WRITE);
+      sent_bytes = written_bytes;
+    }
     ++count;
     bar.Update(seq);
     return !Stopped();
@@ -456,7 +469,19 @@ int Export(const Flags& flags) {
     if (!temp.empty()) std::filesystem::remove(temp);
     return s && Stopped() ? kInterrupted : kFinding;
   }
-  if (!temp.empty()) std::filesystem::rename(temp, output);  // a complete file, or none
+  if (!temp.empty()) {
+    std::filesystem::rename(temp, output);  // a complete file, or none
+    // The rename too survives a crash: the directory's entry is synced.
+    const std::filesystem::path dir = std::filesystem::absolute(output).parent_path();
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      std::fprintf(stderr, "tokenledger export: cannot sync the directory of '%s'\n",
+                   output.c_str());
+      if (fd >= 0) ::close(fd);
+      return kFinding;
+    }
+    ::close(fd);
+  }
   std::fprintf(stderr, "exported %llu events\n", static_cast<unsigned long long>(count));
   return kOk;
 }
