@@ -16,6 +16,51 @@ json::value OptId(const std::optional<Id>& id) {
   return id ? json::value(id->ToString()) : json::value(nullptr);
 }
 
+}  // namespace
+
+std::size_t Utf8SequenceLength(std::string_view at) {
+  if (at.empty()) return 0;
+  const auto b0 = static_cast<unsigned char>(at[0]);
+  std::size_t n;
+  unsigned char lo = 0x80, hi = 0xbf;  // bounds of the second byte
+  if (b0 >= 0xc2 && b0 <= 0xdf) {
+    n = 2;
+  } else if (b0 >= 0xe0 && b0 <= 0xef) {
+    n = 3;
+    if (b0 == 0xe0) lo = 0xa0;
+    if (b0 == 0xed) hi = 0x9f;
+  } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+    n = 4;
+    if (b0 == 0xf0) lo = 0x90;
+    if (b0 == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (at.size() < n) return 0;
+  const auto b1 = static_cast<unsigned char>(at[1]);
+  if (b1 < lo || b1 > hi) return 0;
+  for (std::size_t i = 2; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(at[i]);
+    if (b < 0x80 || b > 0xbf) return 0;
+  }
+  return n;
+}
+
+bool IsWellFormedUtf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t n = Utf8SequenceLength(text.substr(i));
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+namespace {
+
 // Typed field readers: each fails with a message naming the field.
 Result<const json::value*> Field(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
@@ -327,34 +372,12 @@ class Canonical {
     return true;
   }
 
-  // One multi-byte UTF-8 sequence at p_ (well-formed per Unicode table 3-7: no overlong
-  // forms, no surrogates, nothing above U+10FFFF).
+  // One multi-byte UTF-8 sequence at p_.
   bool Utf8Sequence() {
-    const auto b0 = static_cast<unsigned char>(p_[0]);
-    int n;
-    unsigned char lo = 0x80, hi = 0xbf;  // bounds of the second byte
-    if (b0 >= 0xc2 && b0 <= 0xdf) {
-      n = 2;
-    } else if (b0 >= 0xe0 && b0 <= 0xef) {
-      n = 3;
-      if (b0 == 0xe0) lo = 0xa0;
-      if (b0 == 0xed) hi = 0x9f;
-    } else if (b0 >= 0xf0 && b0 <= 0xf4) {
-      n = 4;
-      if (b0 == 0xf0) lo = 0x90;
-      if (b0 == 0xf4) hi = 0x8f;
-    } else {
-      return false;
-    }
-    if (end_ - p_ < n) return false;
-    const auto b1 = static_cast<unsigned char>(p_[1]);
-    if (b1 < lo || b1 > hi) return false;
-    for (int i = 2; i < n; ++i) {
-      const auto b = static_cast<unsigned char>(p_[i]);
-      if (b < 0x80 || b > 0xbf) return false;
-    }
+    const std::size_t n =
+        Utf8SequenceLength(std::string_view(p_, static_cast<std::size_t>(end_ - p_)));
     p_ += n;
-    return true;
+    return n != 0;
   }
 
   const char* p_;

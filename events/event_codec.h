@@ -85,6 +85,13 @@ bool DecodeCanonicalEventBody(std::string_view body, EventEnvelope* out);
 Result<EventEnvelope> DecodeEventBodyGeneric(
     std::string_view body, const UpcasterRegistry& upcasters = DefaultUpcasters());
 
+// The length of the well-formed multi-byte UTF-8 sequence `at` starts with (Unicode table 3-7:
+// no overlong forms, no surrogates, nothing above U+10FFFF); 0 if it does not start with one
+// (an ASCII byte included).
+std::size_t Utf8SequenceLength(std::string_view at);
+// Whether `text` is well-formed UTF-8 throughout: what every JSON string of an event holds.
+bool IsWellFormedUtf8(std::string_view text);
+
 // The body part of a stored record, and whether its stored hash matches it.
 std::string_view StoredBody(std::string_view stored);
 bool StoredHashMatches(std::string_view stored);

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <cassert>
 
+#include "events/event_codec.h"
 #include "src/core/decider.h"
 
 namespace tokenledger::projections {
@@ -189,6 +190,8 @@ Result<TokenRow> DecodeTokenRow(std::string_view bytes) {
   if (present & kSigningKid) {
     const std::size_t n = in.Uint(4);
     s.signing_kid = std::string(in.Take(n));
+    // A kid comes from an event's JSON string: anything else was never written by us.
+    if (!events::IsWellFormedUtf8(*s.signing_kid)) return Corrupt("signing_kid is not UTF-8");
   }
   if (!in.ok()) return Corrupt("truncated");
   if (!in.done()) return Corrupt("trailing bytes");

@@ -54,7 +54,7 @@ std::string EncodeTokenRow(const TokenRow& row);
 // The same bytes into `out` (cleared first; its capacity is reused): for the bulk tools.
 void EncodeTokenRowInto(const TokenRow& row, std::string& out);
 // Fails with kUnexpected if the bytes are not a row of the current schema version (also
-// truncated or with bytes left over).
+// truncated, with bytes left over, or a signing_kid that is not UTF-8).
 Result<TokenRow> DecodeTokenRow(std::string_view bytes);
 // The row as one line of JSON, for people (verify's findings, test failures); never stored.
 std::string DescribeTokenRow(const TokenRow& row);

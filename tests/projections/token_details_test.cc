@@ -85,6 +85,12 @@ TEST(TokenDetailsTest, RejectsOtherVersionsAndGarbage) {
   EXPECT_FALSE(DecodeTokenRow(good + '\0'));
   // A field marked present but missing (the environment) is truncation too.
   EXPECT_FALSE(DecodeTokenRow(with(1, 1)));
+  // A kid that is not UTF-8 (no event's JSON string holds one).
+  TokenRow with_kid = *row;
+  with_kid.state.signing_kid = "key\xad";
+  EXPECT_FALSE(DecodeTokenRow(EncodeTokenRow(with_kid)));
+  with_kid.state.signing_kid = "k\xc3\xa9y";
+  EXPECT_TRUE(DecodeTokenRow(EncodeTokenRow(with_kid)));
   // A row as releases 1 to 3 wrote it (JSON) is refused too: it must be rebuilt.
   EXPECT_FALSE(DecodeTokenRow(v1::EncodeTokenRow(*row)));
   EXPECT_FALSE(DecodeTokenRow(DescribeTokenRow(*row)));
