@@ -121,7 +121,10 @@ std::optional<TokenRow> ListCountRowOfEntry(std::string_view key, std::string_vi
 // Recounts the counters from index entries read in key order. The entries that count come in
 // runs of one account, status, scope and environment (an environment partition's `status`
 // range is in status order), so a run costs one ListCountKeys, not one per token: eight
-// strings per token were ~7% of verify. Thread-safety: one thread at a time.
+// strings per token were ~7% of verify. Where two scopes share an environment (environment and
+// agent_deployment tokens; the scope is in the value, not the key), their entries interleave
+// by token id and runs can be one token long: slower, never wrong. Thread-safety: one thread at
+// a time.
 class ListRecount {
  public:
   using Counts = std::map<std::string, std::int64_t>;

@@ -645,7 +645,7 @@ Status TokenSort::Finish() {
   if (chunk_entries_ == 0) return Status::Ok();
   auto& runs = runs_[chunk_tag_];
   if (!runs) runs = std::make_unique<Runs>();
-  if (chunk_.size() + 16 * chunk_entries_ <=
+  if (chunk_.size() + kSortBytesPerEntry * chunk_entries_ <=
           std::min(kTokenSortSmallChunkBytes, chunk_bytes_ / kTokenSortChunkBuffers) &&
       runs->order.empty()) {
     // A small last chunk is iterated from memory (a copy of its size: the chunk's buffer is

@@ -63,12 +63,12 @@ constexpr unsigned kMaxScanThreads = 4;
 // An order-independent digest of a multiset of (key, value) pairs: each pair is hashed to
 // 128 bits (XXH3: the key's 64-bit hash seeds the 128-bit hash of the value, so where the key
 // ends is part of it), and the two halves' sums and the count are the digest. Equal multisets
-// give equal digests; a difference goes unnoticed only if both sums collide, ~2^-128 for
-// independent pairs. XXH3 because this runs on every entry of the three largest families,
-// twice (want and found): ~20M pairs at 1M events. It replaced a chain of 64-bit multiplies
-// per 8-byte word, 14% of verify's CPU. Not cryptographic: it finds damage and bugs, not a
-// forger, who could rewrite rows and index consistently anyway (the events are what SHA-256
-// protects).
+// give equal digests; a difference goes unnoticed only if both sums collide: ~2^-64 at worst
+// (two different keys whose 64-bit hashes, the seeds, collide, with equal values). XXH3 because
+// this runs on every entry of the three largest families, twice (want and found): ~20M pairs at 1M
+// events. It replaced a chain of 64-bit multiplies per 8-byte word, 14% of verify's CPU. Not
+// cryptographic: it finds damage and bugs, not a forger, who could rewrite rows and index
+// consistently anyway (the events are what SHA-256 protects).
 struct SetDigest {
   std::uint64_t a = 0, b = 0, count = 0;
   void Add(std::string_view key, std::string_view value) {

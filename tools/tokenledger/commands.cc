@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -458,8 +460,8 @@ int Export(const Flags& flags) {
     return !Stopped();
   });
   bar.Done();
-  const bool written =
-      !Stopped() && std::fflush(out) == 0 && (out == stdout || ::fsync(::fileno(out)) == 0);
+  const bool written = !Stopped() && std::fflush(out) == 0 && !std::ferror(out) &&
+                       (out == stdout || ::fsync(::fileno(out)) == 0);
   if (out != stdout) std::fclose(out);
   if (!s || !written) {
     std::fprintf(stderr, "tokenledger export: %s\n",
@@ -470,13 +472,23 @@ int Export(const Flags& flags) {
     return s && Stopped() ? kInterrupted : kFinding;
   }
   if (!temp.empty()) {
-    std::filesystem::rename(temp, output);  // a complete file, or none
-    // The rename too survives a crash: the directory's entry is synced.
+    std::error_code ec;
+    std::filesystem::rename(temp, output, ec);  // a complete file, or none
+    if (ec) {
+      std::fprintf(stderr, "tokenledger export: cannot rename '%s' to '%s': %s\n", temp.c_str(),
+                   output.c_str(), ec.message().c_str());
+      std::filesystem::remove(temp, ec);
+      return kFinding;
+    }
+    // The rename too survives a crash: the directory's entry is synced. (Some file systems
+    // cannot sync a directory, EINVAL: nothing more can be done there.)
     const std::filesystem::path dir = std::filesystem::absolute(output).parent_path();
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || ::fsync(fd) != 0) {
-      std::fprintf(stderr, "tokenledger export: cannot sync the directory of '%s'\n",
-                   output.c_str());
+    if (fd < 0 || (::fsync(fd) != 0 && errno != EINVAL)) {
+      std::fprintf(stderr,
+                   "tokenledger export: '%s' is complete, but its directory could not be "
+                   "synced (%s): a crash now may lose the file's name\n",
+                   output.c_str(), std::strerror(errno));
       if (fd >= 0) ::close(fd);
       return kFinding;
     }
