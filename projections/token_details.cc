@@ -158,6 +158,7 @@ Result<TokenRow> DecodeTokenRow(std::string_view bytes) {
   if (bytes.empty() || static_cast<std::uint8_t>(bytes[0]) != kTokenDetails.version) {
     return Corrupt("schema version differs from this release's");
   }
+  if (bytes.size() < kFixedBytes) return Corrupt("truncated");
   Reader in(bytes.substr(1));
   const std::uint8_t present = in.Byte();
   if (present & ~kAllPresent) return Corrupt("unknown fields");
