@@ -384,28 +384,6 @@ class Canonical {
   const char* end_;
 };
 
-// HashFromHex through a table (64 lowercase hex digits; anything else: false).
-bool HexToHash(std::string_view hex, Hash* out) {
-  static constexpr auto kNibble = [] {
-    std::array<std::int8_t, 256> t{};
-    for (auto& v : t) v = -1;
-    for (int c = '0'; c <= '9'; ++c)
-      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
-    for (int c = 'a'; c <= 'f'; ++c)
-      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
-    return t;
-  }();
-  if (hex.size() != 2 * out->size()) return false;
-  int bad = 0;
-  for (std::size_t i = 0; i < out->size(); ++i) {
-    const int hi = kNibble[static_cast<unsigned char>(hex[2 * i])];
-    const int lo = kNibble[static_cast<unsigned char>(hex[2 * i + 1])];
-    bad |= hi | lo;  // negative if either is not a digit
-    (*out)[i] = static_cast<std::uint8_t>(hi << 4 | (lo & 15));
-  }
-  return bad >= 0;
-}
-
 // The index in EventData of a type name, or -1.
 int TypeIndex(std::string_view type) {
   static constexpr std::string_view kNames[] = {"TokenCreated", "TokenSuspended", "TokenActivated",
@@ -478,9 +456,10 @@ bool DecodeCanonicalEventBody(std::string_view body, EventEnvelope* out) {
       }
   }
   std::string_view prev;
-  if (!c.Lit(",\"prev_hash\":") || !c.RawString(&prev) || !c.Lit("}") || !c.AtEnd() ||
-      !HexToHash(prev, &e.prev_hash))
-    return false;
+  if (!c.Lit(",\"prev_hash\":") || !c.RawString(&prev) || !c.Lit("}") || !c.AtEnd()) return false;
+  const std::optional<Hash> prev_hash = HashFromHex(prev);
+  if (!prev_hash) return false;
+  e.prev_hash = *prev_hash;
   e.hash = {};
   return true;
 }

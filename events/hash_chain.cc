@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <array>
+#include <cstdint>
 #include <cstdlib>
 
 namespace tokenledger::events {
@@ -36,19 +38,28 @@ std::string HashToHex(const Hash& hash) {
   return out;
 }
 
+// Through a table, branch-free per digit: every event's prev_hash is decoded by the event
+// codec, and an import decodes two hashes per line (with branches per digit, 3% of its CPU).
 std::optional<Hash> HashFromHex(std::string_view hex) {
+  static constexpr auto kNibble = [] {
+    std::array<std::int8_t, 256> t{};
+    for (auto& v : t) v = -1;
+    for (int c = '0'; c <= '9'; ++c)
+      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c)
+      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
+    return t;
+  }();
   Hash out{};
-  if (hex.size() != out.size() * 2) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
+  if (hex.size() != 2 * out.size()) return std::nullopt;
+  int bad = 0;
   for (std::size_t i = 0; i < out.size(); ++i) {
-    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+    const int hi = kNibble[static_cast<unsigned char>(hex[2 * i])];
+    const int lo = kNibble[static_cast<unsigned char>(hex[2 * i + 1])];
+    bad |= hi | lo;  // negative if either is not a digit
+    out[i] = static_cast<std::uint8_t>(hi << 4 | (lo & 15));
   }
+  if (bad < 0) return std::nullopt;
   return out;
 }
 
