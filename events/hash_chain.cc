@@ -28,14 +28,19 @@ Hash Sha256(std::string_view bytes) {
   return out;
 }
 
-std::string HashToHex(const Hash& hash) {
+std::string BytesToHex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(hash.size() * 2, '0');
-  for (std::size_t i = 0; i < hash.size(); ++i) {
-    out[2 * i] = kHex[hash[i] >> 4];
-    out[2 * i + 1] = kHex[hash[i] & 15];
+  std::string out(bytes.size() * 2, '0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const auto b = static_cast<unsigned char>(bytes[i]);
+    out[2 * i] = kHex[b >> 4];
+    out[2 * i + 1] = kHex[b & 15];
   }
   return out;
+}
+
+std::string HashToHex(const Hash& hash) {
+  return BytesToHex({reinterpret_cast<const char*>(hash.data()), hash.size()});
 }
 
 // Through a table, branch-free per digit: every event's prev_hash is decoded by the event

@@ -16,6 +16,8 @@ namespace tokenledger::events {
 inline constexpr Hash kGenesisHash{};  // prev_hash of the first event
 
 Hash Sha256(std::string_view bytes);
+// Lowercase hex of any bytes (two digits a byte).
+std::string BytesToHex(std::string_view bytes);
 std::string HashToHex(const Hash& hash);
 std::optional<Hash> HashFromHex(std::string_view hex);
 

@@ -230,11 +230,6 @@ std::optional<TokenRow> ListCountRowOfEntry(std::string_view key, std::string_vi
   return row;
 }
 
-std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value) {
-  const std::optional<TokenRow> row = ListCountRowOfEntry(key, value);
-  return row ? ListCountKeys(*row) : std::vector<std::string>{};
-}
-
 void ListRecount::Add(std::string_view key, std::string_view value, Counts& counts) {
   std::optional<TokenRow> row = ListCountRowOfEntry(key, value);
   const auto same_run = [&] {

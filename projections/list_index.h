@@ -106,16 +106,13 @@ class ListIndexEntrySet {
 // The counters a visible row adds one to.
 std::vector<std::string> ListCountKeys(const TokenRow& row);
 bool IsListCountKey(std::string_view key);
-// The counters one stored entry stands for, so that the counters can be recounted from the
-// index alone: for the one entry per token whose key holds every filter attribute (the
-// environment partition's `status` entry: environment, hence scope, and status; for a token
-// outside that partition, the scope partition's), the keys ListCountKeys gives that token;
-// empty for every other entry and for malformed ones. These
-// entries sort before the account's counters, so a writer in key order has the counts when
-// it reaches them.
-std::vector<std::string> ListCountKeysOfEntry(std::string_view key, std::string_view value);
-// The same entry as the row ListCountKeys takes (account, status, scope and environment set;
-// nothing else), or nullopt.
+// What one stored entry counts, so that the counters can be recounted from the index alone:
+// for the one entry per token whose key holds every filter attribute (the environment
+// partition's `status` entry: environment, hence scope, and status; for a token outside that
+// partition, the scope partition's), that token as the row ListCountKeys takes (account,
+// status, scope and environment set; nothing else); nullopt for every other entry and for
+// malformed ones. These entries sort before the account's counters, so a writer in key order
+// has the counts when it reaches them.
 std::optional<TokenRow> ListCountRowOfEntry(std::string_view key, std::string_view value);
 
 // Recounts the counters from index entries read in key order. The entries that count come in

@@ -42,17 +42,6 @@ std::optional<std::string_view> Str(const json::object& o, std::string_view name
   return std::string_view(v->get_string());
 }
 
-std::string ToHex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
 std::optional<std::string> FromHex(std::string_view hex) {
   if (hex.size() % 2 != 0) return std::nullopt;
   auto nibble = [](char c) -> int {
@@ -76,7 +65,7 @@ std::string EncodeProposal(const Proposal& p) {
   o["v"] = kProposalFormat;
   o["id"] = p.id;
   if (!p.verbatim.empty()) {
-    o["verbatim"] = ToHex(p.verbatim);
+    o["verbatim"] = events::BytesToHex(p.verbatim);
     return json::serialize(o);
   }
   o["stream"] = p.stream.ToString();

@@ -229,7 +229,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   ParallelSstWriter list_out(list_sst_options, new_list, sort.Dir() + "/list", sst_file_bytes);
   {
     p = RebuildProgress{0, list_written, "index"};
-    // The counters: an account's entries that give its counts (ListCountKeysOfEntry) sort
+    // The counters: an account's entries that give its counts (ListCountRowOfEntry) sort
     // before its counters, so they are counted on the way and written at their place in key
     // order (each entry counted before the keys below it are written: a run that a key does
     // not extend is added to the counts first). Memory: one account's filter combinations.

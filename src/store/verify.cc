@@ -46,13 +46,10 @@ std::string Hex(std::string_view bytes) {
 // A stored row as a finding shows it: as JSON if it decodes, else its bytes in hex.
 std::string RowText(std::string_view bytes) {
   if (auto row = projections::DecodeTokenRow(bytes)) return projections::DescribeTokenRow(*row);
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex = "undecodable row ";
-  for (unsigned char c : bytes) {
-    hex += kDigits[c >> 4];
-    hex += kDigits[c & 15];
-  }
-  return hex;
+  // Appends only: GCC 12 at -O3 reports a false -Wrestrict on `"literal" + std::string`.
+  std::string text = "undecodable row ";
+  text += events::BytesToHex(bytes);
+  return text;
 }
 
 constexpr char kIdempotencyTag = 'i';

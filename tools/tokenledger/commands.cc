@@ -63,6 +63,16 @@ void TimePhase(std::string_view phase) {
   since = now;
 }
 
+// fsync()s directory `dir`, so the entries created, renamed or removed in it survive a crash:
+// 0, or the errno of the failure.
+int SyncDirectory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
 // The progress callback of a long store operation (rebuild, verify, import's rebuild): stops it
 // on a signal (interrupt.h), times its phases, draws `bar`.
 std::function<void(const store::RebuildProgress&)> StepsOf(Progress& bar) {
@@ -482,17 +492,14 @@ int Export(const Flags& flags) {
     }
     // The rename too survives a crash: the directory's entry is synced. (Some file systems
     // cannot sync a directory, EINVAL: nothing more can be done there.)
-    const std::filesystem::path dir = std::filesystem::absolute(output).parent_path();
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || (::fsync(fd) != 0 && errno != EINVAL)) {
+    const int err = SyncDirectory(std::filesystem::absolute(output).parent_path());
+    if (err != 0 && err != EINVAL) {
       std::fprintf(stderr,
                    "tokenledger export: '%s' is complete, but its directory could not be "
                    "synced (%s): a crash now may lose the file's name\n",
-                   output.c_str(), std::strerror(errno));
-      if (fd >= 0) ::close(fd);
+                   output.c_str(), std::strerror(err));
       return kFinding;
     }
-    ::close(fd);
   }
   std::fprintf(stderr, "exported %llu events\n", static_cast<unsigned long long>(count));
   return kOk;
@@ -548,10 +555,8 @@ int Import(const Flags& flags) {
   {
     std::filesystem::create_directories(data_dir, ec);
     const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const bool ok = fd >= 0 && ::fsync(fd) == 0 && dir >= 0 && ::fsync(dir) == 0;
+    const bool ok = fd >= 0 && ::fsync(fd) == 0 && SyncDirectory(data_dir) == 0;
     if (fd >= 0) ::close(fd);
-    if (dir >= 0) ::close(dir);
     if (!ok) {
       std::fprintf(stderr, "tokenledger import: cannot write '%s'\n", marker.c_str());
       if (!existed) std::filesystem::remove_all(data_dir, ec);
@@ -644,10 +649,8 @@ int Import(const Flags& flags) {
     // The key ring the server will open: checked now, not at its first start.
     if (error.empty()) error = ImportKeyRing(ledger, data_dir, new_key);
     if (error.empty()) {
-      const int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (::unlink(marker.c_str()) != 0 || dir < 0 || ::fsync(dir) != 0)
+      if (::unlink(marker.c_str()) != 0 || SyncDirectory(data_dir) != 0)
         error = "cannot remove '" + marker + "'";
-      if (dir >= 0) ::close(dir);
     }
   } catch (const Interrupted&) {
     error = "interrupted by a signal";
