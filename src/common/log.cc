@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "tokenledger/thread_name.h"
 #include "tokenledger/time.h"
 
 namespace tokenledger {
@@ -237,6 +238,7 @@ std::mutex& OutputMutex() {
 }
 
 void WriterLoop(Writer* w, std::uint64_t generation, int fd) {
+  NameThisThread("tl-log");
   std::string chunk;
   bool cut = false;  // a failed write may have left a partial line in the output
   std::unique_lock lock(w->mu);

@@ -1,4 +1,5 @@
 #include "src/http/read_pool.h"
+#include "tokenledger/thread_name.h"
 
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -45,6 +46,7 @@ std::size_t ReadPool::Queued() const {
 }
 
 void ReadPool::Work() {
+  NameThisThread("tl-read");
   // Linux: a thread's nice value is per thread (setpriority on its tid). Failing to lower it
   // (a sandbox forbids it) only costs the preference, so the result is ignored.
   [[maybe_unused]] int ignored =

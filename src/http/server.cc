@@ -15,6 +15,7 @@
 #include "src/http/errors.h"
 #include "tokenledger/id.h"
 #include "tokenledger/log.h"
+#include "tokenledger/thread_name.h"
 
 namespace tokenledger::http {
 namespace beast = boost::beast;
@@ -579,8 +580,13 @@ void Server::Run() {
   });
   for (auto& loop : m.loops) net::co_spawn(loop->ioc, m.Sweep(*loop), net::detached);
   std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < m.loops.size(); ++i)
-    threads.emplace_back([&loop = *m.loops[i]] { loop.ioc.run(); });
+  // The first loop runs on the calling thread, which keeps the process's name (pgrep).
+  for (std::size_t i = 1; i < m.loops.size(); ++i) {
+    threads.emplace_back([&loop = *m.loops[i], i] {
+      NameThisThread(("tl-io-" + std::to_string(i)).c_str());
+      loop.ioc.run();
+    });
+  }
   m.loops[0]->ioc.run();
   for (auto& t : threads) t.join();
 }

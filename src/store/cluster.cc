@@ -16,6 +16,7 @@
 #include "src/store/proposal.h"
 #include "src/store/store_impl.h"
 #include "tokenledger/log.h"
+#include "tokenledger/thread_name.h"
 
 namespace tokenledger::store {
 namespace {
@@ -517,6 +518,7 @@ struct ClusterLog::State {
   }
 
   void ProposerLoop() {
+    NameThisThread("tl-proposer");
     for (;;) {
       std::vector<Work> work;
       bool closing = false;
@@ -954,7 +956,10 @@ Result<std::unique_ptr<ClusterLog>> ClusterLog::Start(LedgerStore::Impl& impl) {
     return s.error();
   }
   State* p = st.get();
-  st->applier = std::thread([p] { p->ApplierLoop(); });
+  st->applier = std::thread([p] {
+    NameThisThread("tl-applier");
+    p->ApplierLoop();
+  });
   return std::unique_ptr<ClusterLog>(new ClusterLog(std::move(st)));
 }
 

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "src/store/store_impl.h"
+#include "tokenledger/thread_name.h"
 
 namespace tokenledger::store {
 namespace {
@@ -85,6 +86,7 @@ std::future<std::uint64_t> LedgerStore::PurgeExpiredIdempotency() {
 }
 
 void LedgerStore::Impl::CommitterLoop() {
+  NameThisThread("tl-committer");
   std::vector<Pending> batch;
   batch.reserve(options.max_batch_size);
   // The batch being decided: it takes every command that arrives while the writer syncs the
@@ -477,6 +479,7 @@ void LedgerStore::Impl::Discard(DecidedBatch& batch) {
 }
 
 void LedgerStore::Impl::WriterLoop() {
+  NameThisThread("tl-writer");
   for (;;) {
     std::unique_ptr<DecidedBatch> batch;
     {

@@ -5,7 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <fstream>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
@@ -481,6 +485,36 @@ TEST_F(ApiTest, MetricsAndOpenApiNeedNoToken) {
   Response doc = Call("GET", "/api/v1/openapi.json", "");
   EXPECT_EQ(doc.status, 200);
   EXPECT_EQ(doc.Json().at("openapi"), "3.1.0");
+}
+
+// `top -H` and `perf report --sort comm` tell the stages apart: every long-lived thread has a
+// name, and the main thread (I/O loop 0) keeps the process's, so `pgrep tokenledgerd` works.
+TEST_F(ApiTest, ThreadsAreNamedByWhatTheyDo) {
+  StopServer();
+  StartServer({"--threads", "3"});
+  ASSERT_EQ(Call("GET", "/api/v1/ping", main_.jwt).status, 200);  // the log writer has started
+  const std::string tasks = "/proc/" + std::to_string(server_->pid()) + "/task";
+  std::multiset<std::string> names;
+  DIR* dir = opendir(tasks.c_str());
+  ASSERT_NE(dir, nullptr);
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(tasks + "/" + e->d_name + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  closedir(dir);
+  std::string all;
+  for (const auto& n : names) all += n + " ";
+  for (const char* name :
+       {"tl-io-1", "tl-io-2", "tl-committer", "tl-writer", "tl-log", "tl-read"}) {
+    EXPECT_GE(names.count(name), 1u) << name << " not among: " << all;
+  }
+  std::ifstream main_comm(tasks + "/" + std::to_string(server_->pid()) + "/comm");
+  std::string main_name;
+  std::getline(main_comm, main_name);
+  EXPECT_EQ(main_name, "tokenledgerd") << "the main thread keeps the process's name";
 }
 
 }  // namespace
