@@ -323,6 +323,36 @@ struct Server::Impl {
     explicit Answer(net::io_context::executor_type e) : executor(std::move(e)) {}
   };
 
+  // Gives `response` to the session waiting on `answer`, resuming it on its loop if it waits.
+  static void Deliver(Answer& answer, HttpResponse response) {
+    std::function<void()> resume;
+    {
+      std::lock_guard lock(answer.mu);
+      answer.response = std::move(response);
+      resume = std::move(answer.resume);
+    }
+    if (resume) net::post(answer.executor, std::move(resume));
+  }
+
+  // The handler's one way to answer, shared by the copies of its Responder. The first answer
+  // counts. If the last copy goes without answering (a handler's bug), the request is answered
+  // 500: otherwise its connection would wait, busy and without a deadline, until shutdown.
+  struct Reply {
+    std::shared_ptr<Answer> answer;
+    std::atomic<bool> used{false};
+    explicit Reply(std::shared_ptr<Answer> a) : answer(std::move(a)) {}
+    Reply(const Reply&) = delete;
+    Reply& operator=(const Reply&) = delete;
+    void Give(HttpResponse response) {
+      if (!used.exchange(true)) Deliver(*answer, std::move(response));
+    }
+    ~Reply() {
+      if (used.load()) return;
+      Log(LogLevel::kError, "a request handler returned without answering");
+      Give(ErrorResponse(ErrorCode::kUnexpected, "internal error: the request was not answered"));
+    }
+  };
+
   template <typename Token>
   static auto AwaitAnswer(std::shared_ptr<Answer> answer, Token&& token) {
     return net::async_initiate<Token, void()>(
@@ -391,7 +421,8 @@ struct Server::Impl {
         if (beast::iequals(parser->get()[bhttp::field::expect], "100-continue")) {
           bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
                                                   parser->get().version()};
-          co_await bhttp::async_write(socket, cont, kNoThrow);
+          auto [cont_ec, cont_n] = co_await bhttp::async_write(socket, cont, kNoThrow);
+          if (cont_ec) break;  // the client went away, or the sweep cut it at its deadline
         }
         if (!parser->is_done()) {
           conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
@@ -466,14 +497,8 @@ struct Server::Impl {
       if (!answer || answer.use_count() > 1) answer = std::make_shared<Answer>(executor);
       answer->response.reset();
       answer->resume = nullptr;
-      handler(request, [answer](HttpResponse response) {
-        std::function<void()> resume;
-        {
-          std::lock_guard lock(answer->mu);
-          answer->response = std::move(response);
-          resume = std::move(answer->resume);
-        }
-        if (resume) net::post(answer->executor, std::move(resume));
+      handler(request, [reply = std::make_shared<Reply>(answer)](HttpResponse response) {
+        reply->Give(std::move(response));
       });
       bool answered;
       {
