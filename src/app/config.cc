@@ -138,6 +138,10 @@ std::vector<Option> Options() {
        "token rows kept decoded for authentication and show, ~300 B each; 0 = off "
        "(default 65536)",
        [](Config& c, const std::string& v) { return ParseSize(v, &c.store.row_cache_entries); }},
+      {"verified-token-cache", "TOKENLEDGER_VERIFIED_TOKEN_CACHE", "N",
+       "tokens kept verified, so that their next request skips the signature check, ~450 B "
+       "each; 0 = off (default 32768)",
+       [](Config& c, const std::string& v) { return ParseSize(v, &c.verified_tokens); }},
       {"memtable-budget", "TOKENLEDGER_MEMTABLE_BUDGET", "BYTES",
        "RocksDB memtables of all families together (default 64MiB)",
        [](Config& c, const std::string& v) {

@@ -18,6 +18,8 @@ struct Config {
   LogLevel log_level = LogLevel::kInfo;
   // How long a gateway may cache an introspection answer (0: no-store; at most 1h).
   Micros introspection_cache = 5 * kMicrosPerSecond;
+  // Tokens kept verified (http::ApiOptions::verified_tokens). Default: 32768.
+  std::size_t verified_tokens = 32768;
   bool rebuild_projections = false;
   // On an empty ledger, create an account and a token and print it once on stdout.
   bool first_token = true;

@@ -163,6 +163,7 @@ int Main(int argc, char** argv) {
   api_options.policy = config.store.policy;
   api_options.metrics_on_separate_listener = !config.server.metrics_listen.empty();
   api_options.introspection_cache = config.introspection_cache;
+  api_options.verified_tokens = config.verified_tokens;
   auto api = std::make_unique<http::Api>(*ledger, keys->ring, api_options, metrics);
   http::Api* api_ptr = api.get();
   auto server = std::make_unique<http::Server>(

@@ -44,6 +44,8 @@ struct ApiOptions {
   // How long a gateway may cache an introspection answer (Cache-Control max-age; 0:
   // no-store): a suspended token may get through a caching gateway this long. Default: 5 s.
   Micros introspection_cache = 5 * kMicrosPerSecond;
+  // Tokens kept verified (auth::VerifiedTokens, ~450 B each; 0: none). Default: 32768.
+  std::size_t verified_tokens = 32768;
 };
 
 class Api {

@@ -73,12 +73,12 @@ std::size_t LastUseLimiter::size() const {
 }
 
 Authenticator::Authenticator(store::LedgerStore& store, const auth::KeyRing& keys,
-                             Micros last_used_granularity)
-    : store_(store), keys_(keys), uses_(last_used_granularity) {}
+                             Micros last_used_granularity, std::size_t verified_tokens)
+    : store_(store), verified_(keys, verified_tokens), uses_(last_used_granularity) {}
 
 Result<std::pair<Caller, projections::TokenRow>> Authenticator::Admit(std::string_view jwt,
                                                                       Micros now) {
-  auto claims = keys_.Verify(jwt);
+  auto claims = verified_.Verify(jwt);
   if (!claims) return claims.error();
   auto row = store_.GetToken(claims->token_id);
   if (!row) return row.error();

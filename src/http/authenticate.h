@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "src/auth/key_ring.h"
+#include "src/auth/verified_tokens.h"
 #include "src/http/http_types.h"
 #include "src/http/reach.h"
 #include "src/store/ledger_store.h"
@@ -69,8 +70,10 @@ class LastUseLimiter {
 // (fire and forget: a request never waits for that write; a failure is logged).
 class Authenticator {
  public:
-  // REQUIRES: `store` and `signer` outlive this object.
-  Authenticator(store::LedgerStore& store, const auth::KeyRing& keys, Micros last_used_granularity);
+  // Keeps up to `verified_tokens` tokens verified (auth::VerifiedTokens; 0: none).
+  // REQUIRES: `store` and `keys` outlive this object.
+  Authenticator(store::LedgerStore& store, const auth::KeyRing& keys, Micros last_used_granularity,
+                std::size_t verified_tokens);
 
   // The caller of `request` at `now`, or why it may not authenticate (see the top of this
   // file), or the store's error reading the token. A use's failure to record is logged
@@ -100,7 +103,7 @@ class Authenticator {
   void RecordUse(const Id& token, Micros now, const PostFn& post);
 
   store::LedgerStore& store_;
-  const auth::KeyRing& keys_;
+  auth::VerifiedTokens verified_;
   LastUseLimiter uses_;
 };
 

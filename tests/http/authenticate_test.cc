@@ -145,7 +145,7 @@ TEST_F(AuthenticatorTest, AuthenticatesAndRecordsUsesOncePerGranularity) {
   const Id account = ids_.Generate(), env = ids_.Generate();
   const Id token = Create(account, env);
   const projections::TokenRow row = Row(token);
-  Authenticator authenticator(*store_, keys_, options_.policy.last_used_granularity);
+  Authenticator authenticator(*store_, keys_, options_.policy.last_used_granularity, 1024);
 
   const Micros now = kStart + kMicrosPerSecond;
   auto caller = authenticator.Authenticate(Request(Jwt(row.state)), now);
@@ -167,7 +167,7 @@ TEST_F(AuthenticatorTest, RefusesWhatMayNotAuthenticate) {
   const Id account = ids_.Generate();
   const Id token = Create(account);
   const projections::TokenRow row = Row(token);
-  Authenticator authenticator(*store_, keys_, options_.policy.last_used_granularity);
+  Authenticator authenticator(*store_, keys_, options_.policy.last_used_granularity, 1024);
   const Micros now = kStart + kMicrosPerSecond;
 
   EXPECT_EQ(Outcome(authenticator.Authenticate(HttpRequest{}, now)),
