@@ -1,8 +1,10 @@
 #include "src/auth/verified_tokens.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include <cstdint>
 #include <cstring>
-#include <functional>
 
 namespace tokenledger::auth {
 namespace {
@@ -33,7 +35,7 @@ VerifiedTokens::VerifiedTokens(const KeyRing& ring, std::size_t capacity)
 Result<Claims> VerifiedTokens::Verify(std::string_view token) {
   if (slots_per_shard_ == 0 || token.empty() || token.size() > kMaxTokenBytes)
     return ring_.Verify(token);
-  const std::size_t hash = std::hash<std::string_view>{}(token);
+  const std::uint64_t hash = XXH3_64bits(token.data(), token.size());
   Shard& shard = shards_[hash % kShards];
   Slot& slot = shard.slots[(hash / kShards) % slots_per_shard_];
   {

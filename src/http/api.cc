@@ -65,7 +65,8 @@ struct Api::Call {
          {"status", static_cast<long long>(response.status)},
          {"latency_ms", seconds * 1e3},
          {"remote", req->remote}});
-    response.headers.emplace_back("X-Request-Id", request_id);
+    // Nothing reads the call's id after its answer: moved, not copied.
+    response.request_id = std::move(request_id);
     respond(std::move(response));
   }
   void Fail(const Error& e) { Respond(ErrorResponse(e)); }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -37,8 +38,10 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 200;
   std::string body;
-  std::string content_type = "application/json; charset=utf-8";
+  // REQUIRES: text that outlives the response (every one is a literal).
+  std::string_view content_type = "application/json; charset=utf-8";
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  std::string request_id;  // sent as X-Request-Id (after `headers`) unless empty
 };
 
 // Called exactly once per request, from any thread.

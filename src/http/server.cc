@@ -242,6 +242,11 @@ struct Server::Impl {
       head += value;
       head += "\r\n";
     }
+    if (!r.request_id.empty()) {
+      head += "X-Request-Id: ";
+      head += r.request_id;
+      head += "\r\n";
+    }
     if (version >= 11 && !keep_alive) head += "Connection: close\r\n";
     if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n";
     // No Content-Length where a response may not have a body (RFC 9110 8.6); Write sends none.
@@ -314,43 +319,51 @@ struct Server::Impl {
 
   // The handler's answer to one request: given inline by most reads (no hand-off at all), or
   // later from another thread (a write, answered after its commit), which resumes the session
-  // on its loop.
+  // on its loop. Reused by the session's next request once no Responder holds it.
   struct Answer {
     std::mutex mu;
     std::optional<HttpResponse> response;     // guarded by mu
     std::function<void()> resume;             // guarded by mu; set while the session waits
     net::io_context::executor_type executor;  // the session's loop
+    std::atomic<bool> given{false};           // the first answer counts
+    std::atomic<int> responders{0};           // copies of this request's Responder alive
     explicit Answer(net::io_context::executor_type e) : executor(std::move(e)) {}
+
+    // Gives `r` to the session, resuming it on its loop if it waits; a second answer is dropped.
+    void Give(HttpResponse r) {
+      if (given.exchange(true)) return;
+      std::function<void()> resume_now;
+      {
+        std::lock_guard lock(mu);
+        response = std::move(r);
+        resume_now = std::move(resume);
+      }
+      if (resume_now) net::post(executor, std::move(resume_now));
+    }
   };
 
-  // Gives `response` to the session waiting on `answer`, resuming it on its loop if it waits.
-  static void Deliver(Answer& answer, HttpResponse response) {
-    std::function<void()> resume;
-    {
-      std::lock_guard lock(answer.mu);
-      answer.response = std::move(response);
-      resume = std::move(answer.resume);
+  // What a Responder holds: the request's Answer, counted. When the last copy goes without
+  // having answered (a handler's bug), the request is answered 500: otherwise its connection
+  // would wait, busy and without a deadline, until shutdown.
+  class Responding {
+   public:
+    explicit Responding(std::shared_ptr<Answer> a) : answer_(std::move(a)) {
+      ++answer_->responders;
     }
-    if (resume) net::post(answer.executor, std::move(resume));
-  }
-
-  // The handler's one way to answer, shared by the copies of its Responder. The first answer
-  // counts. If the last copy goes without answering (a handler's bug), the request is answered
-  // 500: otherwise its connection would wait, busy and without a deadline, until shutdown.
-  struct Reply {
-    std::shared_ptr<Answer> answer;
-    std::atomic<bool> used{false};
-    explicit Reply(std::shared_ptr<Answer> a) : answer(std::move(a)) {}
-    Reply(const Reply&) = delete;
-    Reply& operator=(const Reply&) = delete;
-    void Give(HttpResponse response) {
-      if (!used.exchange(true)) Deliver(*answer, std::move(response));
-    }
-    ~Reply() {
-      if (used.load()) return;
+    Responding(const Responding& o) : answer_(o.answer_) { ++answer_->responders; }
+    Responding(Responding&& o) noexcept = default;  // o is left empty and counts for nothing
+    Responding& operator=(const Responding&) = delete;
+    Responding& operator=(Responding&&) = delete;
+    ~Responding() {
+      if (!answer_ || --answer_->responders > 0 || answer_->given.load()) return;
       Log(LogLevel::kError, "a request handler returned without answering");
-      Give(ErrorResponse(ErrorCode::kUnexpected, "internal error: the request was not answered"));
+      answer_->Give(
+          ErrorResponse(ErrorCode::kUnexpected, "internal error: the request was not answered"));
     }
+    void operator()(HttpResponse r) const { answer_->Give(std::move(r)); }
+
+   private:
+    std::shared_ptr<Answer> answer_;
   };
 
   template <typename Token>
@@ -443,7 +456,7 @@ struct Server::Impl {
         // The request was not read to its end: answer, then close (the stream is out of sync).
         thread_local IdGenerator request_ids;
         const std::string request_id = request_ids.Generate().ToString();
-        refusal->headers.emplace_back("X-Request-Id", request_id);
+        refusal->request_id = request_id;
         Log(LogLevel::kInfo, "request refused",
             {{"request_id", request_id},
              {"status", static_cast<long long>(refusal->status)},
@@ -495,11 +508,11 @@ struct Server::Impl {
       const bool head = req.method() == bhttp::verb::head;  // the API answers it as a GET
 
       if (!answer || answer.use_count() > 1) answer = std::make_shared<Answer>(executor);
+      std::atomic_thread_fence(std::memory_order_acquire);  // as for `request` above
       answer->response.reset();
       answer->resume = nullptr;
-      handler(request, [reply = std::make_shared<Reply>(answer)](HttpResponse response) {
-        reply->Give(std::move(response));
-      });
+      answer->given = false;
+      handler(request, Responding(answer));
       bool answered;
       {
         std::lock_guard lock(answer->mu);

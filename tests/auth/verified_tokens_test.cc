@@ -21,8 +21,7 @@ Claims ClaimsOf(int n) {
 }
 
 std::string Outcome(const Result<Claims>& r) {
-  return r ? "ok " + r->token_id.ToString() + " kid=" + r->kid.value_or("none")
-           : r.error().message;
+  return r ? "ok " + r->token_id.ToString() + " kid=" + r->kid.value_or("none") : r.error().message;
 }
 
 TEST(VerifiedTokensTest, AnswersAsTheRingDoesTheFirstTimeAndEveryTimeAfter) {

@@ -167,6 +167,47 @@ TEST(LogTest, LineFormatThroughTheWriter) {
   EXPECT_EQ(lines[1].substr(lines[1].find("\",\"level")), R"(","level":"info","msg":"plain"})");
 }
 
+// Every byte value at every place of a value, around and inside the eight-byte blocks the
+// formatter checks a word at a time, comes out escaped exactly when JSON needs it.
+TEST(LogTest, EveryByteIsEscapedWherePutWhateverItsPlace) {
+  constexpr std::size_t kLength = 19;  // two eight-byte blocks and a tail
+  std::vector<std::string> expected;
+  const auto lines = Capture([&] {
+    for (int b = 0; b < 256; ++b) {
+      for (std::size_t at = 0; at < kLength; ++at) {
+        std::string value(kLength, 'a');
+        value[at] = static_cast<char>(b);
+        Log(LogLevel::kInfo, "byte", {{"v", std::string_view(value)}});
+        std::string escaped;
+        const auto c = static_cast<unsigned char>(b);
+        if (c == '"' || c == '\\') {
+          escaped = std::string("\\") + static_cast<char>(c);
+        } else if (c == '\n') {
+          escaped = "\\n";
+        } else if (c == '\r') {
+          escaped = "\\r";
+        } else if (c == '\t') {
+          escaped = "\\t";
+        } else if (c < 0x20) {
+          constexpr char kHex[] = "0123456789abcdef";
+          escaped = std::string("\\u00") + kHex[c >> 4] + kHex[c & 15];
+        } else {
+          escaped = std::string(1, static_cast<char>(c));
+        }
+        expected.push_back(R"("v":")" + std::string(at, 'a') + escaped +
+                           std::string(kLength - at - 1, 'a') + "\"}");
+      }
+    }
+  });
+  ASSERT_EQ(lines.size(), expected.size());
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    const std::size_t v = line.find(R"("v":")");
+    ASSERT_NE(v, std::string::npos) << line;
+    ASSERT_EQ(line.substr(v), expected[i]) << "byte " << i / kLength << " at " << i % kLength;
+  }
+}
+
 TEST(LogTest, SynchronousOnStderrWithoutAWriter) {
   // The CLI and early start-up: no thread, the line is on stderr when Log returns.
   Pipe pipe;
