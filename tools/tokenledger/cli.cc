@@ -3,8 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+
+#include "tools/tokenledger/interrupt.h"
+#include "tools/tokenledger/progress.h"
 
 namespace tokenledger::cli {
 
@@ -149,6 +155,39 @@ InputFile::InputFile(const std::string& path, const std::string& command) : fd_(
 
 InputFile::~InputFile() {
   if (fd_ >= 0 && fd_ != STDIN_FILENO) ::close(fd_);
+}
+
+void TimePhase(std::string_view phase) {
+  static const bool wanted = std::getenv("TOKENLEDGER_PHASE_TIMES") != nullptr;
+  if (!wanted) return;
+  using Clock = std::chrono::steady_clock;
+  static std::string current;
+  static Clock::time_point since = Clock::now();
+  if (phase == current) return;
+  const auto now = Clock::now();
+  if (!current.empty()) {
+    std::fprintf(stderr, "phase %s: %.2f s\n", current.c_str(),
+                 std::chrono::duration<double>(now - since).count());
+  }
+  current = std::string(phase);
+  since = now;
+}
+
+int SyncDirectory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+std::function<void(const store::RebuildProgress&)> StepsOf(Progress& bar) {
+  return [&bar](const store::RebuildProgress& p) {
+    ThrowIfStopped();
+    TimePhase(p.phase);
+    bar.SetUnit(std::string(p.unit));
+    bar.Update(p.events_done, p.phase, p.events_total);
+  };
 }
 
 }  // namespace tokenledger::cli

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "src/store/ledger_store.h"
@@ -85,5 +86,19 @@ class InputFile {
 };
 
 std::vector<Command> AllCommands();
+
+// fsync()s directory `dir`, so the entries created, renamed or removed in it survive a crash:
+// 0, or the errno of the failure.
+int SyncDirectory(const std::string& dir);
+
+// With TOKENLEDGER_PHASE_TIMES set in the environment, prints to stderr how long each phase of
+// a long store operation took (the phase names of RebuildProgress): for profiling, not a
+// format anything parses. "end" closes the last phase.
+void TimePhase(std::string_view phase);
+
+class Progress;
+// The progress callback of a long store operation (rebuild, verify, import's rebuild): stops it
+// on a signal (interrupt.h), times its phases, draws `bar`.
+std::function<void(const store::RebuildProgress&)> StepsOf(Progress& bar);
 
 }  // namespace tokenledger::cli
