@@ -125,6 +125,16 @@ TEST(IntrospectionTest, TheAnswerHasEveryFieldOrOnlyActiveFalse) {
       .append(kEnv.ToString())
       .append(R"(","agent_id":null,"exp":1800000000,"iat":1700000000})");
   EXPECT_EQ(IntrospectionBody(Found(kEnv, 1'800'000'000'999'999)), want);
+  // An agent_deployment token names its agent; an account token has no environment.
+  Authenticator::Introspected agent = Found(kEnv, 1'800'000'000'000'000);
+  agent.caller.scope = events::TokenScope::kAgentDeployment;
+  agent.caller.agent_id = kAccount;
+  EXPECT_NE(IntrospectionBody(agent).find(R"("scope":"agent_deployment")"), std::string::npos);
+  EXPECT_NE(IntrospectionBody(agent).find(R"(,"agent_id":")" + kAccount.ToString() + R"(","exp")"),
+            std::string::npos)
+      << IntrospectionBody(agent);
+  EXPECT_NE(IntrospectionBody(Found(std::nullopt, 0)).find(R"("environment_id":null,)"),
+            std::string::npos);
   using Headers = std::vector<std::pair<std::string, std::string>>;
   EXPECT_EQ(IntrospectionHeaders(Found(kEnv, 0)),
             (Headers{{"X-Token-Id", kToken.ToString()},

@@ -76,6 +76,18 @@ TEST(QueryTest, DecodesPairs) {
   q.clear();
   EXPECT_FALSE(ParseQuery("a=%zz", q));
   EXPECT_FALSE(ParseQuery("a=%4", q));
+  EXPECT_FALSE(ParseQuery("a=%", q));
+  EXPECT_FALSE(ParseQuery("abc%2", q));
+}
+
+TEST(QueryTest, LongRunsAndEscapesAtEveryEnd) {
+  const std::string run(300, 'x');  // a token's worth of characters with nothing to decode
+  std::vector<std::pair<std::string, std::string>> q;
+  ASSERT_TRUE(ParseQuery("token=" + run + "&%41" + run + "+=" + run + "%2B&+=%20", q));
+  ASSERT_EQ(q.size(), 3u);
+  EXPECT_EQ(q[0], (std::pair<std::string, std::string>{"token", run}));
+  EXPECT_EQ(q[1], (std::pair<std::string, std::string>{"A" + run + " ", run + "+"}));
+  EXPECT_EQ(q[2], (std::pair<std::string, std::string>{" ", " "}));
 }
 
 }  // namespace
