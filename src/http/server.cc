@@ -258,6 +258,44 @@ struct Server::Impl {
     head += "\r\n";
   }
 
+  // Reads from `socket` into `buffer` and parses, until the parser has the header (with
+  // `header_only`) or the whole message: what Beast's async_read_header and async_read do,
+  // with one async_read_some per read and no composed operation around it (those were a fifth
+  // of a ping's instructions). Returns the error and the bytes the parser took. Errors as
+  // Beast's: end_of_stream when the peer closed before a byte of a message, buffer_overflow
+  // when the buffer is full, the parser's own (header_limit, body_limit, bad_*), or the
+  // socket's (operation_aborted when the sweep cut the read at its deadline).
+  static net::awaitable<std::pair<beast::error_code, std::size_t>> ReadMessage(
+      tcp::socket& socket, beast::flat_buffer& buffer, Parser& parser, bool header_only) {
+    std::size_t parsed = 0;
+    for (;;) {
+      if (buffer.size() > 0) {
+        beast::error_code ec;
+        const std::size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        parsed += used;
+        if (ec && ec != bhttp::error::need_more) co_return std::pair{ec, parsed};
+        if (!ec) {
+          if (parser.is_done() || (header_only && parser.is_header_done()))
+            co_return std::pair{ec, parsed};
+          if (used > 0) continue;  // the header is done and the body's bytes are there
+        }
+      }
+      const std::size_t room = beast::read_size(buffer, 65536);
+      if (room == 0) co_return std::pair{beast::error_code(bhttp::error::buffer_overflow), parsed};
+      auto [ec, n] = co_await socket.async_read_some(buffer.prepare(room), kNoThrow);
+      buffer.commit(n);
+      if (ec == net::error::eof) {
+        if (!parser.got_some())
+          co_return std::pair{beast::error_code(bhttp::error::end_of_stream), parsed};
+        beast::error_code eof;
+        parser.put_eof(eof);  // a request cannot end at the connection's end: partial_message
+        co_return std::pair{eof, parsed};
+      }
+      if (ec) co_return std::pair{beast::error_code(ec), parsed};
+    }
+  }
+
   // Writes a response; to a HEAD request only its head (with the Content-Length the body
   // would have had: RFC 9110 9.3.2), so a keep-alive client stays in step. A status that has
   // no body (1xx, 204, 304) never sends one, whatever the handler gave.
@@ -401,7 +439,7 @@ struct Server::Impl {
       parser->header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser->body_limit(options.max_body_bytes);
       conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
-      auto [ec, n] = co_await bhttp::async_read_header(socket, buffer, *parser, kNoThrow);
+      auto [ec, n] = co_await ReadMessage(socket, buffer, *parser, /*header_only=*/true);
       if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
           ec == net::error::connection_reset || ec == net::error::eof ||
           (ec && buffer.size() == 0 && n == 0)) {
@@ -439,7 +477,7 @@ struct Server::Impl {
         }
         if (!parser->is_done()) {
           conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
-          auto [body_ec, body_n] = co_await bhttp::async_read(socket, buffer, *parser, kNoThrow);
+          auto [body_ec, body_n] = co_await ReadMessage(socket, buffer, *parser, false);
           if (body_ec == bhttp::error::body_limit) {
             refusal = ErrorResponse(
                 ErrorCode::kPayloadTooLarge,
