@@ -280,6 +280,66 @@ TEST(EventCodecFastPathTest, EveryTypeAndEdgeCaseDecodesAsTheGeneralPath) {
   }
 }
 
+// What EncodeEventBody wrote before it wrote directly: a json::object of the keys in order,
+// serialized. Every body in every ledger was written so, and its hash covers those bytes.
+std::string ObjectEncoding(const EventEnvelope& e) {
+  namespace json = boost::json;
+  const auto opt_id = [](const std::optional<Id>& id) {
+    return id ? json::value(id->ToString()) : json::value(nullptr);
+  };
+  json::object o;
+  o["seq"] = e.seq;
+  o["stream"] = e.stream.ToString();
+  o["stream_version"] = e.stream_version;
+  o["type"] = TypeName(e.data);
+  o["schema_version"] = e.schema_version;
+  o["at"] = FormatRfc3339(e.at);
+  o["actor"] = json::object{{"token_id", opt_id(e.actor.token_id)},
+                            {"admin_user_id", opt_id(e.actor.admin_user_id)}};
+  o["request_id"] = e.request_id;
+  o["idempotency_key"] = e.idempotency_key ? json::value(*e.idempotency_key) : json::value(nullptr);
+  o["data"] = EventDataToJson(e.data);
+  o["prev_hash"] = HashToHex(e.prev_hash);
+  return json::serialize(o);
+}
+
+TEST(EventCodecTest, TheDirectEncodingIsTheJsonObjectsByteForByte) {
+  std::vector<EventData> types = EveryType();
+  types.push_back(SigningKeyRotated{"0123456789abcdef", std::nullopt, "ops@host"});
+  types.push_back(SigningKeyRotated{"fedcba9876543210", "0123456789abcdef", "o\"p\n"});
+  types.push_back(SigningKeyRetired{"0123456789abcdef", 0, "ops@host"});
+  types.push_back(SigningKeyRetired{"k", ~std::uint64_t{0}, ""});
+  // Every byte value, alone and inside a run, in each free-text field.
+  std::vector<std::string> texts = {"", "plain", "q\"b\\s/\b\f\n\r\t\x7f caf\xc3\xa9"};
+  for (int b = 0; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    texts.push_back(std::string(1, c));
+    texts.push_back("ab" + std::string(1, c) + "cd" + std::string(2, c));
+  }
+  std::size_t compared = 0;
+  for (const EventData& data : types) {
+    EventEnvelope e = Envelope(data);
+    ASSERT_EQ(EncodeEventBody(e), ObjectEncoding(e));
+    e.seq = ~std::uint64_t{0};
+    e.stream_version = 0;
+    e.schema_version = ~std::uint32_t{0};
+    e.at = *ParseRfc3339("9999-12-31T23:59:59.999999Z");
+    e.actor = {std::nullopt, kAdmin};
+    e.idempotency_key.reset();
+    ASSERT_EQ(EncodeEventBody(e), ObjectEncoding(e));
+    for (const std::string& text : texts) {
+      e.request_id = text;
+      e.idempotency_key = text;
+      if (auto* created = std::get_if<TokenCreated>(&e.data)) created->signing_kid = text;
+      if (auto* rotated = std::get_if<SigningKeyRotated>(&e.data)) rotated->by = text;
+      if (auto* retired = std::get_if<SigningKeyRetired>(&e.data)) retired->kid = text;
+      ASSERT_EQ(EncodeEventBody(e), ObjectEncoding(e)) << "text of " << text.size() << " bytes";
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 5000u);
+}
+
 TEST(EventCodecFastPathTest, NonCanonicalBytesGoToTheGeneralPath) {
   EventEnvelope e = Envelope(
       TokenCreated{kAccount, kEnv, TokenScope::kEnvironment, 1'735'689'600'000'000, kAdmin});
