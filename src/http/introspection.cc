@@ -5,6 +5,7 @@
 #include <cassert>
 #include <vector>
 
+#include "src/http/json_views.h"
 #include "src/http/router.h"
 
 namespace tokenledger::http {
@@ -93,15 +94,6 @@ std::string IntrospectionBody(const std::optional<Authenticator::Introspected>& 
   // Written directly (every value is an id, a scope name or a number: nothing to escape), in
   // the order a JSON object of these keys serializes; a gateway's every cache miss asks this.
   const Caller& c = found->caller;
-  const auto id_or_null = [](std::string& out, const std::optional<Id>& id) {
-    if (!id) {
-      out += "null";
-      return;
-    }
-    out += '"';
-    id->AppendText(out);
-    out += '"';
-  };
   std::string out;
   out.reserve(320);
   out += R"({"active":true,"sub":")";
@@ -113,9 +105,9 @@ std::string IntrospectionBody(const std::optional<Authenticator::Introspected>& 
   out += R"(","account_id":")";
   c.account_id.AppendText(out);
   out += R"(","environment_id":)";
-  id_or_null(out, c.environment_id);
+  AppendIdOrNull(out, c.environment_id);
   out += R"(,"agent_id":)";
-  id_or_null(out, c.agent_id);
+  AppendIdOrNull(out, c.agent_id);
   out += R"(,"exp":)";
   out += std::to_string(UnixSeconds(found->expires_at));
   out += R"(,"iat":)";

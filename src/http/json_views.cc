@@ -37,7 +37,6 @@ void OrNull(std::string& out, const std::optional<T>& v, void (*write)(std::stri
     out += "null";
   }
 }
-void OptIdText(std::string& out, const std::optional<Id>& id) { OrNull(out, id, IdText); }
 void OptTime(std::string& out, const std::optional<Micros>& t) {
   OrNull<Micros>(out, t, [](std::string& o, const Micros& v) { Time(o, v); });
 }
@@ -51,17 +50,17 @@ void AppendSummaryFields(const core::TokenState& s, std::string& out) {
   Key(out, "account_id");
   IdText(out, s.account_id);
   Key(out, "environment_id");
-  OptIdText(out, s.environment_id);
+  AppendIdOrNull(out, s.environment_id);
   Key(out, "token_scope");
   Text(out, events::ScopeName(s.scope));
   Key(out, "agent_id");
-  OptIdText(out, s.agent_id);
+  AppendIdOrNull(out, s.agent_id);
   Key(out, "agent_deployment_id");
-  OptIdText(out, s.agent_deployment_id);
+  AppendIdOrNull(out, s.agent_deployment_id);
   Key(out, "status");
   Text(out, core::StatusName(s.status));
   Key(out, "created_by_admin_user_id");
-  OptIdText(out, s.created_by_admin_user_id);
+  AppendIdOrNull(out, s.created_by_admin_user_id);
   Key(out, "expires_at");
   Time(out, s.expires_at);
   Key(out, "inserted_at");
@@ -73,6 +72,8 @@ void AppendSummaryFields(const core::TokenState& s, std::string& out) {
 }
 
 }  // namespace
+
+void AppendIdOrNull(std::string& out, const std::optional<Id>& id) { OrNull(out, id, IdText); }
 
 void AppendTokenSummaryJson(const core::TokenState& s, std::string& out) {
   AppendSummaryFields(s, out);

@@ -17,6 +17,8 @@ namespace tokenledger::http {
 // BM_ShowRender). The bytes are those json::serialize gives the object with these keys in this
 // order (tested against it): every string is an id, a time or a name, none needing escapes.
 void AppendTokenDetailsJson(const projections::TokenRow& row, std::string& out);
+// An id as a JSON string, or null: how every id of an answer is written.
+void AppendIdOrNull(std::string& out, const std::optional<Id>& id);
 // ApiToken_Summary: the same without status_changed_at, revoked_at and available_actions.
 void AppendTokenSummaryJson(const core::TokenState& s, std::string& out);
 
