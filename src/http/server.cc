@@ -34,7 +34,123 @@ constexpr std::size_t kLingerBytes = 16u << 20;
 
 std::chrono::microseconds Us(Micros m) { return std::chrono::microseconds(m); }
 
-using Parser = bhttp::request_parser<bhttp::string_body>;
+// Beast's basic_parser, keeping of a request only what the server reads, straight into the
+// (reused) HttpRequest: its method, target and body, the first Authorization, Idempotency-Key,
+// X-Request-Id and Content-Type (and whether the first two are repeated), and what the framing
+// checks need (Host and Content-Length counts, the Transfer-Encoding values, Expect).
+// Beast's own request_parser keeps every field in a tree of allocated nodes and is searched
+// for each of these; this keeps no allocation per request once the HttpRequest's strings have
+// grown. One per request, as every Beast parser.
+class RequestParser final : public bhttp::basic_parser<true> {
+ public:
+  // REQUIRES: `into` outlives the parser, its strings and flags cleared (Reset).
+  explicit RequestParser(HttpRequest& into) : r_(into) {}
+
+  static void Reset(HttpRequest& r) {
+    r.method.clear();
+    r.target.clear();
+    r.body.clear();
+    r.authorization.clear();
+    r.has_authorization = r.repeated_authorization = false;
+    r.idempotency_key.clear();
+    r.has_idempotency_key = r.repeated_idempotency_key = false;
+    r.content_type.clear();
+    r.request_id.clear();
+  }
+
+  bhttp::verb method() const { return method_; }
+  unsigned version() const { return version_; }
+  std::size_t hosts() const { return hosts_; }
+  std::size_t content_length_fields() const { return content_lengths_; }
+  const std::vector<std::string>& transfer_encodings() const { return transfer_encodings_; }
+  bool expects_continue() const { return expects_continue_; }
+
+ private:
+  void on_request_impl(bhttp::verb method, beast::string_view method_str, beast::string_view target,
+                       int version, beast::error_code&) override {
+    method_ = method;
+    version_ = static_cast<unsigned>(version);
+    r_.method.assign(method_str.data(), method_str.size());
+    r_.target.assign(target.data(), target.size());
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override {
+    ec = bhttp::error::bad_method;  // never called: this parses requests
+  }
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code&) override {
+    const std::string_view v(value.data(), value.size());
+    switch (name) {
+      case bhttp::field::host:
+        ++hosts_;
+        return;
+      case bhttp::field::content_length:
+        ++content_lengths_;
+        return;
+      case bhttp::field::transfer_encoding:
+        transfer_encodings_.emplace_back(v);
+        return;
+      case bhttp::field::expect:
+        if (!seen_expect_) expects_continue_ = beast::iequals(value, "100-continue");
+        seen_expect_ = true;
+        return;
+      case bhttp::field::content_type:
+        if (!seen_content_type_) r_.content_type.assign(v);
+        seen_content_type_ = true;
+        return;
+      case bhttp::field::authorization:
+        if (r_.has_authorization) {
+          r_.repeated_authorization = true;
+        } else {
+          r_.has_authorization = true;
+          r_.authorization.assign(v);
+        }
+        return;
+      default:
+        break;
+    }
+    if (beast::iequals(name_string, "Idempotency-Key")) {
+      if (r_.has_idempotency_key) {
+        r_.repeated_idempotency_key = true;
+      } else {
+        r_.has_idempotency_key = true;
+        r_.idempotency_key.assign(v);
+      }
+    } else if (beast::iequals(name_string, "X-Request-Id")) {
+      if (!seen_request_id_) r_.request_id.assign(v);
+      seen_request_id_ = true;
+    }
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    // basic_parser has refused a length over body_limit before this.
+    if (length) r_.body.reserve(static_cast<std::size_t>(*length));
+  }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+    r_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code&) override {
+    r_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  HttpRequest& r_;
+  bhttp::verb method_ = bhttp::verb::unknown;
+  unsigned version_ = 11;
+  std::size_t hosts_ = 0;
+  std::size_t content_lengths_ = 0;
+  std::vector<std::string> transfer_encodings_;
+  bool seen_expect_ = false;
+  bool expects_continue_ = false;
+  bool seen_content_type_ = false;
+  bool seen_request_id_ = false;
+};
+
+using Parser = RequestParser;
 
 // Framing Beast accepts but we refuse (RFC 9112 3.2, 6.1, 6.3). Beast already refuses
 // Content-Length values that differ, and Transfer-Encoding after Content-Length or after
@@ -42,19 +158,18 @@ using Parser = bhttp::request_parser<bhttp::string_body>;
 // so the body would be read as the next request (smuggling). With no proxy in front of us the
 // safe answer to any ambiguous length is to refuse and close. Returns why, or nothing.
 std::optional<std::string> FramingProblem(const Parser& parser) {
-  const auto& req = parser.get();
-  const std::size_t hosts = req.count(bhttp::field::host);
+  const std::size_t hosts = parser.hosts();
   if (hosts > 1) return "the Host header is repeated";
-  if (hosts == 0 && req.version() >= 11) return "an HTTP/1.1 request needs a Host header";
-  if (req.count(bhttp::field::transfer_encoding) == 0) return std::nullopt;
-  if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
-  if (req.count(bhttp::field::content_length) > 0)
+  if (hosts == 0 && parser.version() >= 11) return "an HTTP/1.1 request needs a Host header";
+  if (parser.transfer_encodings().empty()) return std::nullopt;
+  if (parser.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
+  if (parser.content_length_fields() > 0)
     return "a request may not have both Transfer-Encoding and Content-Length";
   // Only `chunked` alone: no other coding is decoded, and the last one must be chunked.
   std::size_t codings = 0;
   bool chunked = false;
-  for (auto [it, end] = req.equal_range(bhttp::field::transfer_encoding); it != end; ++it) {
-    for (const auto coding : bhttp::token_list{it->value()}) {
+  for (const std::string& value : parser.transfer_encodings()) {
+    for (const auto coding : bhttp::token_list{value}) {
       ++codings;
       chunked = beast::iequals(coding, "chunked");
     }
@@ -435,7 +550,12 @@ struct Server::Impl {
     for (;;) {
       conn->busy = false;
       if (draining) break;
-      parser.emplace();
+      // Reused only once no other thread holds it; the fence orders their last reads of it
+      // before the writes below (use_count() is a relaxed load).
+      if (!request || request.use_count() > 1) request = std::make_shared<HttpRequest>();
+      std::atomic_thread_fence(std::memory_order_acquire);
+      Parser::Reset(*request);
+      parser.emplace(*request);
       parser->header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser->body_limit(options.max_body_bytes);
       conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
@@ -459,7 +579,7 @@ struct Server::Impl {
         refusal = ErrorResponse(ErrorCode::kBadRequest, "malformed HTTP request: " + ec.message());
       } else if (auto problem = FramingProblem(*parser)) {
         refusal = ErrorResponse(ErrorCode::kBadRequest, std::move(*problem));
-      } else if (parser->get().target().size() > options.max_url_bytes) {
+      } else if (request->target.size() > options.max_url_bytes) {
         refusal = ErrorResponse(
             ErrorCode::kUriTooLong,
             "request URL exceeds " + std::to_string(options.max_url_bytes) + " bytes");
@@ -469,9 +589,8 @@ struct Server::Impl {
             "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
       }
       if (!refusal) {
-        if (beast::iequals(parser->get()[bhttp::field::expect], "100-continue")) {
-          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
-                                                  parser->get().version()};
+        if (parser->expects_continue()) {
+          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, parser->version()};
           auto [cont_ec, cont_n] = co_await bhttp::async_write(socket, cont, kNoThrow);
           if (cont_ec) break;  // the client went away, or the sweep cut it at its deadline
         }
@@ -501,49 +620,20 @@ struct Server::Impl {
              {"remote", remote},
              {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);
-        const bool head = parser->is_header_done() && parser->get().method() == bhttp::verb::head;
+        const bool head = parser->is_header_done() && parser->method() == bhttp::verb::head;
         co_await Write(*conn, *refusal, 11, false, head);
         // A body too large is what a client may still be sending: it gets a lingering close.
         if (refusal->status == 413) co_await Linger(*conn, UnreadBody(*parser, buffer));
         break;
       }
 
-      auto& req = parser->get();
-      // Reused only once no other thread holds it; the fence orders their last reads of it
-      // before the writes below (use_count() is a relaxed load).
-      if (!request || request.use_count() > 1) request = std::make_shared<HttpRequest>();
-      std::atomic_thread_fence(std::memory_order_acquire);
       HttpRequest& r = *request;
-      r.method.assign(req.method_string());
-      r.target.assign(req.target());
-      r.body = std::move(req.body());
-      r.authorization.clear();
-      r.has_authorization = false;
-      r.repeated_authorization = false;
-      if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
-        r.has_authorization = true;
-        r.authorization.assign(it->value());
-        r.repeated_authorization = req.count(bhttp::field::authorization) > 1;
-      }
-      r.idempotency_key.clear();
-      r.has_idempotency_key = false;
-      r.repeated_idempotency_key = false;
-      if (auto it = req.find("Idempotency-Key"); it != req.end()) {
-        r.has_idempotency_key = true;
-        r.idempotency_key.assign(it->value());
-        r.repeated_idempotency_key = req.count("Idempotency-Key") > 1;
-      }
-      r.request_id.clear();
-      if (auto it = req.find("X-Request-Id"); it != req.end()) r.request_id.assign(it->value());
-      r.content_type.clear();
-      if (auto it = req.find(bhttp::field::content_type); it != req.end())
-        r.content_type.assign(it->value());
       if (r.remote.empty()) r.remote = remote;
       r.listener = listener;
       if (!r.post) r.post = post;
-      const bool keep_alive = req.keep_alive();
-      const unsigned version = req.version();
-      const bool head = req.method() == bhttp::verb::head;  // the API answers it as a GET
+      const bool keep_alive = parser->keep_alive();
+      const unsigned version = parser->version();
+      const bool head = parser->method() == bhttp::verb::head;  // the API answers it as a GET
 
       if (!answer || answer.use_count() > 1) answer = std::make_shared<Answer>(executor);
       std::atomic_thread_fence(std::memory_order_acquire);  // as for `request` above

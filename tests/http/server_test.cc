@@ -106,5 +106,40 @@ TEST_F(ServerTest, OnlyTheFirstAnswerCounts) {
   }
 }
 
+// What the handler is given of a request: the first of each header it reads, whether
+// Authorization and Idempotency-Key were repeated, field names in any case, and the body
+// whether it came with a length, in chunks, or after a 100 Continue.
+TEST_F(ServerTest, TheHandlerGetsTheFieldsItReadsAndTheWholeBody) {
+  ASSERT_NO_FATAL_FAILURE(Start([](std::shared_ptr<HttpRequest> req, Responder respond) {
+    HttpResponse r;
+    r.body = req->method + " " + req->target + "|auth=" + req->authorization +
+             (req->has_authorization ? "+" : "-") + (req->repeated_authorization ? "R" : "") +
+             "|key=" + req->idempotency_key + (req->has_idempotency_key ? "+" : "-") +
+             (req->repeated_idempotency_key ? "R" : "") + "|rid=" + req->request_id +
+             "|ct=" + req->content_type + "|body=" + req->body;
+    respond(std::move(r));
+  }));
+  auto body_of = [](const std::string& response) {
+    return response.substr(response.find("\r\n\r\n") + 4);
+  };
+  EXPECT_EQ(body_of(Exchange("POST /a?q=1 HTTP/1.1\r\nHost: t\r\nauthorization: Bearer x\r\n"
+                             "IDEMPOTENCY-KEY: k1\r\nidempotency-key: k2\r\nx-request-id: r1\r\n"
+                             "X-Request-Id: r2\r\nContent-Type: a/b\r\ncontent-type: c/d\r\n"
+                             "Content-Length: 5\r\n\r\nhello")),
+            "POST /a?q=1|auth=Bearer x+|key=k1+R|rid=r1|ct=a/b|body=hello");
+  EXPECT_EQ(body_of(Exchange("GET /b HTTP/1.1\r\nHost: t\r\nAuthorization: A\r\n"
+                             "Authorization: B\r\n\r\n")),
+            "GET /b|auth=A+R|key=-|rid=|ct=|body=")
+      << "nothing of the request before is left";
+  EXPECT_EQ(body_of(Exchange("PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n")),
+            "PUT /c|auth=-|key=-|rid=|ct=|body=abcde");
+  // 100-continue: the interim answer comes before the body is sent.
+  const std::string interim =
+      Exchange("POST /d HTTP/1.1\r\nHost: t\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n");
+  EXPECT_EQ(interim.rfind("HTTP/1.1 100 Continue\r\n", 0), 0u) << interim;
+  EXPECT_EQ(body_of(Exchange("xyz")), "POST /d|auth=-|key=-|rid=|ct=|body=xyz");
+}
+
 }  // namespace
 }  // namespace tokenledger::http
