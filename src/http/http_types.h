@@ -44,7 +44,8 @@ struct HttpResponse {
   std::string request_id;  // sent as X-Request-Id (after `headers`) unless empty
 };
 
-// Called exactly once per request, from any thread.
+// Called once per request, from any thread. A second call is ignored; a request whose
+// Responder is dropped unanswered is answered 500 by the server (a handler's bug).
 using Responder = std::function<void(HttpResponse)>;
 using RequestHandler = std::function<void(std::shared_ptr<HttpRequest>, Responder)>;
 
