@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "src/http/errors.h"
+#include "src/http/request_parser.h"
 #include "tokenledger/id.h"
 #include "tokenledger/log.h"
 #include "tokenledger/thread_name.h"
@@ -33,151 +34,6 @@ constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr std::size_t kLingerBytes = 16u << 20;
 
 std::chrono::microseconds Us(Micros m) { return std::chrono::microseconds(m); }
-
-// Beast's basic_parser, keeping of a request only what the server reads, straight into the
-// (reused) HttpRequest: its method, target and body, the first Authorization, Idempotency-Key,
-// X-Request-Id and Content-Type (and whether the first two are repeated), and what the framing
-// checks need (Host and Content-Length counts, the Transfer-Encoding values, Expect).
-// Beast's own request_parser keeps every field in a tree of allocated nodes and is searched
-// for each of these; this keeps no allocation per request once the HttpRequest's strings have
-// grown. One per request, as every Beast parser.
-class RequestParser final : public bhttp::basic_parser<true> {
- public:
-  // REQUIRES: `into` outlives the parser, its strings and flags cleared (Reset).
-  explicit RequestParser(HttpRequest& into) : r_(into) {}
-
-  static void Reset(HttpRequest& r) {
-    r.method.clear();
-    r.target.clear();
-    r.body.clear();
-    r.authorization.clear();
-    r.has_authorization = r.repeated_authorization = false;
-    r.idempotency_key.clear();
-    r.has_idempotency_key = r.repeated_idempotency_key = false;
-    r.content_type.clear();
-    r.request_id.clear();
-  }
-
-  bhttp::verb method() const { return method_; }
-  unsigned version() const { return version_; }
-  std::size_t hosts() const { return hosts_; }
-  std::size_t content_length_fields() const { return content_lengths_; }
-  const std::vector<std::string>& transfer_encodings() const { return transfer_encodings_; }
-  bool expects_continue() const { return expects_continue_; }
-
- private:
-  void on_request_impl(bhttp::verb method, beast::string_view method_str, beast::string_view target,
-                       int version, beast::error_code&) override {
-    method_ = method;
-    version_ = static_cast<unsigned>(version);
-    r_.method.assign(method_str.data(), method_str.size());
-    r_.target.assign(target.data(), target.size());
-  }
-  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override {
-    ec = bhttp::error::bad_method;  // never called: this parses requests
-  }
-  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
-                     beast::error_code&) override {
-    const std::string_view v(value.data(), value.size());
-    switch (name) {
-      case bhttp::field::host:
-        ++hosts_;
-        return;
-      case bhttp::field::content_length:
-        ++content_lengths_;
-        return;
-      case bhttp::field::transfer_encoding:
-        transfer_encodings_.emplace_back(v);
-        return;
-      case bhttp::field::expect:
-        if (!seen_expect_) expects_continue_ = beast::iequals(value, "100-continue");
-        seen_expect_ = true;
-        return;
-      case bhttp::field::content_type:
-        if (!seen_content_type_) r_.content_type.assign(v);
-        seen_content_type_ = true;
-        return;
-      case bhttp::field::authorization:
-        if (r_.has_authorization) {
-          r_.repeated_authorization = true;
-        } else {
-          r_.has_authorization = true;
-          r_.authorization.assign(v);
-        }
-        return;
-      default:
-        break;
-    }
-    if (beast::iequals(name_string, "Idempotency-Key")) {
-      if (r_.has_idempotency_key) {
-        r_.repeated_idempotency_key = true;
-      } else {
-        r_.has_idempotency_key = true;
-        r_.idempotency_key.assign(v);
-      }
-    } else if (beast::iequals(name_string, "X-Request-Id")) {
-      if (!seen_request_id_) r_.request_id.assign(v);
-      seen_request_id_ = true;
-    }
-  }
-  void on_header_impl(beast::error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         beast::error_code&) override {
-    // basic_parser has refused a length over body_limit before this.
-    if (length) r_.body.reserve(static_cast<std::size_t>(*length));
-  }
-  std::size_t on_body_impl(beast::string_view body, beast::error_code&) override {
-    r_.body.append(body.data(), body.size());
-    return body.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
-                                 beast::error_code&) override {
-    r_.body.append(body.data(), body.size());
-    return body.size();
-  }
-  void on_finish_impl(beast::error_code&) override {}
-
-  HttpRequest& r_;
-  bhttp::verb method_ = bhttp::verb::unknown;
-  unsigned version_ = 11;
-  std::size_t hosts_ = 0;
-  std::size_t content_lengths_ = 0;
-  std::vector<std::string> transfer_encodings_;
-  bool seen_expect_ = false;
-  bool expects_continue_ = false;
-  bool seen_content_type_ = false;
-  bool seen_request_id_ = false;
-};
-
-using Parser = RequestParser;
-
-// Framing Beast accepts but we refuse (RFC 9112 3.2, 6.1, 6.3). Beast already refuses
-// Content-Length values that differ, and Transfer-Encoding after Content-Length or after
-// `chunked`; it ignores a Transfer-Encoding that does not end in `chunked` and reads no body,
-// so the body would be read as the next request (smuggling). With no proxy in front of us the
-// safe answer to any ambiguous length is to refuse and close. Returns why, or nothing.
-std::optional<std::string> FramingProblem(const Parser& parser) {
-  const std::size_t hosts = parser.hosts();
-  if (hosts > 1) return "the Host header is repeated";
-  if (hosts == 0 && parser.version() >= 11) return "an HTTP/1.1 request needs a Host header";
-  if (parser.transfer_encodings().empty()) return std::nullopt;
-  if (parser.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
-  if (parser.content_length_fields() > 0)
-    return "a request may not have both Transfer-Encoding and Content-Length";
-  // Only `chunked` alone: no other coding is decoded, and the last one must be chunked.
-  std::size_t codings = 0;
-  bool chunked = false;
-  for (const std::string& value : parser.transfer_encodings()) {
-    for (const auto coding : bhttp::token_list{value}) {
-      ++codings;
-      chunked = beast::iequals(coding, "chunked");
-    }
-  }
-  if (codings != 1 || !chunked || !parser.chunked())
-    return "Transfer-Encoding must be exactly 'chunked'";
-  return std::nullopt;
-}
 
 }  // namespace
 
@@ -381,7 +237,7 @@ struct Server::Impl {
   // when the buffer is full, the parser's own (header_limit, body_limit, bad_*), or the
   // socket's (operation_aborted when the sweep cut the read at its deadline).
   static net::awaitable<std::pair<beast::error_code, std::size_t>> ReadMessage(
-      tcp::socket& socket, beast::flat_buffer& buffer, Parser& parser, bool header_only) {
+      tcp::socket& socket, beast::flat_buffer& buffer, RequestParser& parser, bool header_only) {
     std::size_t parsed = 0;
     for (;;) {
       if (buffer.size() > 0) {
@@ -428,7 +284,7 @@ struct Server::Impl {
 
   // What is left of a refused request's body, as far as the client declared it (bytes read
   // but not parsed count as arrived); kLingerBytes when it declared no length (chunked).
-  static std::size_t UnreadBody(const Parser& parser, const beast::flat_buffer& buffer) {
+  static std::size_t UnreadBody(const RequestParser& parser, const beast::flat_buffer& buffer) {
     if (!parser.is_header_done() || !parser.content_length()) return kLingerBytes;
     const std::uint64_t declared = *parser.content_length();
     if (declared <= buffer.size()) return 0;
@@ -546,7 +402,7 @@ struct Server::Impl {
     };
     std::shared_ptr<HttpRequest> request;  // reused while no handler holds on to it
     std::shared_ptr<Answer> answer;        // likewise
-    std::optional<Parser> parser;
+    std::optional<RequestParser> parser;
     for (;;) {
       conn->busy = false;
       if (draining) break;
@@ -554,7 +410,7 @@ struct Server::Impl {
       // before the writes below (use_count() is a relaxed load).
       if (!request || request.use_count() > 1) request = std::make_shared<HttpRequest>();
       std::atomic_thread_fence(std::memory_order_acquire);
-      Parser::Reset(*request);
+      RequestParser::Reset(*request);
       parser.emplace(*request);
       parser->header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser->body_limit(options.max_body_bytes);

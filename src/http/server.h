@@ -4,7 +4,8 @@
 // read, limits on header, body and URL size and on open connections, 100-continue, and a
 // graceful shutdown: stop accepting, let in-flight requests finish, close idle connections.
 //
-// This is the only translation unit that includes Beast; handlers see http_types.h only.
+// It and the request parser (request_parser.h) are the only translation units that include
+// Beast; handlers see http_types.h only.
 // Thread-safety: Shutdown() may be called from any thread.
 #pragma once
 
