@@ -16,8 +16,8 @@ void RequestParser::Reset(HttpRequest& r) {
   r.request_id.clear();
 }
 
-void RequestParser::on_request_impl(bhttp::verb method, string_view method_str,
-                                    string_view target, int version, error_code&) {
+void RequestParser::on_request_impl(bhttp::verb method, string_view method_str, string_view target,
+                                    int version, error_code&) {
   method_ = method;
   version_ = static_cast<unsigned>(version);
   r_.method.assign(method_str.data(), method_str.size());
