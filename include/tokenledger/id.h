@@ -45,6 +45,9 @@ class Id {
   std::string ToString() const;
   // Appends the text form to `out` (ToString without a string of its own).
   void AppendText(std::string& out) const;
+  // Writes the text form to out[0, kTextLength) (no terminating NUL): for writers that sized
+  // their buffer beforehand.
+  void WriteText(char* out) const;
   std::string_view Bytes() const {
     return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()};
   }

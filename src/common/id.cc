@@ -68,11 +68,14 @@ std::string Id::ToString() const {
 }
 
 void Id::AppendText(std::string& out) const {
-  // Every id in every answer and log line passes here: the loops are unrolled (five bytes
-  // become eight characters), and the text is written in place of the string's new tail.
   const std::size_t at = out.size();
   out.resize(at + kTextLength);
-  char* text = out.data() + at;
+  WriteText(out.data() + at);
+}
+
+void Id::WriteText(char* text) const {
+  // Every id in every answer and log line passes here: the loops are unrolled (five bytes
+  // become eight characters).
 #pragma GCC unroll 4
   for (std::size_t g = 0; g < 4; ++g) {
     const std::uint8_t* b = bytes_.data() + g * 5;

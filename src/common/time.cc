@@ -1,5 +1,7 @@
 #include "tokenledger/time.h"
 
+#include <array>
+#include <cassert>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -77,6 +79,23 @@ std::string FormatRfc3339(Micros t) {
   return buf;
 }
 
+namespace {
+// "00", "01", ... "99": two digits per look-up.
+constexpr std::array<char, 200> kDigitPairs = [] {
+  std::array<char, 200> t{};
+  for (int i = 0; i < 100; ++i) {
+    t[2 * i] = static_cast<char>('0' + i / 10);
+    t[2 * i + 1] = static_cast<char>('0' + i % 10);
+  }
+  return t;
+}();
+// REQUIRES: 0 <= v < 100.
+inline void PutPair(char* p, unsigned v) {
+  assert(v < 100);
+  std::memcpy(p, kDigitPairs.data() + 2 * v, 2);
+}
+}  // namespace
+
 void FormatRfc3339To(Micros t, char* out) {
   std::int64_t secs = t / kMicrosPerSecond;
   std::int64_t frac = t % kMicrosPerSecond;
@@ -84,7 +103,7 @@ void FormatRfc3339To(Micros t, char* out) {
     frac += kMicrosPerSecond;
     --secs;
   }
-  // `YYYY-MM-DDTHH:MM:SS` of the second formatted last on this thread.
+  // `YYYY-MM-DDTHH:MM:SS` of the second formatted last on this thread (the log's clock).
   thread_local std::int64_t cached_secs = INT64_MIN;
   thread_local char cached[19];
   if (secs != cached_secs) {
@@ -95,25 +114,28 @@ void FormatRfc3339To(Micros t, char* out) {
       --days;
     }
     const Civil c = CivilFromDays(days);
-    const auto put = [](char* p, std::int64_t v, int width) {
-      for (int i = width - 1; i >= 0; --i, v /= 10) p[i] = static_cast<char>('0' + v % 10);
-    };
-    put(cached, c.y, 4);
+    assert(c.y >= 0 && c.y <= 9999);
+    const auto r = static_cast<unsigned>(rem);
+    PutPair(cached, static_cast<unsigned>(c.y / 100));
+    PutPair(cached + 2, static_cast<unsigned>(c.y % 100));
     cached[4] = '-';
-    put(cached + 5, c.m, 2);
+    PutPair(cached + 5, c.m);
     cached[7] = '-';
-    put(cached + 8, c.d, 2);
+    PutPair(cached + 8, c.d);
     cached[10] = 'T';
-    put(cached + 11, rem / 3600, 2);
+    PutPair(cached + 11, r / 3600);
     cached[13] = ':';
-    put(cached + 14, rem / 60 % 60, 2);
+    PutPair(cached + 14, r / 60 % 60);
     cached[16] = ':';
-    put(cached + 17, rem % 60, 2);
+    PutPair(cached + 17, r % 60);
     cached_secs = secs;
   }
   std::memcpy(out, cached, sizeof cached);
   out[19] = '.';
-  for (int i = 25; i >= 20; --i, frac /= 10) out[i] = static_cast<char>('0' + frac % 10);
+  const auto f = static_cast<unsigned>(frac);
+  PutPair(out + 20, f / 10000);
+  PutPair(out + 22, f / 100 % 100);
+  PutPair(out + 24, f % 100);
   out[26] = 'Z';
 }
 

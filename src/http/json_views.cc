@@ -1,110 +1,159 @@
 #include "src/http/json_views.h"
 
 #include <boost/json/serialize.hpp>
+#include <cassert>
+#include <cstring>
 
 namespace tokenledger::http {
 namespace json = boost::json;
 namespace {
 
-void Key(std::string& out, std::string_view key, bool first = false) {
-  out += first ? "{\"" : ",\"";
-  out += key;
-  out += "\":";
-}
-void Text(std::string& out, std::string_view v) {
-  out += '"';
-  out += v;
-  out += '"';
-}
-void IdText(std::string& out, const Id& id) {
-  out += '"';
-  id.AppendText(out);
-  out += '"';
-}
-void Time(std::string& out, Micros t) {
-  char buf[kRfc3339Length];
-  FormatRfc3339To(t, buf);
-  out += '"';
-  out.append(buf, sizeof buf);
-  out += '"';
-}
-// `write` of the value, or null.
-template <typename T>
-void OrNull(std::string& out, const std::optional<T>& v, void (*write)(std::string&, const T&)) {
-  if (v) {
-    write(out, *v);
-  } else {
-    out += "null";
+// The longest text AppendTokenDetailsJson can write (every optional field present, the longest
+// scope and status names: ~730 bytes; tested). The writers size their buffer for it once, so no
+// piece checks for room.
+constexpr std::size_t kMaxTokenJson = 1024;
+constexpr std::size_t kMaxNameLength = 32;  // a scope's or a status's name
+
+// A cursor over a buffer sized beforehand: keys are copied as literals of known length.
+class Cursor {
+ public:
+  explicit Cursor(char* at) : p_(at) {}
+  template <std::size_t N>
+  void Lit(const char (&s)[N]) {
+    std::memcpy(p_, s, N - 1);
+    p_ += N - 1;
   }
-}
-void OptTime(std::string& out, const std::optional<Micros>& t) {
-  OrNull<Micros>(out, t, [](std::string& o, const Micros& v) { Time(o, v); });
-}
+  // REQUIRES: `v` is a name (no escapes, at most kMaxNameLength bytes).
+  void Name(std::string_view v) {
+    assert(v.size() <= kMaxNameLength);
+    *p_++ = '"';
+    std::memcpy(p_, v.data(), v.size());
+    p_ += v.size();
+    *p_++ = '"';
+  }
+  void IdText(const Id& id) {
+    *p_++ = '"';
+    id.WriteText(p_);
+    p_ += Id::kTextLength;
+    *p_++ = '"';
+  }
+  void IdOrNull(const std::optional<Id>& id) {
+    if (id) {
+      IdText(*id);
+    } else {
+      Lit("null");
+    }
+  }
+  void Time(Micros t) {
+    *p_++ = '"';
+    FormatRfc3339To(t, p_);
+    p_ += kRfc3339Length;
+    *p_++ = '"';
+  }
+  void TimeOrNull(const std::optional<Micros>& t) {
+    if (t) {
+      Time(*t);
+    } else {
+      Lit("null");
+    }
+  }
+  char* at() const { return p_; }
+
+ private:
+  char* p_;
+};
 
 // The summary's keys, without the closing brace.
-void AppendSummaryFields(const core::TokenState& s, std::string& out) {
-  Key(out, "id", true);
-  IdText(out, s.id);
-  Key(out, "type");
-  Text(out, "api_token");
-  Key(out, "account_id");
-  IdText(out, s.account_id);
-  Key(out, "environment_id");
-  AppendIdOrNull(out, s.environment_id);
-  Key(out, "token_scope");
-  Text(out, events::ScopeName(s.scope));
-  Key(out, "agent_id");
-  AppendIdOrNull(out, s.agent_id);
-  Key(out, "agent_deployment_id");
-  AppendIdOrNull(out, s.agent_deployment_id);
-  Key(out, "status");
-  Text(out, core::StatusName(s.status));
-  Key(out, "created_by_admin_user_id");
-  AppendIdOrNull(out, s.created_by_admin_user_id);
-  Key(out, "expires_at");
-  Time(out, s.expires_at);
-  Key(out, "inserted_at");
-  Time(out, s.inserted_at);
-  Key(out, "updated_at");
-  Time(out, s.updated_at);
-  Key(out, "last_used_at");
-  OptTime(out, s.last_used_at);
+void WriteSummaryFields(const core::TokenState& s, Cursor& w) {
+  w.Lit("{\"id\":");
+  w.IdText(s.id);
+  w.Lit(",\"type\":\"api_token\",\"account_id\":");
+  w.IdText(s.account_id);
+  w.Lit(",\"environment_id\":");
+  w.IdOrNull(s.environment_id);
+  w.Lit(",\"token_scope\":");
+  w.Name(events::ScopeName(s.scope));
+  w.Lit(",\"agent_id\":");
+  w.IdOrNull(s.agent_id);
+  w.Lit(",\"agent_deployment_id\":");
+  w.IdOrNull(s.agent_deployment_id);
+  w.Lit(",\"status\":");
+  w.Name(core::StatusName(s.status));
+  w.Lit(",\"created_by_admin_user_id\":");
+  w.IdOrNull(s.created_by_admin_user_id);
+  w.Lit(",\"expires_at\":");
+  w.Time(s.expires_at);
+  w.Lit(",\"inserted_at\":");
+  w.Time(s.inserted_at);
+  w.Lit(",\"updated_at\":");
+  w.Time(s.updated_at);
+  w.Lit(",\"last_used_at\":");
+  w.TimeOrNull(s.last_used_at);
+}
+
+// Runs `write` on a Cursor over room for kMaxTokenJson bytes at the end of `out`, then trims
+// `out` to what was written.
+template <typename Write>
+void AppendBounded(std::string& out, Write write) {
+  const std::size_t at = out.size();
+  out.resize(at + kMaxTokenJson);
+  Cursor w(out.data() + at);
+  write(w);
+  const auto n = static_cast<std::size_t>(w.at() - (out.data() + at));
+  assert(n <= kMaxTokenJson);
+  out.resize(at + n);
 }
 
 }  // namespace
 
-void AppendIdOrNull(std::string& out, const std::optional<Id>& id) { OrNull(out, id, IdText); }
+void AppendIdOrNull(std::string& out, const std::optional<Id>& id) {
+  if (id) {
+    out += '"';
+    id->AppendText(out);
+    out += '"';
+  } else {
+    out += "null";
+  }
+}
 
 void AppendTokenSummaryJson(const core::TokenState& s, std::string& out) {
-  AppendSummaryFields(s, out);
-  out += '}';
+  AppendBounded(out, [&s](Cursor& w) {
+    WriteSummaryFields(s, w);
+    w.Lit("}");
+  });
 }
 
 void AppendTokenDetailsJson(const projections::TokenRow& row, std::string& out) {
-  const core::TokenState& s = row.state;
-  AppendSummaryFields(s, out);
-  Key(out, "status_changed_at");
-  Time(out, row.status_changed_at);
-  Key(out, "revoked_at");
-  OptTime(out, row.revoked_at);
-  const core::AvailableActions a = core::ActionsFor(s.status);
-  auto flag = [](bool b) { return b ? "true" : "false"; };
-  Key(out, "available_actions");
-  out += "{\"activate\":";
-  out += flag(a.activate);
-  out += ",\"delete\":";
-  out += flag(a.del);
-  out += ",\"revoke\":";
-  out += flag(a.revoke);
-  out += ",\"suspend\":";
-  out += flag(a.suspend);
-  out += "}}";
+  AppendBounded(out, [&row](Cursor& w) {
+    WriteSummaryFields(row.state, w);
+    w.Lit(",\"status_changed_at\":");
+    w.Time(row.status_changed_at);
+    w.Lit(",\"revoked_at\":");
+    w.TimeOrNull(row.revoked_at);
+    const core::AvailableActions a = core::ActionsFor(row.state.status);
+    const auto flag = [&w](bool b) {
+      if (b) {
+        w.Lit("true");
+      } else {
+        w.Lit("false");
+      }
+    };
+    w.Lit(",\"available_actions\":{\"activate\":");
+    flag(a.activate);
+    w.Lit(",\"delete\":");
+    flag(a.del);
+    w.Lit(",\"revoke\":");
+    flag(a.revoke);
+    w.Lit(",\"suspend\":");
+    flag(a.suspend);
+    w.Lit("}}");
+  });
 }
 
 HttpResponse TokenDetailsResponse(const projections::TokenRow& row,
                                   const std::optional<std::string>& jwt) {
   HttpResponse r;
-  r.body.reserve(640);
+  r.body.reserve(64 + kMaxTokenJson + (jwt ? jwt->size() : 0));
   r.body = R"({"status":"success","details":)";
   AppendTokenDetailsJson(row, r.body);
   if (jwt) {
