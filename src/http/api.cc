@@ -46,7 +46,7 @@ struct Api::Call {
   std::string_view route = "unmatched";
   std::string_view path;
   std::string_view query;
-  std::vector<std::string_view> params;
+  Params params;
   Caller caller;
   Micros now = 0;
   std::chrono::steady_clock::time_point start;
@@ -88,24 +88,23 @@ Api::Api(store::LedgerStore& store, const auth::KeyRing& keys, ApiOptions option
       metrics_(metrics),
       page_limits_{options.default_page_size, options.max_page_size},
       authenticator_(store, keys, options.policy.last_used_granularity, options.verified_tokens),
-      slow_reads_(options.slow_read_threads, options.max_queued_slow_reads) {
-  routes_ = {
-      {"GET", "/api/v1/ping", &Api::Ping, Auth::kPing},
-      {"POST", "/api/v1/api_token", &Api::CreateToken, Auth::kWriteTokens},
-      {"GET", "/api/v1/api_token", &Api::ListTokens, Auth::kReadTokens},
-      {"GET", "/api/v1/api_token/{id}", &Api::ShowToken, Auth::kReadTokens},
-      {"DELETE", "/api/v1/api_token/{id}", &Api::Delete, Auth::kWriteTokens},
-      {"GET", "/api/v1/api_token/{id}/events", &Api::TokenEvents, Auth::kReadTokens},
-      {"POST", "/api/v1/api_token/{id}/suspend", &Api::Suspend, Auth::kWriteTokens},
-      {"POST", "/api/v1/api_token/{id}/activate", &Api::Activate, Auth::kWriteTokens},
-      {"POST", "/api/v1/api_token/{id}/revoke", &Api::Revoke, Auth::kWriteTokens},
-      {"POST", "/api/v1/introspect", &Api::Introspect, Auth::kIntrospect},
-      {"GET", "/api/v1/openapi.json", &Api::OpenApi, Auth::kNone},
-      {"GET", "/healthz", &Api::Healthz, Auth::kNone},
-      {"GET", "/readyz", &Api::Readyz, Auth::kNone},
-      {"GET", "/metrics", &Api::MetricsText, Auth::kNone},
-  };
-}
+      router_({
+          {"GET", "/api/v1/ping", &Api::Ping, Auth::kPing},
+          {"POST", "/api/v1/api_token", &Api::CreateToken, Auth::kWriteTokens},
+          {"GET", "/api/v1/api_token", &Api::ListTokens, Auth::kReadTokens},
+          {"GET", "/api/v1/api_token/{id}", &Api::ShowToken, Auth::kReadTokens},
+          {"DELETE", "/api/v1/api_token/{id}", &Api::Delete, Auth::kWriteTokens},
+          {"GET", "/api/v1/api_token/{id}/events", &Api::TokenEvents, Auth::kReadTokens},
+          {"POST", "/api/v1/api_token/{id}/suspend", &Api::Suspend, Auth::kWriteTokens},
+          {"POST", "/api/v1/api_token/{id}/activate", &Api::Activate, Auth::kWriteTokens},
+          {"POST", "/api/v1/api_token/{id}/revoke", &Api::Revoke, Auth::kWriteTokens},
+          {"POST", "/api/v1/introspect", &Api::Introspect, Auth::kIntrospect},
+          {"GET", "/api/v1/openapi.json", &Api::OpenApi, Auth::kNone},
+          {"GET", "/healthz", &Api::Healthz, Auth::kNone},
+          {"GET", "/readyz", &Api::Readyz, Auth::kNone},
+          {"GET", "/metrics", &Api::MetricsText, Auth::kNone},
+      }),
+      slow_reads_(options.slow_read_threads, options.max_queued_slow_reads) {}
 
 void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
   auto call = std::make_shared<Call>();
@@ -121,7 +120,7 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
   call->query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
 
   try {
-    auto resolved = Resolve(routes_, call->req->method, call->path);
+    auto resolved = router_.Resolve(call->req->method, call->path);
     if (auto* not_allowed = std::get_if<MethodNotAllowed>(&resolved)) {
       HttpResponse r = ErrorResponse(
           ErrorCode::kMethodNotAllowed,
@@ -140,7 +139,7 @@ void Api::Handle(std::shared_ptr<HttpRequest> request, Responder respond) {
                             "no route for " + call->req->method + " " + std::string(call->path)));
     }
     call->route = match->route->pattern;
-    call->params = std::move(match->params);
+    call->params = match->params;
     if (match->route->auth != Auth::kNone) {
       auto caller = authenticator_.Authenticate(*call->req, call->now);
       if (!caller) return call->Fail(caller.error());
@@ -174,8 +173,9 @@ void Api::SubmitWrite(const std::shared_ptr<Call>& call, core::Command command,
   req.request_id = call->request_id;
   req.actor = events::Actor{call->caller.token_id, call->caller.admin_user_id};
   if (key) {
-    const std::string fingerprint =
-        Fingerprint(call->req->method, call->route, call->params, canonical_body);
+    const std::string fingerprint = Fingerprint(
+        call->req->method, call->route,
+        std::vector<std::string_view>(call->params.begin(), call->params.end()), canonical_body);
     req.idempotency =
         store::IdempotencyInfo{call->caller.account_id, *key, events::Sha256(fingerprint)};
   }

@@ -101,7 +101,7 @@ class Api {
   HttpMetrics& metrics_;
   const PageLimits page_limits_;
   Authenticator authenticator_;
-  std::vector<Route<Handler>> routes_;
+  const Router<Handler> router_;
   ReadPool slow_reads_;
 };
 

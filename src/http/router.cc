@@ -2,45 +2,22 @@
 
 namespace tokenledger::http {
 
-std::vector<std::string_view> SplitPath(std::string_view path) {
-  std::vector<std::string_view> segments;
+PathSegments SplitPath(std::string_view path) {
+  PathSegments segments;
   if (path.empty() || path[0] != '/') return segments;
-  segments.reserve(8);  // every route has fewer: one allocation per request
   std::size_t start = 1;
   for (;;) {
+    if (segments.count == PathSegments::kMaxSegments) {
+      segments.too_long = true;
+      return segments;
+    }
     const std::size_t slash = path.find('/', start);
-    segments.push_back(path.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    segments.items[segments.count++] =
+        path.substr(start, slash == std::string_view::npos ? slash : slash - start);
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
   return segments;
-}
-
-bool MatchPattern(std::string_view pattern, const std::vector<std::string_view>& segments,
-                  std::vector<std::string_view>& params) {
-  // Walks the pattern's segments in place: this runs for every route on every request.
-  if (pattern.empty() || pattern[0] != '/') return segments.empty();
-  std::size_t start = 1;
-  const std::size_t first_param = params.size();
-  for (std::size_t i = 0;; ++i) {
-    const std::size_t slash = pattern.find('/', start);
-    const std::string_view expected =
-        pattern.substr(start, slash == std::string_view::npos ? slash : slash - start);
-    if (i >= segments.size()) break;
-    if (expected.size() > 1 && expected.front() == '{') {
-      if (segments[i].empty()) break;
-      params.push_back(segments[i]);
-    } else if (expected != segments[i]) {
-      break;
-    }
-    if (slash == std::string_view::npos) {
-      if (i + 1 == segments.size()) return true;
-      break;
-    }
-    start = slash + 1;
-  }
-  params.resize(first_param);
-  return false;
 }
 
 bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>& out) {

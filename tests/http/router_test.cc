@@ -5,62 +5,63 @@
 namespace tokenledger::http {
 namespace {
 
-const std::vector<Route<int>> kRoutes = {
+const Router<int> kRoutes({
     {"GET", "/api/v1/api_token", 1, Auth::kReadTokens},
     {"POST", "/api/v1/api_token", 2, Auth::kReadTokens},
     {"GET", "/api/v1/api_token/{id}", 3, Auth::kReadTokens},
     {"DELETE", "/api/v1/api_token/{id}", 4, Auth::kReadTokens},
     {"POST", "/api/v1/api_token/{id}/suspend", 5, Auth::kReadTokens},
     {"GET", "/healthz", 6, Auth::kNone},
-};
+});
 
 TEST(RouterTest, MatchesAndCaptures) {
-  auto r = Resolve(kRoutes, "GET", "/api/v1/api_token/abc");
+  auto r = kRoutes.Resolve("GET", "/api/v1/api_token/abc");
   auto* m = std::get_if<RouteMatch<int>>(&r);
   ASSERT_TRUE(m);
   EXPECT_EQ(m->route->handler, 3);
   ASSERT_EQ(m->params.size(), 1u);
   EXPECT_EQ(m->params[0], "abc");
-  m = std::get_if<RouteMatch<int>>(&(r = Resolve(kRoutes, "POST", "/api/v1/api_token/x/suspend")));
+  m = std::get_if<RouteMatch<int>>(&(r = kRoutes.Resolve("POST", "/api/v1/api_token/x/suspend")));
   ASSERT_TRUE(m);
   EXPECT_EQ(m->route->handler, 5);
-  EXPECT_TRUE(std::holds_alternative<RouteMatch<int>>(Resolve(kRoutes, "GET", "/healthz")));
+  EXPECT_TRUE(std::holds_alternative<RouteMatch<int>>(kRoutes.Resolve("GET", "/healthz")));
 }
 
 TEST(RouterTest, WrongMethodListsTheAllowedOnes) {
-  auto r = Resolve(kRoutes, "PUT", "/api/v1/api_token/abc");
+  auto r = kRoutes.Resolve("PUT", "/api/v1/api_token/abc");
   auto* n = std::get_if<MethodNotAllowed>(&r);
   ASSERT_TRUE(n);
   EXPECT_EQ(n->allow, "GET, HEAD, DELETE");
-  EXPECT_EQ(std::get<MethodNotAllowed>(Resolve(kRoutes, "DELETE", "/api/v1/api_token")).allow,
+  EXPECT_EQ(std::get<MethodNotAllowed>(kRoutes.Resolve("DELETE", "/api/v1/api_token")).allow,
             "GET, HEAD, POST");
-  EXPECT_EQ(
-      std::get<MethodNotAllowed>(Resolve(kRoutes, "GET", "/api/v1/api_token/x/suspend")).allow,
-      "POST");
+  EXPECT_EQ(std::get<MethodNotAllowed>(kRoutes.Resolve("GET", "/api/v1/api_token/x/suspend")).allow,
+            "POST");
 }
 
 TEST(RouterTest, HeadResolvesToTheGetRoute) {
-  auto r = Resolve(kRoutes, "HEAD", "/api/v1/api_token/abc");
+  auto r = kRoutes.Resolve("HEAD", "/api/v1/api_token/abc");
   auto* m = std::get_if<RouteMatch<int>>(&r);
   ASSERT_TRUE(m);
   EXPECT_EQ(m->route->handler, 3);
   ASSERT_EQ(m->params.size(), 1u);
   EXPECT_EQ(m->params[0], "abc");
-  m = std::get_if<RouteMatch<int>>(&(r = Resolve(kRoutes, "HEAD", "/api/v1/api_token")));
+  m = std::get_if<RouteMatch<int>>(&(r = kRoutes.Resolve("HEAD", "/api/v1/api_token")));
   ASSERT_TRUE(m);
   EXPECT_EQ(m->route->handler, 1) << "the GET route, not the POST one";
   // No GET route on the path: HEAD is not allowed there either.
   auto* n =
-      std::get_if<MethodNotAllowed>(&(r = Resolve(kRoutes, "HEAD", "/api/v1/api_token/x/suspend")));
+      std::get_if<MethodNotAllowed>(&(r = kRoutes.Resolve("HEAD", "/api/v1/api_token/x/suspend")));
   ASSERT_TRUE(n);
   EXPECT_EQ(n->allow, "POST");
-  EXPECT_TRUE(std::holds_alternative<NoRoute>(Resolve(kRoutes, "HEAD", "/nowhere")));
+  EXPECT_TRUE(std::holds_alternative<NoRoute>(kRoutes.Resolve("HEAD", "/nowhere")));
 }
 
 TEST(RouterTest, UnknownPathsAreNoRoute) {
   for (const char* path : {"/", "", "/api/v1", "/api/v1/api_token/", "/api/v1/api_token//suspend",
-                           "/api/v1/api_token/a/b", "healthz", "/healthz/"}) {
-    EXPECT_TRUE(std::holds_alternative<NoRoute>(Resolve(kRoutes, "GET", path))) << path;
+                           "/api/v1/api_token/a/b", "healthz", "/healthz/",
+                           // past PathSegments::kMaxSegments (8): refused before any pattern
+                           "/api/v1/api_token/x/suspend/a/b/c/d", "/a/b/c/d/e/f/g/h/i/j"}) {
+    EXPECT_TRUE(std::holds_alternative<NoRoute>(kRoutes.Resolve("GET", path))) << path;
   }
 }
 
