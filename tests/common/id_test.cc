@@ -61,6 +61,52 @@ TEST(IdTest, ParseRejectsAnythingElse) {
   EXPECT_FALSE(Id::FromBytes("short"));
 }
 
+// Parse and WriteText work a group of bytes at a time: every character value at every place,
+// and random ids against a bit-at-a-time reference.
+TEST(IdTest, EveryCharacterAtEveryPlace) {
+  const std::string alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+  const std::string good = "013xrzp12g3nqk8n7f8f9jbg8d18q7tm";
+  for (std::size_t at = 0; at < good.size(); ++at) {
+    for (int c = 0; c < 256; ++c) {
+      std::string text = good;
+      text[at] = static_cast<char>(c);
+      const bool valid = alphabet.find(static_cast<char>(c)) != std::string::npos &&
+                         (at > 0 || (c >= '0' && c <= '7'));
+      const auto id = Id::Parse(text);
+      ASSERT_EQ(id.has_value(), valid) << "char " << c << " at " << at;
+      if (id) ASSERT_EQ(id->ToString(), text);
+    }
+  }
+}
+
+TEST(IdTest, RandomIdsMatchABitAtATimeReference) {
+  const std::string alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+  std::uint64_t x = 88172645463325252ULL;
+  for (int n = 0; n < 10000; ++n) {
+    std::string bytes(Id::kBytes, '\0');
+    for (char& b : bytes) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      b = static_cast<char>(x);
+    }
+    bytes[0] = static_cast<char>(bytes[0] & 0x3f);  // a time within 48 bits: text starts 0-7
+    std::string expected;
+    for (std::size_t bit = 0; bit < Id::kBytes * 8; bit += 5) {
+      unsigned v = 0;
+      for (std::size_t k = bit; k < bit + 5; ++k)
+        v = (v << 1) | ((static_cast<unsigned char>(bytes[k / 8]) >> (7 - k % 8)) & 1);
+      expected += alphabet[v];
+    }
+    const Id id = *Id::FromBytes(bytes);
+    ASSERT_EQ(id.ToString(), expected);
+    std::string appended = "x";
+    id.AppendText(appended);
+    ASSERT_EQ(appended, "x" + expected);
+    ASSERT_EQ(Id::Parse(expected), id);
+  }
+}
+
 TEST(IdTest, GeneratorIsDeterministicAndSortsByTime) {
   std::uint64_t now = 1'700'000'000'000;
   std::uint8_t counter = 0;
