@@ -242,14 +242,14 @@ struct Server::Impl {
     for (;;) {
       if (buffer.size() > 0) {
         beast::error_code ec;
-        const std::size_t used = parser.put(buffer.data(), ec);
+        const std::size_t used = parser.Put(buffer.data(), ec);
         buffer.consume(used);
         parsed += used;
         if (ec && ec != bhttp::error::need_more) co_return std::pair{ec, parsed};
         if (!ec) {
-          if (parser.is_done() || (header_only && parser.is_header_done()))
+          if (parser.Done() || (header_only && parser.HeaderDone()))
             co_return std::pair{ec, parsed};
-          if (used > 0) continue;  // the header is done and the body's bytes are there
+          continue;  // the header is done: on with the body's bytes, if any are here
         }
       }
       const std::size_t room = beast::read_size(buffer, 65536);
@@ -257,10 +257,10 @@ struct Server::Impl {
       auto [ec, n] = co_await socket.async_read_some(buffer.prepare(room), kNoThrow);
       buffer.commit(n);
       if (ec == net::error::eof) {
-        if (!parser.got_some())
+        if (!parser.GotSome())
           co_return std::pair{beast::error_code(bhttp::error::end_of_stream), parsed};
         beast::error_code eof;
-        parser.put_eof(eof);  // a request cannot end at the connection's end: partial_message
+        RequestParser::PutEof(eof);  // a request cannot end at the connection's end
         co_return std::pair{eof, parsed};
       }
       if (ec) co_return std::pair{beast::error_code(ec), parsed};
@@ -285,8 +285,8 @@ struct Server::Impl {
   // What is left of a refused request's body, as far as the client declared it (bytes read
   // but not parsed count as arrived); kLingerBytes when it declared no length (chunked).
   static std::size_t UnreadBody(const RequestParser& parser, const beast::flat_buffer& buffer) {
-    if (!parser.is_header_done() || !parser.content_length()) return kLingerBytes;
-    const std::uint64_t declared = *parser.content_length();
+    if (!parser.HeaderDone() || !parser.ContentLength()) return kLingerBytes;
+    const std::uint64_t declared = *parser.ContentLength();
     if (declared <= buffer.size()) return 0;
     return std::min<std::uint64_t>(declared - buffer.size(), kLingerBytes);
   }
@@ -411,9 +411,7 @@ struct Server::Impl {
       if (!request || request.use_count() > 1) request = std::make_shared<HttpRequest>();
       std::atomic_thread_fence(std::memory_order_acquire);
       RequestParser::Reset(*request);
-      parser.emplace(*request);
-      parser->header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-      parser->body_limit(options.max_body_bytes);
+      parser.emplace(*request, options.max_header_bytes, options.max_body_bytes);
       conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
       auto [ec, n] = co_await ReadMessage(socket, buffer, *parser, /*header_only=*/true);
       if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
@@ -439,18 +437,18 @@ struct Server::Impl {
         refusal = ErrorResponse(
             ErrorCode::kUriTooLong,
             "request URL exceeds " + std::to_string(options.max_url_bytes) + " bytes");
-      } else if (parser->content_length() && *parser->content_length() > options.max_body_bytes) {
+      } else if (parser->ContentLength() && *parser->ContentLength() > options.max_body_bytes) {
         refusal = ErrorResponse(
             ErrorCode::kPayloadTooLarge,
             "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
       }
       if (!refusal) {
-        if (parser->expects_continue()) {
-          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, parser->version()};
+        if (parser->ExpectsContinue()) {
+          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, parser->Version()};
           auto [cont_ec, cont_n] = co_await bhttp::async_write(socket, cont, kNoThrow);
           if (cont_ec) break;  // the client went away, or the sweep cut it at its deadline
         }
-        if (!parser->is_done()) {
+        if (!parser->Done()) {
           conn->deadline = std::chrono::steady_clock::now() + Us(options.read_timeout);
           auto [body_ec, body_n] = co_await ReadMessage(socket, buffer, *parser, false);
           if (body_ec == bhttp::error::body_limit) {
@@ -476,7 +474,7 @@ struct Server::Impl {
              {"remote", remote},
              {"reason", refusal->body}});
         metrics.Observe("unparsed", "?", refusal->status, 0);
-        const bool head = parser->is_header_done() && parser->method() == bhttp::verb::head;
+        const bool head = parser->HeaderDone() && parser->IsHead();
         co_await Write(*conn, *refusal, 11, false, head);
         // A body too large is what a client may still be sending: it gets a lingering close.
         if (refusal->status == 413) co_await Linger(*conn, UnreadBody(*parser, buffer));
@@ -487,9 +485,9 @@ struct Server::Impl {
       if (r.remote.empty()) r.remote = remote;
       r.listener = listener;
       if (!r.post) r.post = post;
-      const bool keep_alive = parser->keep_alive();
-      const unsigned version = parser->version();
-      const bool head = parser->method() == bhttp::verb::head;  // the API answers it as a GET
+      const bool keep_alive = parser->KeepAlive();
+      const unsigned version = parser->Version();
+      const bool head = parser->IsHead();  // the API answers it as a GET
 
       if (!answer || answer.use_count() > 1) answer = std::make_shared<Answer>(executor);
       std::atomic_thread_fence(std::memory_order_acquire);  // as for `request` above

@@ -4,8 +4,8 @@
 // read, limits on header, body and URL size and on open connections, 100-continue, and a
 // graceful shutdown: stop accepting, let in-flight requests finish, close idle connections.
 //
-// It and the request parser (request_parser.h) are the only translation units that include
-// Beast; handlers see http_types.h only.
+// It is the only translation unit that includes Beast's HTTP and Asio's networking (the
+// request parser, request_parser.h, uses Beast's error codes only); handlers see http_types.h.
 // Thread-safety: Shutdown() may be called from any thread.
 #pragma once
 

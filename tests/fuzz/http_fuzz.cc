@@ -1,6 +1,6 @@
-// The HTTP request path from raw bytes to the handler's answer: the real http::Server (Beast's
-// parser, limits, keep-alive, chunked bodies, 100-continue), the router, the query grammar, the
-// JSON bodies and every handler, with a real LedgerStore behind it. All of it runs in this
+// The HTTP request path from raw bytes to the handler's answer: the real http::Server (its
+// request parser, limits, keep-alive, chunked bodies, 100-continue), the router, the query grammar,
+// the JSON bodies and every handler, with a real LedgerStore behind it. All of it runs in this
 // process (one I/O thread, the store's committer), so all of it is coverage-instrumented.
 //
 // Set up once in LLVMFuzzerInitialize: a fresh ledger in a temporary directory, an account with
@@ -48,6 +48,7 @@
 #include "src/auth/jwt.h"
 #include "src/http/api.h"
 #include "src/http/metrics.h"
+#include "src/http/request_parser.h"
 #include "src/http/server.h"
 #include "src/store/ledger_store.h"
 #include "tokenledger/log.h"
@@ -280,20 +281,17 @@ std::vector<bool> HeadFlags(std::string_view input) {
   const ServerOptions limits;
   std::vector<bool> flags;
   while (!input.empty()) {
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.eager(true);
-    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
-    parser.body_limit(limits.max_body_bytes);
+    http::HttpRequest request;
+    http::RequestParser::Reset(request);
+    http::RequestParser parser(request, limits.max_header_bytes, limits.max_body_bytes);
     boost::system::error_code ec;
     std::size_t used = 0;
-    while (!ec && !parser.is_done() && used < input.size()) {
-      const std::size_t n =
-          parser.put(boost::asio::buffer(input.data() + used, input.size() - used), ec);
-      used += n;
-      if (n == 0 && !ec) break;
+    while (!parser.Done() && used < input.size()) {
+      used += parser.Put(boost::asio::buffer(input.data() + used, input.size() - used), ec);
+      if (ec) break;  // need_more at the input's end, or an error: it is answered and closed
     }
-    flags.push_back(parser.is_header_done() && parser.get().method() == bhttp::verb::head);
-    if (ec || !parser.is_done()) break;  // answered (or not) and the connection closes
+    flags.push_back(parser.HeaderDone() && parser.IsHead());
+    if (!parser.Done()) break;  // answered (or not) and the connection closes
     input.remove_prefix(used);
   }
   return flags;
