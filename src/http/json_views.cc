@@ -12,7 +12,7 @@ namespace {
 // scope and status names: ~730 bytes; tested). The writers size their buffer for it once, so no
 // piece checks for room.
 constexpr std::size_t kMaxTokenJson = 1024;
-constexpr std::size_t kMaxNameLength = 32;  // a scope's or a status's name
+[[maybe_unused]] constexpr std::size_t kMaxNameLength = 32;  // a scope's or a status's name
 
 // A cursor over a buffer sized beforehand: keys are copied as literals of known length.
 class Cursor {
