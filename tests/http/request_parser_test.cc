@@ -96,7 +96,8 @@ TEST(RequestParserTest, RefusesWhatTheServerMustNotRead) {
        "a length in the trailers"},
       {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 257\r\n\r\n", "a body over the limit"},
       {"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-       "100\r\n" + std::string(256, 'a') + "\r\n1\r\na\r\n0\r\n\r\n",
+       "100\r\n" +
+           std::string(256, 'a') + "\r\n1\r\na\r\n0\r\n\r\n",
        "chunks over the limit"},
       {"GET /a HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(1024, 'a') + "\r\n\r\n",
        "a header over the limit"},
@@ -120,9 +121,9 @@ TEST(RequestParserTest, RefusesWhatTheServerMustNotRead) {
 // A random mutation of a valid request: bytes replaced, inserted, deleted or lines repeated,
 // with the bytes that matter to HTTP's grammar more likely than others.
 std::string Mutate(std::string s, std::mt19937_64& rng) {
-  static const std::string kInteresting = {'\r', '\n', '\t', ' ',    ':',    ';',    ',',
-                                          '=',  '"',  '0',  'f',    'F',    '-',    'a',
-                                          'Z',  '\0', 127,  '\x80', '\xff'};
+  static const std::string kInteresting = {'\r', '\n', '\t', ' ',    ':',   ';', ',',
+                                           '=',  '"',  '0',  'f',    'F',   '-', 'a',
+                                           'Z',  '\0', 127,  '\x80', '\xff'};
   auto pick = [&rng](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
   auto byte = [&] {
     return pick(4) == 0 ? static_cast<char>(pick(256)) : kInteresting[pick(kInteresting.size())];
@@ -141,7 +142,8 @@ std::string Mutate(std::string s, std::mt19937_64& rng) {
         s.erase(at, 1 + pick(3));
         break;
       case 3: {  // repeat the line `at` is in
-        const std::size_t start = s.rfind('\n', at) == std::string::npos ? 0 : s.rfind('\n', at) + 1;
+        const std::size_t start =
+            s.rfind('\n', at) == std::string::npos ? 0 : s.rfind('\n', at) + 1;
         const std::size_t end = s.find('\n', at);
         if (end != std::string::npos) s.insert(start, s.substr(start, end + 1 - start));
         break;
@@ -176,12 +178,13 @@ TEST(RequestParserTest, MutatedRequestsAreReadAsBeastReadsThemOrRefused) {
       we_refuse_more += beasts.ok;
       continue;
     }
-    ASSERT_TRUE(beasts.ok) << "accepted here, refused by Beast: " << beasts.error << "\n"
-                           << input;
+    ASSERT_TRUE(beasts.ok) << "accepted here, refused by Beast: " << beasts.error << "\n" << input;
     ++both_accept;
     ExpectSameRequest(whole, beasts, input);
     // HTTP/1.0 with both `close` and `keep-alive` is closed here, kept alive by Beast.
-    if (whole.keep_alive) EXPECT_TRUE(beasts.keep_alive) << input;
+    if (whole.keep_alive) {
+      EXPECT_TRUE(beasts.keep_alive) << input;
+    }
   }
   std::printf("both accept %zu, only Beast accepts %zu\n", both_accept, we_refuse_more);
   // The mutations exercise both sides: many stay valid, many are refused.
