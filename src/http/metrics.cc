@@ -59,17 +59,25 @@ void HttpMetrics::Observe(std::string_view route, std::string_view method, int s
   thread_local const std::size_t my_shard = next_shard.fetch_add(1) % kShards;
   Shard& shard = shards_[my_shard];
   std::lock_guard lock(shard.mu);
-  const std::tuple<std::string_view, std::string_view, int> key{route, method, status};
-  auto count = shard.requests.find(key);
-  if (count == shard.requests.end()) {
-    count = shard.requests.emplace(std::tuple{std::string(route), std::string(method), status}, 0)
-                .first;
+  Shard::Recent& recent =
+      shard.recent[(route.size() * 31 + method.size() * 7 + static_cast<std::size_t>(status)) %
+                   shard.recent.size()];
+  if (recent.count == nullptr || recent.status != status || recent.route != route ||
+      recent.method != method) {
+    const std::tuple<std::string_view, std::string_view, int> key{route, method, status};
+    auto count = shard.requests.find(key);
+    if (count == shard.requests.end()) {
+      count = shard.requests.emplace(std::tuple{std::string(route), std::string(method), status}, 0)
+                  .first;
+    }
+    auto histogram = shard.latency.find(route);
+    if (histogram == shard.latency.end())
+      histogram = shard.latency.emplace(std::string(route), Histogram{}).first;
+    recent = {std::get<0>(count->first), std::get<1>(count->first), status, &count->second,
+              &histogram->second};
   }
-  ++count->second;
-  auto histogram = shard.latency.find(route);
-  if (histogram == shard.latency.end())
-    histogram = shard.latency.emplace(std::string(route), Histogram{}).first;
-  Histogram& h = histogram->second;
+  ++*recent.count;
+  Histogram& h = *recent.histogram;
   std::size_t i = 0;
   while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i]) ++i;
   ++h.buckets[i];

@@ -43,6 +43,15 @@ class HttpMetrics {
     std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>>
         requests;                                           // guarded by mu
     std::map<std::string, Histogram, std::less<>> latency;  // guarded by mu
+    // The counters of recent label sets, so a repeated one skips both maps' look-ups: a
+    // direct-mapped table whose views point into the maps' keys (map nodes never move).
+    struct Recent {
+      std::string_view route, method;
+      int status = -1;
+      std::uint64_t* count = nullptr;
+      Histogram* histogram = nullptr;
+    };
+    std::array<Recent, 16> recent;  // guarded by mu
   };
   static constexpr std::size_t kShards = 8;
   std::array<Shard, kShards> shards_;
