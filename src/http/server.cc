@@ -7,8 +7,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cassert>
+#include <charconv>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 
@@ -198,35 +200,41 @@ struct Server::Impl {
   // The head of a response, as Beast would serialize it, into `head`.
   static void BuildHead(std::string& head, const HttpResponse& r, unsigned version,
                         bool keep_alive) {
+    using namespace std::string_view_literals;
+    // Every piece is appended with its length (a literal's is known): no strlen, no to_string.
+    const auto number = [&head](std::size_t n) {
+      char digits[20];
+      head.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+    };
     head.clear();
-    head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    head += std::to_string(r.status);
+    head += version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
+    number(static_cast<std::size_t>(r.status));
     head += ' ';
     const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(r.status));
     head.append(reason.data(), reason.size());
-    head += "\r\nServer: tokenledger\r\nContent-Type: ";
+    head += "\r\nServer: tokenledger\r\nContent-Type: "sv;
     head += r.content_type;
-    head += "\r\n";
+    head += "\r\n"sv;
     for (const auto& [name, value] : r.headers) {
       head += name;
-      head += ": ";
+      head += ": "sv;
       head += value;
-      head += "\r\n";
+      head += "\r\n"sv;
     }
     if (!r.request_id.empty()) {
-      head += "X-Request-Id: ";
+      head += "X-Request-Id: "sv;
       head += r.request_id;
-      head += "\r\n";
+      head += "\r\n"sv;
     }
-    if (version >= 11 && !keep_alive) head += "Connection: close\r\n";
-    if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n";
+    if (version >= 11 && !keep_alive) head += "Connection: close\r\n"sv;
+    if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n"sv;
     // No Content-Length where a response may not have a body (RFC 9110 8.6); Write sends none.
     if (!Bodiless(r.status)) {
-      head += "Content-Length: ";
-      head += std::to_string(r.body.size());
-      head += "\r\n";
+      head += "Content-Length: "sv;
+      number(r.body.size());
+      head += "\r\n"sv;
     }
-    head += "\r\n";
+    head += "\r\n"sv;
   }
 
   // Reads from `socket` into `buffer` and parses, until the parser has the header (with
