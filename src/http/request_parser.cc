@@ -150,6 +150,17 @@ std::optional<std::uint64_t> ParseDecimal(std::string_view v) {
   return n;
 }
 
+// A field that must not repeat (the handler refuses it if it did): its first value, and
+// whether another came.
+void KeepFirst(std::string_view v, std::string& first, bool& seen, bool& repeated) {
+  if (seen) {
+    repeated = true;
+  } else {
+    seen = true;
+    first.assign(v);
+  }
+}
+
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -357,14 +368,8 @@ void RequestParser::Field(const char* p, const char* eol, bool trailer, error_co
       }
       return;
     case 13:
-      if (IEquals(name, "Authorization")) {
-        if (r_.has_authorization) {
-          r_.repeated_authorization = true;
-        } else {
-          r_.has_authorization = true;
-          r_.authorization.assign(v);
-        }
-      }
+      if (IEquals(name, "Authorization"))
+        KeepFirst(v, r_.authorization, r_.has_authorization, r_.repeated_authorization);
       return;
     case 14:
       if (IEquals(name, "Content-Length")) {
@@ -382,14 +387,8 @@ void RequestParser::Field(const char* p, const char* eol, bool trailer, error_co
       }
       return;
     case 15:
-      if (IEquals(name, "Idempotency-Key")) {
-        if (r_.has_idempotency_key) {
-          r_.repeated_idempotency_key = true;
-        } else {
-          r_.has_idempotency_key = true;
-          r_.idempotency_key.assign(v);
-        }
-      }
+      if (IEquals(name, "Idempotency-Key"))
+        KeepFirst(v, r_.idempotency_key, r_.has_idempotency_key, r_.repeated_idempotency_key);
       return;
     case 17:
       if (IEquals(name, "Transfer-Encoding")) {
