@@ -206,7 +206,11 @@ std::size_t RequestParser::Put(boost::asio::const_buffer bytes, error_code& ec) 
         const auto* cr =
             available == 0 ? nullptr : static_cast<const char*>(std::memchr(p, '\r', available));
         if (cr == nullptr || cr + 1 == end) {  // the line is not complete yet
-          if (header && header_bytes_ + available >= header_limit_) {
+          const bool bare_lf =
+              std::memchr(p, '\n', static_cast<std::size_t>((cr ? cr : end) - p)) != nullptr;
+          if (bare_lf) {  // a client ending lines with LF alone: refused now, not at the timeout
+            ec = bhttp::error::bad_line_ending;
+          } else if (header && header_bytes_ + available >= header_limit_) {
             ec = bhttp::error::header_limit;
           } else if (!header && available > kMaxChunkSizeLine) {
             ec = bhttp::error::bad_chunk_extension;

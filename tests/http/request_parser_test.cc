@@ -116,6 +116,13 @@ TEST(RequestParserTest, RefusesWhatTheServerMustNotRead) {
       EXPECT_FALSE(Ours(input, step).ok) << why << " (step " << step << ")";
     }
   }
+  // Lines ended by LF alone are refused as soon as one is seen, not when the client gives up.
+  for (const std::string input :
+       {"GET /a HTTP/1.1\nHost: x\n\n", "GET /a HTTP/1.1\r\nHost: x\n\n"}) {
+    EXPECT_EQ(Ours(input, input.size()).error,
+              beast::error_code(bhttp::error::bad_line_ending).message())
+        << input;
+  }
 }
 
 // A random mutation of a valid request: bytes replaced, inserted, deleted or lines repeated,
