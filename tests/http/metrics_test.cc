@@ -19,9 +19,9 @@ class MetricsTest : public store::testing::StoreTest {};
 TEST_F(MetricsTest, EveryLabelSetIsCountedOnItsOwn) {
   Open();
   HttpMetrics metrics;
-  const std::vector<std::string> routes = {"/api/v1/ping", "/api/v1/api_token",
-                                           "/api/v1/api_token/{id}", "/healthz", "unmatched",
-                                           "unparsed"};
+  const std::vector<std::string> routes = {
+      "/api/v1/ping", "/api/v1/api_token", "/api/v1/api_token/{id}",
+      "/healthz",     "unmatched",         "unparsed"};
   const std::vector<std::string> methods = {"GET", "POST", "DELETE", "PATCH", "FOO"};
   const std::vector<int> statuses = {200, 201, 400, 401, 404, 409, 503};
   std::map<std::string, std::uint64_t> expected;
