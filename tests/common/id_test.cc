@@ -74,7 +74,9 @@ TEST(IdTest, EveryCharacterAtEveryPlace) {
                          (at > 0 || (c >= '0' && c <= '7'));
       const auto id = Id::Parse(text);
       ASSERT_EQ(id.has_value(), valid) << "char " << c << " at " << at;
-      if (id) ASSERT_EQ(id->ToString(), text);
+      if (id) {
+        ASSERT_EQ(id->ToString(), text);
+      }
     }
   }
 }
