@@ -207,6 +207,7 @@ std::size_t RequestParser::Put(boost::asio::const_buffer bytes, error_code& ec) 
             available == 0 ? nullptr : static_cast<const char*>(std::memchr(p, '\r', available));
         if (cr == nullptr || cr + 1 == end) {  // the line is not complete yet
           const bool bare_lf =
+              available > 0 &&
               std::memchr(p, '\n', static_cast<std::size_t>((cr ? cr : end) - p)) != nullptr;
           if (bare_lf) {  // a client ending lines with LF alone: refused now, not at the timeout
             ec = bhttp::error::bad_line_ending;

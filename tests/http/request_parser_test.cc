@@ -67,6 +67,7 @@ TEST(RequestParserTest, ReadsWhatBeastReadsFromValidRequests) {
 
 TEST(RequestParserTest, RefusesWhatTheServerMustNotRead) {
   const std::vector<std::pair<std::string, std::string>> refused = {
+      {"", "nothing (Put is given an empty buffer)"},
       {"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\n\r\n", "obs-fold"},
       {"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\nb\r\n\r\n", "bare LF in a value"},
       {"GET /a HTTP/1.1\nHost: x\r\n\r\n", "bare LF after the request line"},
