@@ -85,10 +85,13 @@ class Router {
       assert(!p.too_long && p.count > 0);
       Compiled c;
       c.count = p.count;
+      [[maybe_unused]] std::size_t captures = 0;
       for (std::size_t i = 0; i < p.count; ++i) {
         c.segments[i] = p.items[i];
         c.captures[i] = p.items[i].size() > 1 && p.items[i].front() == '{';
+        captures += c.captures[i];
       }
+      assert(captures < Params::kMaxParams);
       compiled_.push_back(c);
     }
   }

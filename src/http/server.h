@@ -5,7 +5,8 @@
 // graceful shutdown: stop accepting, let in-flight requests finish, close idle connections.
 //
 // It is the only translation unit that includes Beast's HTTP and Asio's networking (the
-// request parser, request_parser.h, uses Beast's error codes only); handlers see http_types.h.
+// request parser, request_parser.h, takes only Beast's error codes and iequals); handlers see
+// http_types.h.
 // Thread-safety: Shutdown() may be called from any thread.
 #pragma once
 
