@@ -1,6 +1,7 @@
 // The agent_deployment scope (SPEC.md "v1.1 additions"; the platform's own SDK and CLI create
 // these tokens) against the real server: create, details and summaries, lists filtered on it,
 // what such a token may do, and introspection of it.
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 
@@ -70,15 +71,21 @@ TEST_F(AgentDeploymentTest, CreatedWithItsAgentShownInDetailsSummariesAndEvents)
   };
   const std::string bare_id = JsonString(bare.at("details").at("id"));
   const std::string env_token_id = env_token.token_id.ToString();
-  EXPECT_EQ(list("token_scope=agent_deployment&sorting=id"),
-            (std::vector<std::string>{id, bare_id}));
+  // Two tokens created in the same millisecond are ordered by their random bits, not by
+  // which came first: sort what is expected rather than assume creation order.
+  auto by_id = [](std::vector<std::string> ids) {
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  const std::vector<std::string> agent_ids = by_id({id, bare_id});
+  EXPECT_EQ(list("token_scope=agent_deployment&sorting=id"), agent_ids);
   EXPECT_EQ(list("environment_id=" + env_.ToString() + "&sorting=id"),
-            (std::vector<std::string>{id, bare_id, env_token_id}));  // seeded last
+            by_id({id, bare_id, env_token_id}));
   EXPECT_EQ(list("environment_id=" + env_.ToString() + "&token_scope=environment"),
             (std::vector<std::string>{env_token_id}));
   EXPECT_EQ(list("environment_id=" + env_.ToString() +
                  "&token_scope=agent_deployment&status=active&sorting=id"),
-            (std::vector<std::string>{id, bare_id}));
+            agent_ids);
   EXPECT_TRUE(list("token_scope=account&environment_id=" + env_.ToString()).empty());
   const auto summaries =
       Call("GET", "/api/v1/api_token?token_scope=agent_deployment&sorting=id", main_.jwt).Json();
