@@ -762,7 +762,10 @@ TEST_F(CliTest, StatsAndHelp) {
     EXPECT_EQ(help.exit_code, 0) << cmd;
     EXPECT_NE(help.out.find("--data-dir"), std::string::npos) << cmd;
   }
-  EXPECT_EQ(Tool({"--help"}).exit_code, 0);
+  ToolRun usage = Tool({"--help"});
+  EXPECT_EQ(usage.exit_code, 0);
+  // Every command's name stands apart from its summary, the longest included.
+  EXPECT_NE(usage.out.find("  cluster-publish  "), std::string::npos) << usage.out;
   EXPECT_EQ(Tool({"frobnicate"}).exit_code, 2);
   EXPECT_EQ(Tool({}).exit_code, 2);
   EXPECT_EQ(Tool({"verify", "--data-dir", dir_.path() + "/nothing-here"}).exit_code, 1);

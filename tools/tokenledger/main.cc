@@ -1,4 +1,5 @@
 // tokenledger: the operator CLI. `tokenledger <command> [flags]`; `--help` on each.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -13,9 +14,12 @@ std::string Usage(const std::vector<tokenledger::cli::Command>& commands) {
   std::string out =
       "usage: tokenledger <command> [flags]\n\nOperator tools for a tokenledger data "
       "directory.\n\nCommands:\n";
+  // The summaries start two spaces past the longest name, so no name runs into its summary.
+  std::size_t width = 0;
+  for (const auto& c : commands) width = std::max(width, c.name.size());
   for (const auto& c : commands) {
     std::string name = "  " + c.name;
-    name.resize(15, ' ');
+    name.resize(2 + width + 2, ' ');
     out += name + c.summary + "\n";
   }
   out +=
