@@ -15,9 +15,13 @@
 //   (RocksDB refuses to open otherwise, as the factory says it cannot insert concurrently).
 // - Any number of threads read (Get, iterators) at the same time as the insert, without locks.
 // - Entries are RocksDB's encoded memtable entries, allocated through Allocate() from the
-//   memtable's arena (so its memory accounting and flush triggers see them), ordered by the
-//   memtable's key comparator, and never removed; an entry equal to one already in the list
-//   (same user key and sequence number) is refused by InsertKey.
+//   memtable's arena (so its memory accounting and flush triggers see them), and never
+//   removed; an entry equal to one already in the list (same user key and sequence number) is
+//   refused by InsertKey.
+// - The family compares keys with RocksDB's BytewiseComparator (the default; every family of
+//   the store): the list orders entries itself, as RocksDB's InternalKeyComparator over it
+//   would, and asserts on every comparison that the memtable's comparator agrees.
+// - The family has no read-side prefix_extractor (asserted when a memtable is made).
 // Internal to src/store.
 #pragma once
 
