@@ -87,10 +87,14 @@ std::string Reads(rocksdb::DB* db, const rocksdb::Snapshot* snapshot,
     it->Seek(t);
     out += it->Valid() ? it->key().ToString() : std::string("(end)");
     it->SeekForPrev(t);
-    out += " " + (it->Valid() ? it->key().ToString() : std::string("(begin)"));
+    // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict on `"literal" + string`.
+    out += ' ';
+    out += it->Valid() ? it->key().ToString() : std::string("(begin)");
     std::string value;
     const rocksdb::Status s = db->Get(ro, t, &value);
-    out += " " + (s.ok() ? value : s.ToString()) + "\n";
+    out += ' ';
+    out += s.ok() ? value : s.ToString();
+    out += '\n';
   }
   EXPECT_TRUE(it->status().ok()) << it->status().ToString();
   return out;
