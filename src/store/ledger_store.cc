@@ -375,11 +375,9 @@ rocksdb::ColumnFamilyOptions MakeListCfOptions(const std::shared_ptr<rocksdb::Ca
                                                const StoreOptions& options) {
   rocksdb::ColumnFamilyOptions cf = MakeCfOptions(cache, options);
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(TableOptions(cache, false)));
-  // Only for the memtable (not a read-side prefix extractor: reads need total order). RocksDB
-  // ignores it for concurrent memtable writes, which the DB options turn off. Never use
-  // DeleteRange on this family: RocksDB 7.8 shares the hints between the memtable's point and
-  // range-deletion tables (facebook/rocksdb#5118, fixed in 9.x), and the range-deletion table
-  // is RocksDB's skiplist, which would take our node in a slot for its own splice.
+  // Only for the memtable (not a read-side prefix extractor: reads need total order, and our
+  // memtable refuses one). RocksDB ignores it for concurrent memtable writes, which the DB
+  // options turn off.
   cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<ListRangePrefix>();
   return cf;
 }

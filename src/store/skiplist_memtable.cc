@@ -6,8 +6,13 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
+#include <string_view>
+#include <unordered_map>
 
 namespace tokenledger::store {
 namespace {
@@ -106,6 +111,9 @@ class ListIterator final : public rocksdb::MemTableRep::Iterator {
   // Its memory is never the heap's: a pooled block, which the destructor gave back, or the
   // per-thread buffer of GetDynamicPrefixIterator. So `delete` frees nothing.
   static void operator delete(void*) noexcept {}
+  // Made only in memory of ours (placement); a plain `new` would leak, so there is none.
+  static void* operator new(std::size_t) = delete;
+  static void* operator new(std::size_t, void* where) noexcept { return where; }
 
   bool Valid() const override { return node_ != nullptr; }
   const char* key() const override {
@@ -127,14 +135,18 @@ class ListIterator final : public rocksdb::MemTableRep::Iterator {
 
 class SkipListRep final : public rocksdb::MemTableRep {
  public:
-  // `transform`: the family's read-side prefix extractor; see GetDynamicPrefixIterator.
+  // `transform`: the family's read-side prefix extractor, which must be null (see
+  // GetDynamicPrefixIterator).
   SkipListRep(const KeyComparator& compare, rocksdb::Allocator* allocator,
               const rocksdb::SliceTransform* transform)
-      : MemTableRep(allocator),
-        compare_(compare),
-        transform_(transform),
-        head_(NewNode(kMaxHeight, 0)) {
-    assert(transform == nullptr && "a family with our memtable has no read-side prefix extractor");
+      : MemTableRep(allocator), compare_(compare), head_(NewNode(kMaxHeight, 0)) {
+    // Checked in every build, once per memtable: a mistake here would corrupt the family.
+    if (transform != nullptr) {
+      Die("a family with this memtable may not have a read-side prefix extractor");
+    }
+    if (!ComparesAsBytewise()) {
+      Die("a family with this memtable must compare keys with RocksDB's BytewiseComparator");
+    }
   }
 
   rocksdb::KeyHandle Allocate(const std::size_t len, char** buf) override {
@@ -170,21 +182,23 @@ class SkipListRep final : public rocksdb::MemTableRep {
     return true;
   }
 
-  // With a family's memtable_insert_with_hint_prefix_extractor, RocksDB keeps one `hint` slot
-  // per key range of this memtable; it holds the node last inserted in that range. A node of
-  // height 1 (3 in 4 are) whose key falls right after that one (the next entry of a range
-  // that grows at its end: events, a list range sorted by `inserted_at`) needs only its link
-  // on level 0: two comparisons instead of a search from the top. Any other goes in by
-  // InsertKey. Sound because this thread is the only one inserting: the two nodes compared
-  // stay neighbours until the link is published.
+  // With a family's memtable_insert_with_hint_prefix_extractor, RocksDB gives each key range
+  // of this memtable its own `hint` slot; the list keeps, by the slot's address, the node last
+  // inserted in that range. A node of height 1 (3 in 4 are) whose key falls right after that
+  // one (the next entry of a range that grows at its end: a list range sorted by `id`,
+  // `inserted_at` or `updated_at`) needs only its link on level 0: two comparisons instead of
+  // a search from the top. Any other goes in by InsertKey. Sound because this thread is the
+  // only one inserting: the two nodes compared stay neighbours until the link is published.
+  // The slot itself is left alone: RocksDB 7.8 hands the same slots to the memtable's
+  // range-deletion table, RocksDB's own skiplist, which keeps its splice there
+  // (facebook/rocksdb#5118), so a DeleteRange on the family stays safe.
   void InsertWithHint(rocksdb::KeyHandle handle, void** hint) override {
     [[maybe_unused]] const bool inserted = InsertKeyWithHint(handle, hint);
     assert(inserted);
   }
   bool InsertKeyWithHint(rocksdb::KeyHandle handle, void** hint) override {
     Node* x = static_cast<Node*>(handle);
-    Node* last = static_cast<Node*>(*hint);
-    *hint = x;
+    Node*& last = last_in_range_[hint];
     if (last != nullptr && x->height == 1) {
       const Slice key = Decode(x->key);
       if (Compare(last->key, key) < 0) {
@@ -192,11 +206,14 @@ class SkipListRep final : public rocksdb::MemTableRep {
         if (next == nullptr || Compare(next->key, key) > 0) {
           x->RelaxedSetNext(0, next);
           last->SetNext(0, x);
+          last = x;
           return true;
         }
       }
     }
-    return InsertKey(handle);
+    if (!InsertKey(handle)) return false;  // refused: not in the list, so not a hint either
+    last = x;
+    return true;
   }
 
   bool Contains(const char* key) const override {
@@ -218,16 +235,14 @@ class SkipListRep final : public rocksdb::MemTableRep {
     return new (IteratorBlocks::Take(sizeof(ListIterator))) ListIterator(this, true);
   }
 
-  // Without a read-side prefix extractor, RocksDB asks for this iterator in two places, each
-  // done with it before it returns: MemTableRep::Get (every memtable look-up; RocksDB's own
-  // lists override Get, which the installed headers do not let us do, LookupKey not being
-  // among them), which never destroys it (the default Get leaks it), and
-  // MemTable::CountSuccessiveMergeEntries (a merge's `max_successive_merges`), which deletes
-  // it. So each call makes a fresh iterator in one buffer per thread: nothing to free, and
-  // `delete` frees nothing. With an extractor, MemTableIterator asks for it too and several may
-  // be alive at once on a thread: then they are GetIterator's (and each Get leaks one).
-  rocksdb::MemTableRep::Iterator* GetDynamicPrefixIterator(rocksdb::Arena* arena) override {
-    if (transform_ != nullptr) return GetIterator(arena);
+  // RocksDB asks for this iterator in two places (a third, MemTableIterator's, needs a
+  // read-side prefix extractor, which the constructor refuses), each done with it before it
+  // returns: MemTableRep::Get (every memtable look-up; RocksDB's own lists override Get,
+  // which the installed headers do not let us do, LookupKey not being among them), which
+  // never destroys it (the default Get leaks it), and MemTable::CountSuccessiveMergeEntries
+  // (a merge's `max_successive_merges`), which deletes it. So each call makes a fresh iterator
+  // in one buffer per thread: nothing to free, and `delete` frees nothing.
+  rocksdb::MemTableRep::Iterator* GetDynamicPrefixIterator(rocksdb::Arena* /*arena*/) override {
     alignas(ListIterator) static thread_local unsigned char one_at_a_time[sizeof(ListIterator)];
     return new (one_at_a_time) ListIterator(this, false);
   }
@@ -350,9 +365,37 @@ class SkipListRep final : public rocksdb::MemTableRep {
     }
   }
 
-  [[maybe_unused]] const KeyComparator& compare_;  // RocksDB's: only asserted against
-  const rocksdb::SliceTransform* const transform_;
+  [[noreturn]] static void Die(const char* why) {
+    std::fprintf(stderr, "tokenledger: memtable: %s\n", why);
+    std::abort();
+  }
+
+  // Whether the memtable's comparator orders as CompareInternalKeys does, on entries that
+  // tell a bytewise comparator from others (unsigned bytes, prefixes, sequence numbers).
+  bool ComparesAsBytewise() const {
+    auto entry = [](std::string_view user_key, std::uint64_t sequence) {
+      std::string e(1, static_cast<char>(user_key.size() + 8));
+      e += user_key;
+      const std::uint64_t tag = sequence << 8 | 1;  // kTypeValue
+      e.append(reinterpret_cast<const char*>(&tag), 8);
+      return e;
+    };
+    const std::string samples[] = {entry("\x01", 5),     entry("\x80", 5), entry("\x80\x00", 5),
+                                   entry("\x80\x00", 9), entry("b", 1),    entry("ab", 7)};
+    for (const std::string& a : samples) {
+      for (const std::string& b : samples) {
+        const Slice b_key(b.data() + 1, b.size() - 1);
+        const int theirs = compare_(a.data(), b_key), ours = Compare(a.data(), b_key);
+        if ((theirs < 0) != (ours < 0) || (theirs > 0) != (ours > 0)) return false;
+      }
+    }
+    return true;
+  }
+
+  const KeyComparator& compare_;
   Node* const head_;
+  // The inserting thread's only: InsertKeyWithHint's node last inserted, per hint slot.
+  std::unordered_map<void**, Node*> last_in_range_;
   std::atomic<int> max_height_{1};
   std::uint32_t random_ = 0xdeadbeef;
 };

@@ -20,8 +20,11 @@
 //   refused by InsertKey.
 // - The family compares keys with RocksDB's BytewiseComparator (the default; every family of
 //   the store): the list orders entries itself, as RocksDB's InternalKeyComparator over it
-//   would, and asserts on every comparison that the memtable's comparator agrees.
-// - The family has no read-side prefix_extractor (asserted when a memtable is made).
+//   would. Each new memtable checks that on a few telling keys and aborts the process if not;
+//   debug builds also assert it on every comparison.
+// - The family has no read-side prefix_extractor (a new memtable aborts the process if it has).
+// - No experimental MemPurge (`experimental_mempurge_threshold` stays 0): the list does not
+//   sample its entries (UniqueRandomSample).
 // Internal to src/store.
 #pragma once
 
