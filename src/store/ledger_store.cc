@@ -260,6 +260,7 @@ std::string LedgerStore::Impl::LoadHead(OpenFailure* failure) {
 
 const rocksdb::ColumnFamilyOptions& LedgerStore::Impl::CfOptionsFor(std::string_view name) const {
   if (name == kEventsCf) return events_cf_options;
+  if (name == kIdempotencyCf) return idempotency_cf_options;
   if (name.starts_with(projections::kTokenListIndex.name)) return list_cf_options;
   return cf_options;
 }
@@ -337,6 +338,15 @@ rocksdb::ColumnFamilyOptions MakeCfOptions(const std::shared_ptr<rocksdb::Cache>
   return cf;
 }
 
+// The whole family as one range for the memtable's insert hints: for a family whose keys are
+// only ever appended in key order (the events, by seq).
+class WholeFamilyRange : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "TokenledgerWholeFamily"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override { return {key.data(), 0}; }
+  bool InDomain(const rocksdb::Slice& /*key*/) const override { return true; }
+};
+
 // `events`: appended in key order, read by range scans and by seq from the stream index
 // (always hits), never overwritten. No filter (it would only cost memory); larger blocks
 // compress JSON better.
@@ -347,6 +357,29 @@ rocksdb::ColumnFamilyOptions MakeEventsCfOptions(const std::shared_ptr<rocksdb::
   table.block_size = 16 * 1024;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf.merge_operator.reset();
+  // Every event goes after the last one: the whole family is one range for the memtable's
+  // insert hint (see ListRangePrefix below), so an event is linked next to its predecessor.
+  cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<WholeFamilyRange>();
+  return cf;
+}
+
+// The idempotency records' purge order (`t` | created_at | ...) grows at its end, like the
+// events: one range for the memtable's insert hint. The records themselves (`k` | account |
+// key) land anywhere and take no hint.
+class IdempotencyExpiryRange : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "TokenledgerIdempotencyExpiry"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override { return {key.data(), 1}; }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return !key.empty() && key[0] == kIdempotencyExpiryTag;
+  }
+};
+
+// `idempotency`: read by key like the rows, its purge order appended in time order.
+rocksdb::ColumnFamilyOptions MakeIdempotencyCfOptions(const std::shared_ptr<rocksdb::Cache>& cache,
+                                                      const StoreOptions& options) {
+  rocksdb::ColumnFamilyOptions cf = MakeCfOptions(cache, options);
+  cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<IdempotencyExpiryRange>();
   return cf;
 }
 
@@ -476,6 +509,7 @@ LedgerStore::Opened LedgerStore::Open(const StoreOptions& options, OpenMode mode
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   impl->cf_options = MakeCfOptions(cache, options);
   impl->events_cf_options = MakeEventsCfOptions(cache, options);
+  impl->idempotency_cf_options = MakeIdempotencyCfOptions(cache, options);
   impl->list_cf_options = MakeListCfOptions(cache, options);
 
   ProjectionMeta initial{

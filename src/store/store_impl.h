@@ -180,9 +180,10 @@ struct LedgerStore::Impl {
   rocksdb::ColumnFamilyHandle* usage = nullptr;  // null only in kReadOnly over an old ledger
   rocksdb::ColumnFamilyHandle* details = nullptr;
   rocksdb::ColumnFamilyHandle* list = nullptr;
-  rocksdb::ColumnFamilyOptions cf_options;         // families read by key
-  rocksdb::ColumnFamilyOptions events_cf_options;  // `events`
-  rocksdb::ColumnFamilyOptions list_cf_options;    // `token_list_index.*`
+  rocksdb::ColumnFamilyOptions cf_options;              // families read by key
+  rocksdb::ColumnFamilyOptions events_cf_options;       // `events`
+  rocksdb::ColumnFamilyOptions idempotency_cf_options;  // `idempotency`
+  rocksdb::ColumnFamilyOptions list_cf_options;         // `token_list_index.*`
   // The options a family of this name is opened or created with.
   const rocksdb::ColumnFamilyOptions& CfOptionsFor(std::string_view name) const;
   ProjectionMeta projection_meta;
