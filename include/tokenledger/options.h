@@ -98,7 +98,7 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:8080";
   // Separate address for /metrics (then not served on `listen`); empty: same. Default: empty.
   std::string metrics_listen;
-  // I/O threads; 0 means one per core. Default: 0.
+  // I/O threads; 0 means one per core less one, at least one (http::DefaultIoThreads). Default: 0.
   unsigned threads = 0;
   // Request line + headers. Default: 8 KiB (431 beyond).
   std::size_t max_header_bytes = 8 * 1024;

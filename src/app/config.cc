@@ -90,7 +90,8 @@ std::vector<Option> Options() {
          c.store.data_dir = v;
          return !v.empty();
        }},
-      {"threads", "TOKENLEDGER_THREADS", "N", "I/O threads; 0 = one per core (default 0)",
+      {"threads", "TOKENLEDGER_THREADS", "N",
+       "I/O threads; 0 = one per core less one, at least one (default 0)",
        [](Config& c, const std::string& v) {
          std::size_t n;
          if (!ParseSize(v, &n) || n > 256) return false;

@@ -195,6 +195,7 @@ int Main(int argc, char** argv) {
       {{"address", config.server.listen},
        {"port", static_cast<long long>(server->ApiPort())},
        {"metrics_port", static_cast<long long>(server->MetricsPort())},
+       {"io_threads", static_cast<long long>(server->IoThreads())},
        {"data_dir", config.store.data_dir},
        {"last_seq", static_cast<long long>(ledger->LastSeq())},
        {"version", std::string(Version())},

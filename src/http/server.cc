@@ -39,6 +39,8 @@ std::chrono::microseconds Us(Micros m) { return std::chrono::microseconds(m); }
 
 }  // namespace
 
+unsigned DefaultIoThreads(unsigned cores) { return cores > 1 ? cores - 1 : 1; }
+
 bool SplitHostPort(const std::string& address, std::string* host, unsigned short* port) {
   std::size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon + 1 >= address.size()) return false;
@@ -104,7 +106,8 @@ struct Server::Impl {
       : options(o),
         handler(std::move(h)),
         metrics(m),
-        loops(MakeLoops(o.threads ? o.threads : std::thread::hardware_concurrency())),
+        loops(MakeLoops(o.threads ? o.threads
+                                  : DefaultIoThreads(std::thread::hardware_concurrency()))),
         signals(loops[0]->ioc, SIGINT, SIGTERM),
         api_acceptor(loops[0]->ioc),
         metrics_acceptor(loops[0]->ioc),
@@ -594,6 +597,8 @@ unsigned short Server::MetricsPort() const {
   beast::error_code ec;
   return impl_->metrics_acceptor.is_open() ? impl_->metrics_acceptor.local_endpoint(ec).port() : 0;
 }
+
+unsigned Server::IoThreads() const { return static_cast<unsigned>(impl_->loops.size()); }
 
 void Server::Run() {
   Impl& m = *impl_;

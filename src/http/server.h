@@ -31,6 +31,9 @@ class Server {
   Status Listen();
   unsigned short ApiPort() const;
   unsigned short MetricsPort() const;
+  // The number of I/O threads (event loops) Run() runs: options.threads, or
+  // DefaultIoThreads() when it is 0.
+  unsigned IoThreads() const;
 
   // Runs the I/O threads until a shutdown (Shutdown(), SIGINT or SIGTERM) has drained every
   // connection. Returns when all I/O threads have stopped.
@@ -42,6 +45,13 @@ class Server {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// The I/O threads of `--threads 0`: one per core less one, at least one. Under load the store's
+// committer and writer, the request log's writer, RocksDB's flushes and the kernel's network
+// work take about a core between them; an event loop sharing a core with them is preempted for
+// whole time slices, and every connection it holds waits that long (docs/DECISIONS.md, "The
+// HTTP server's threads").
+unsigned DefaultIoThreads(unsigned cores);
 
 // Splits "host:port" ("[::1]:80" for IPv6). Returns false if malformed.
 bool SplitHostPort(const std::string& address, std::string* host, unsigned short* port);

@@ -67,6 +67,28 @@ class ServerTest : public ::testing::Test {
   int fd_ = -1;
 };
 
+// `--threads 0` leaves a core to the store's threads, RocksDB's and the kernel's network work.
+TEST(DefaultIoThreadsTest, OnePerCoreLessOneAndAtLeastOne) {
+  EXPECT_EQ(DefaultIoThreads(0), 1u);  // hardware_concurrency() may not know
+  EXPECT_EQ(DefaultIoThreads(1), 1u);
+  EXPECT_EQ(DefaultIoThreads(2), 1u);
+  EXPECT_EQ(DefaultIoThreads(3), 2u);
+  EXPECT_EQ(DefaultIoThreads(64), 63u);
+}
+
+TEST_F(ServerTest, ThreadsZeroRunsTheDefaultNumberOfLoops) {
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.threads = 0;
+  Server server(
+      options, [](std::shared_ptr<HttpRequest>, Responder) {}, metrics_);
+  EXPECT_EQ(server.IoThreads(), DefaultIoThreads(std::thread::hardware_concurrency()));
+  options.threads = 3;
+  Server three(
+      options, [](std::shared_ptr<HttpRequest>, Responder) {}, metrics_);
+  EXPECT_EQ(three.IoThreads(), 3u);
+}
+
 TEST_F(ServerTest, AHandlerThatDropsItsResponderStillGetsItsRequestAnswered) {
   ASSERT_NO_FATAL_FAILURE(Start([](std::shared_ptr<HttpRequest> req, Responder respond) {
     if (req->target == "/drop") return;  // a bug: no answer, and the Responder is gone
