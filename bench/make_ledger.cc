@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "events/event_codec.h"
@@ -77,6 +78,11 @@ int Main(int argc, char** argv) {
   std::uint64_t seq = 0, created = 0;
   events::Hash prev = events::kGenesisHash;
   std::vector<std::string> batch;
+  auto flush = [&] {
+    const std::vector<std::string_view> views(batch.begin(), batch.end());
+    check(ledger.AppendVerbatim(views));
+    batch.clear();
+  };
   auto append = [&](const Id& token, std::uint64_t version, events::EventData data) {
     // Built with its data, not assigned it: assigning over the default TokenCreated makes
     // GCC 12 at -O3 report a false -Wfree-nonheap-object (as bug 105329's -Wrestrict).
@@ -88,10 +94,7 @@ int Main(int argc, char** argv) {
     e.prev_hash = prev;
     batch.push_back(events::EncodeStoredEvent(e));
     prev = e.hash;
-    if (batch.size() == 16384) {
-      check(ledger.AppendVerbatim(batch));
-      batch.clear();
-    }
+    if (batch.size() == 16384) flush();
   };
   while (seq < n) {
     const Id token = ids.GenerateRelated(*account);
@@ -108,7 +111,7 @@ int Main(int argc, char** argv) {
     }
     ++created;
   }
-  if (!batch.empty()) check(ledger.AppendVerbatim(batch));
+  if (!batch.empty()) flush();
   const double written = Seconds(start);
   check(ledger.RebuildProjections());
   check(ledger.FinishImport());

@@ -22,6 +22,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -255,7 +256,7 @@ class LedgerStore {
   // checking that each one's hash matches its body, that it links to the chain head, and that
   // seq and stream versions continue without gaps. All or nothing per call. Projections are
   // not touched: call RebuildProjections afterwards.
-  Status AppendVerbatim(const std::vector<std::string>& records);
+  Status AppendVerbatim(std::span<const std::string_view> records);
 
   // kMaintenance, on an empty ledger: marks the ledger as being imported (meta
   // `import_in_progress`, one synced write) and switches AppendVerbatim to bulk mode: WAL off,

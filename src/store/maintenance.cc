@@ -26,7 +26,7 @@ Status LedgerStore::CatchUp() {
   return Status::Ok();
 }
 
-Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
+Status LedgerStore::AppendVerbatim(std::span<const std::string_view> records) {
   auto db_lock = impl_->ReadLock();  // a recovery's reopen waits for this read
   if (!impl_->db) return Impl::Closed();
   Impl& m = *impl_;
@@ -52,7 +52,7 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
     m.import_streams_pending = true;
   }
   ParallelSstWriter* const sst = m.bulk_import ? m.import_events.get() : nullptr;
-  for (const std::string& record : records) {
+  for (const std::string_view record : records) {
     const std::uint64_t expected = seq + 1;
     if (!events::StoredHashMatches(record))
       return ImportError(expected, "its hash does not match its body");
@@ -108,7 +108,7 @@ Status LedgerStore::AppendVerbatim(const std::vector<std::string>& records) {
   if (sst) {
     // Only once the whole batch passed (all or nothing). Seq order is the family's key order.
     std::uint64_t next = m.head_seq;
-    for (const std::string& record : records) {
+    for (const std::string_view record : records) {
       if (rocksdb::Status ws = sst->Put(EventKey(++next), record); !ws.ok())
         return StorageError(ws, "writing imported events");
     }

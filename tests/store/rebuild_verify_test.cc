@@ -13,6 +13,11 @@
 namespace tokenledger::store::testing {
 namespace {
 
+// AppendVerbatim takes views of records held elsewhere (import keeps a batch in one buffer).
+std::vector<std::string_view> Views(const std::vector<std::string>& records) {
+  return {records.begin(), records.end()};
+}
+
 class RebuildVerifyTest : public StoreTest {
  protected:
   void SetUp() override {
@@ -385,7 +390,7 @@ TEST_F(RebuildVerifyTest, AnImportRefusesAnEventInAStreamNotOfItsKind) {
     auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
     ASSERT_TRUE(opened.store) << opened.message;
     ASSERT_TRUE(opened.store->BeginImport());
-    Status refused = opened.store->AppendVerbatim(crafted);
+    Status refused = opened.store->AppendVerbatim(Views(crafted));
     ASSERT_FALSE(refused);
     EXPECT_NE(refused.error().message.find("never share one"), std::string::npos)
         << refused.error().message;
@@ -405,7 +410,7 @@ TEST_F(RebuildVerifyTest, AnUnfinishedImportIsRefusedAndAFinishedOneServes) {
       auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
       ASSERT_TRUE(opened.store) << opened.message;
       ASSERT_TRUE(opened.store->BeginImport());
-      ASSERT_TRUE(opened.store->AppendVerbatim(records));
+      ASSERT_TRUE(opened.store->AppendVerbatim(Views(records)));
       if (finish) {
         ASSERT_TRUE(opened.store->RebuildProjections());
         ASSERT_TRUE(opened.store->FinishImport());
@@ -450,8 +455,8 @@ TEST_F(RebuildVerifyTest, ImportAppendsAreAllOrNothingAndNeedTheRebuildToFinish)
     ASSERT_TRUE(opened.store) << opened.message;
     LedgerStore& imported = *opened.store;
     ASSERT_TRUE(imported.BeginImport());
-    ASSERT_TRUE(imported.AppendVerbatim(first));
-    Status refused = imported.AppendVerbatim(second);
+    ASSERT_TRUE(imported.AppendVerbatim(Views(first)));
+    Status refused = imported.AppendVerbatim(Views(second));
     ASSERT_FALSE(refused);
     EXPECT_NE(refused.error().message.find("hash"), std::string::npos) << refused.error().message;
     EXPECT_EQ(imported.LastSeq(), half);
@@ -501,7 +506,7 @@ TEST_F(RebuildVerifyTest, AnImportWithAStreamVersionGapFailsItsRebuild) {
     auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
     ASSERT_TRUE(opened.store) << opened.message;
     ASSERT_TRUE(opened.store->BeginImport());
-    ASSERT_TRUE(opened.store->AppendVerbatim(records));
+    ASSERT_TRUE(opened.store->AppendVerbatim(Views(records)));
     Status rebuilt = opened.store->RebuildProjections();
     if (!forge) {
       ASSERT_TRUE(rebuilt) << rebuilt.error().message;

@@ -644,6 +644,51 @@ TEST_F(CliTest, AnImportStoppedMidwayIsNeverServedAndASecondImportWorks) {
   EXPECT_EQ(Tool({"verify", "--data-dir", again_dir}).exit_code, 0);
 }
 
+// Import reads in batches of 16,384 records (two buffers taking turns): an export of several
+// batches comes back byte-identical, and a bad line or a tampered event in a later batch is
+// found, named by its line, and leaves nothing behind.
+TEST_F(CliTest, AnImportOfSeveralBatchesIsExactAndALaterBatchsBadLineIsNamed) {
+  store::testing::AppendCreates(data_dir_, account_, 2 * 16384 + 500);
+  const std::string exported = dir_.path() + "/export.jsonl";
+  ASSERT_EQ(Tool(Args({"export", "--output", exported})).exit_code, 0);
+  const std::string key = data_dir_ + "/signing.key";
+  const std::string copy = dir_.path() + "/copy";
+  ToolRun imported =
+      Tool({"import", "--data-dir", copy, "--input", exported, "--signing-key", key, "--quiet"});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  const std::string again = dir_.path() + "/again.jsonl";
+  ASSERT_EQ(Tool({"export", "--data-dir", copy, "--output", again}).exit_code, 0);
+  EXPECT_EQ(Slurp(again), Slurp(exported));
+  EXPECT_EQ(Tool({"verify", "--data-dir", copy}).exit_code, 0);
+
+  const std::string text = Slurp(exported);
+  auto line_start = [&](int line) {  // 1-based
+    std::size_t at = 0;
+    for (int i = 1; i < line; ++i) at = text.find('\n', at) + 1;
+    return at;
+  };
+  const std::string bad = dir_.path() + "/bad.jsonl";
+  const std::string target = dir_.path() + "/target";
+  // Line 20,000 (the second batch) is not an exported event at all.
+  std::string broken = text;
+  broken[line_start(20000)] = '[';
+  std::ofstream(bad, std::ios::trunc) << broken;
+  ToolRun refused = Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("line 20000 is not an exported event"), std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(target));
+  // An event of the third batch changed by one character: its hash no longer matches.
+  std::string tampered = text;
+  const std::size_t body = tampered.find("\"request_id\":\"", line_start(2 * 16384 + 100));
+  tampered[body + 15] ^= 0x01;
+  std::ofstream(bad, std::ios::trunc) << tampered;
+  refused = Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("nothing was imported"), std::string::npos) << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(target));
+}
+
 TEST_F(CliTest, NoProgressBarWhenStderrIsNotATerminalAndQuietIsAcceptedEverywhere) {
   StartServer();
   Activity(3);

@@ -31,16 +31,22 @@ std::string FormatExportLine(std::string_view record) {
 }
 
 std::optional<std::string> ParseExportLine(std::string_view line) {
+  std::string record;
+  if (!AppendExportRecord(line, record)) return std::nullopt;
+  return record;
+}
+
+bool AppendExportRecord(std::string_view line, std::string& out) {
   if (line.size() <= kBodyAt + 1 || !line.starts_with(kLinePrefix) ||
       line.substr(kLinePrefix.size() + kHexLength, kLineMiddle.size()) != kLineMiddle ||
       line.back() != '}') {
-    return std::nullopt;
+    return false;
   }
   const auto hash = events::HashFromHex(line.substr(kLinePrefix.size(), kHexLength));
-  if (!hash) return std::nullopt;
-  std::string record(reinterpret_cast<const char*>(hash->data()), hash->size());
-  record.append(line.substr(kBodyAt, line.size() - kBodyAt - 1));
-  return record;
+  if (!hash) return false;
+  out.append(reinterpret_cast<const char*>(hash->data()), hash->size());
+  out.append(line.substr(kBodyAt, line.size() - kBodyAt - 1));
+  return true;
 }
 
 bool LineReader::Next(std::string_view* line) {

@@ -27,6 +27,9 @@ std::string FormatExportLine(std::string_view record);
 // is not looked at here; the importer checks hashes, links and events.
 // Guarantee: for every accepted line, FormatExportLine(*ParseExportLine(line)) == line + "\n".
 std::optional<std::string> ParseExportLine(std::string_view line);
+// The same, appending the record to `out` (left as it was when the line is refused): a bulk
+// reader keeps many records in one buffer instead of one allocation each.
+bool AppendExportRecord(std::string_view line, std::string& out);
 
 // Reads the lines of a file descriptor (an export: a file or a pipe) through one buffer of
 // kLineReaderBufferBytes, grown only for a longer line. std::getline on std::cin went through
