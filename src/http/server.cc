@@ -1,5 +1,6 @@
 #include "src/http/server.h"
 
+#include <sched.h>
 #include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
@@ -40,6 +41,15 @@ std::chrono::microseconds Us(Micros m) { return std::chrono::microseconds(m); }
 }  // namespace
 
 unsigned DefaultIoThreads(unsigned cores) { return cores > 1 ? cores - 1 : 1; }
+
+unsigned UsableCores() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  return std::thread::hardware_concurrency();
+}
 
 bool SplitHostPort(const std::string& address, std::string* host, unsigned short* port) {
   std::size_t colon = address.rfind(':');
@@ -106,8 +116,7 @@ struct Server::Impl {
       : options(o),
         handler(std::move(h)),
         metrics(m),
-        loops(MakeLoops(o.threads ? o.threads
-                                  : DefaultIoThreads(std::thread::hardware_concurrency()))),
+        loops(MakeLoops(o.threads ? o.threads : DefaultIoThreads(UsableCores()))),
         signals(loops[0]->ioc, SIGINT, SIGTERM),
         api_acceptor(loops[0]->ioc),
         metrics_acceptor(loops[0]->ioc),

@@ -32,7 +32,7 @@ class Server {
   unsigned short ApiPort() const;
   unsigned short MetricsPort() const;
   // The number of I/O threads (event loops) Run() runs: options.threads, or
-  // DefaultIoThreads() when it is 0.
+  // DefaultIoThreads(UsableCores()) when it is 0.
   unsigned IoThreads() const;
 
   // Runs the I/O threads until a shutdown (Shutdown(), SIGINT or SIGTERM) has drained every
@@ -52,6 +52,9 @@ class Server {
 // whole time slices, and every connection it holds waits that long (docs/DECISIONS.md, "The
 // HTTP server's threads").
 unsigned DefaultIoThreads(unsigned cores);
+// The cores this process may run on (its CPU affinity: `taskset`, a container's cpuset), or all
+// of them if that cannot be read. A CPU quota (cgroup cpu.max) is not seen: set --threads there.
+unsigned UsableCores();
 
 // Splits "host:port" ("[::1]:80" for IPv6). Returns false if malformed.
 bool SplitHostPort(const std::string& address, std::string* host, unsigned short* port);

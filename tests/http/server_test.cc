@@ -74,6 +74,8 @@ TEST(DefaultIoThreadsTest, OnePerCoreLessOneAndAtLeastOne) {
   EXPECT_EQ(DefaultIoThreads(2), 1u);
   EXPECT_EQ(DefaultIoThreads(3), 2u);
   EXPECT_EQ(DefaultIoThreads(64), 63u);
+  EXPECT_GE(UsableCores(), 1u);
+  EXPECT_LE(UsableCores(), std::max(1u, std::thread::hardware_concurrency()));
 }
 
 TEST_F(ServerTest, ThreadsZeroRunsTheDefaultNumberOfLoops) {
@@ -82,7 +84,7 @@ TEST_F(ServerTest, ThreadsZeroRunsTheDefaultNumberOfLoops) {
   options.threads = 0;
   Server server(
       options, [](std::shared_ptr<HttpRequest>, Responder) {}, metrics_);
-  EXPECT_EQ(server.IoThreads(), DefaultIoThreads(std::thread::hardware_concurrency()));
+  EXPECT_EQ(server.IoThreads(), DefaultIoThreads(UsableCores()));
   options.threads = 3;
   Server three(
       options, [](std::shared_ptr<HttpRequest>, Responder) {}, metrics_);

@@ -644,9 +644,9 @@ TEST_F(CliTest, AnImportStoppedMidwayIsNeverServedAndASecondImportWorks) {
   EXPECT_EQ(Tool({"verify", "--data-dir", again_dir}).exit_code, 0);
 }
 
-// Import reads in batches of 16,384 records (two buffers taking turns): an export of several
-// batches comes back byte-identical, and a bad line or a tampered event in a later batch is
-// found, named by its line, and leaves nothing behind.
+// Import reads in batches of 16,384 records (kImportBatchRecords; two buffers taking turns): an
+// export of several batches comes back byte-identical, and a bad line (named by its line) or a
+// tampered event (by its sequence number) in a later batch is found and leaves nothing behind.
 TEST_F(CliTest, AnImportOfSeveralBatchesIsExactAndALaterBatchsBadLineIsNamed) {
   store::testing::AppendCreates(data_dir_, account_, 2 * 16384 + 500);
   const std::string exported = dir_.path() + "/export.jsonl";
@@ -669,22 +669,29 @@ TEST_F(CliTest, AnImportOfSeveralBatchesIsExactAndALaterBatchsBadLineIsNamed) {
   };
   const std::string bad = dir_.path() + "/bad.jsonl";
   const std::string target = dir_.path() + "/target";
-  // Line 20,000 (the second batch) is not an exported event at all.
-  std::string broken = text;
-  broken[line_start(20000)] = '[';
-  std::ofstream(bad, std::ios::trunc) << broken;
-  ToolRun refused = Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key});
-  EXPECT_EQ(refused.exit_code, 1);
-  EXPECT_NE(refused.err.find("line 20000 is not an exported event"), std::string::npos)
-      << refused.err;
-  EXPECT_FALSE(std::filesystem::exists(target));
+  // A line that is not an exported event at all: inside the second batch, and as the first
+  // line of it (a batch with no record, only its error).
+  for (const int line : {20000, 16385}) {
+    std::string broken = text;
+    broken[line_start(line)] = '[';
+    std::ofstream(bad, std::ios::trunc) << broken;
+    ToolRun refused = Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key});
+    EXPECT_EQ(refused.exit_code, 1) << line;
+    EXPECT_NE(refused.err.find("line " + std::to_string(line) + " is not an exported event"),
+              std::string::npos)
+        << refused.err;
+    EXPECT_FALSE(std::filesystem::exists(target));
+  }
   // An event of the third batch changed by one character: its hash no longer matches.
   std::string tampered = text;
   const std::size_t body = tampered.find("\"request_id\":\"", line_start(2 * 16384 + 100));
   tampered[body + 15] ^= 0x01;
   std::ofstream(bad, std::ios::trunc) << tampered;
-  refused = Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key});
+  ToolRun refused = Tool({"import", "--data-dir", target, "--input", bad, "--signing-key", key});
   EXPECT_EQ(refused.exit_code, 1);
+  // Line N holds event N: the export starts at the first event.
+  EXPECT_NE(refused.err.find("event 32868: its hash does not match its body"), std::string::npos)
+      << refused.err;
   EXPECT_NE(refused.err.find("nothing was imported"), std::string::npos) << refused.err;
   EXPECT_FALSE(std::filesystem::exists(target));
 }

@@ -24,7 +24,7 @@ namespace tokenledger::cli {
 namespace {
 
 // Records per AppendVerbatim call (all or nothing each); two batches of ~10 MiB at 630 bytes a
-// record are held at once.
+// record (up to 16 MiB of buffer each, as a string grows by doubling) are held at once.
 constexpr std::size_t kImportBatchRecords = 16384;
 
 // Copies the signing key file (every key of the ring) into the new data directory (0600,
@@ -117,6 +117,7 @@ int Import(const Flags& flags) {
       b.bytes.clear();
       b.ends.clear();
       b.records.clear();
+      b.error.clear();
       std::string_view line;
       while (b.ends.size() < kImportBatchRecords && in.Next(&line)) {
         ++line_no;
