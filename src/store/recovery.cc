@@ -38,6 +38,7 @@ void LedgerStore::Impl::Degrade(const rocksdb::Status& s, std::string_view what)
   {
     std::lock_guard lock(health_mu);
     if (degraded.load()) return;
+    metrics.degraded.store(1, std::memory_order_relaxed);  // seen by whoever sees the health
     health.ok = false;
     health.reason = "storage error while " + std::string(what) + ": " + s.ToString();
     health.since = NowMicros();
@@ -45,7 +46,6 @@ void LedgerStore::Impl::Degrade(const rocksdb::Status& s, std::string_view what)
     next_recovery = std::chrono::steady_clock::now() + std::chrono::microseconds(recovery_backoff);
     degraded.store(true, std::memory_order_release);
   }
-  metrics.degraded.store(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(mu);  // so the committer is waiting, or will see `degraded`
   }
@@ -137,13 +137,17 @@ void LedgerStore::Impl::TryRecover() {
 }
 
 void LedgerStore::Impl::MarkHealthy() {
+  // The flag, the counters and the health change together under health_mu, as Degrade sets
+  // them: whoever sees the store healthy (/readyz, Health()) also sees writes accepted and the
+  // recovery counted. With the health reset first, a write in between was refused with an
+  // empty reason (FaultTest saw it under load).
+  metrics.recoveries.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(health_mu);
+    metrics.degraded.store(0, std::memory_order_relaxed);
+    degraded.store(false, std::memory_order_release);
     health = StoreHealth{};
   }
-  degraded.store(false, std::memory_order_release);
-  metrics.degraded.store(0, std::memory_order_relaxed);
-  metrics.recoveries.fetch_add(1, std::memory_order_relaxed);
   std::fprintf(stderr, "tokenledger: storage recovered; writes resume at seq %llu\n",
                static_cast<unsigned long long>(head_seq + 1));
 }
