@@ -27,7 +27,9 @@ ParallelSstWriter::~ParallelSstWriter() {
 
 rocksdb::Status ParallelSstWriter::Put(std::string_view key, std::string_view value) {
   if (!status_.ok()) return status_;
-  if (filling_.capacity() == 0) filling_.reserve(file_bytes_ + 4096);
+  // Once per buffer (a std::string's capacity is never 0: checking for that reserved nothing,
+  // and every file's buffer grew by doubling, copying and faulting in pages each time).
+  if (filling_.capacity() < file_bytes_) filling_.reserve(file_bytes_ + 4096);
   const auto k = static_cast<std::uint32_t>(key.size());
   const auto v = static_cast<std::uint32_t>(value.size());
   char header[8];

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "src/store/bulk_buffer.h"
+
 namespace tokenledger::store {
 
 // Files being built at once, beside the thread that produces the entries.
@@ -51,7 +53,7 @@ class ParallelSstWriter {
 
  private:
   struct File {
-    std::string entries;  // [u32 key size][u32 value size][key][value]...
+    BulkBuffer entries;  // [u32 key size][u32 value size][key][value]...
     std::thread thread;
     rocksdb::Status status;
   };
@@ -65,8 +67,8 @@ class ParallelSstWriter {
   rocksdb::ColumnFamilyHandle* family_;
   std::string prefix_;
   std::uint64_t file_bytes_;
-  std::string filling_;
-  std::string spare_;  // a reaped file's buffer, reused for the next one to fill
+  BulkBuffer filling_;
+  BulkBuffer spare_;  // a reaped file's buffer, reused for the next one to fill
   std::deque<std::unique_ptr<File>> in_flight_;
   std::vector<std::string> files_;
   rocksdb::Status status_;  // the first error of a finished file

@@ -64,6 +64,9 @@ enum Tag : char {
 
 namespace {
 
+// A chunk's record offsets in key order.
+using SortOrder = std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>>;
+
 Error SortError(const std::string& what) {
   return Error{
       ErrorCode::kUnavailable, "temporary sort: " + what + ": " + std::strerror(errno), {}};
@@ -103,8 +106,7 @@ class Source {
 // A run in memory: the chunk's records, in the order of `order` (record offsets).
 class MemorySource : public Source {
  public:
-  MemorySource(const std::string* data, const std::vector<std::uint32_t>* order)
-      : data_(data), order_(order) {}
+  MemorySource(const BulkBuffer* data, const SortOrder* order) : data_(data), order_(order) {}
   bool Next() override {
     if (i_ == order_->size()) return false;
     const char* r = data_->data() + (*order_)[i_++];
@@ -115,8 +117,8 @@ class MemorySource : public Source {
   }
 
  private:
-  const std::string* data_;
-  const std::vector<std::uint32_t>* order_;
+  const BulkBuffer* data_;
+  const SortOrder* order_;
   std::size_t i_ = 0;
 };
 
@@ -243,6 +245,8 @@ class MergeIterator final : public rocksdb::Iterator {
   bool valid_ = false, started_ = false;
 };
 
+constexpr std::size_t kRunWriteBytes = 1u << 20;
+
 // Writes records to a new file through a 1 MiB buffer. Keys are written as their prefix shared
 // with the previous key (a length) and the rest: sorted list index keys share ~2/3 of their
 // bytes with their neighbour (account, partition, field), so a run is ~half the bytes to copy
@@ -251,7 +255,9 @@ class RunWriter {
  public:
   explicit RunWriter(const std::string& path)
       : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) {
-    buf_.reserve(1u << 20);
+    // One huge page: a write's worth and room for the record that crosses it.
+    static_assert(kRunWriteBytes < kHugePageBytes);
+    buf_.reserve(kHugePageBytes - 1);
   }
   ~RunWriter() {
     if (fd_ >= 0) ::close(fd_);
@@ -272,7 +278,7 @@ class RunWriter {
     buf_.append(key.substr(shared));
     buf_.append(value);
     last_.assign(key);
-    return buf_.size() < (1u << 20) || Flush();
+    return buf_.size() < kRunWriteBytes || Flush();
   }
   bool Close() {
     const bool ok = fd_ >= 0 && Flush() && ::close(fd_) == 0;
@@ -294,7 +300,7 @@ class RunWriter {
     return true;
   }
   int fd_;
-  std::string buf_;
+  BulkBuffer buf_;
   std::string last_;  // the last key written
 };
 
@@ -304,8 +310,8 @@ class RunWriter {
 class TokenSort::Runs {
  public:
   std::vector<std::string> files;
-  std::string memory;  // records, as in the chunk
-  std::vector<std::uint32_t> order;
+  BulkBuffer memory;  // records, as in the chunk
+  SortOrder order;
   // A prefix length all keys of all runs share: the least of each chunk's common prefix and of
   // its first key's common prefix with the first run's first key.
   std::size_t common = std::string::npos;
@@ -415,9 +421,8 @@ void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth
   }
 }
 
-std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entries,
-                                     std::size_t* common_out) {
-  std::vector<SortRef> refs;
+SortOrder SortChunk(const BulkBuffer& chunk, std::size_t entries, std::size_t* common_out) {
+  std::vector<SortRef, HugePageAllocator<SortRef>> refs;
   refs.reserve(entries);
   const char* base = chunk.data();
   std::size_t common = std::string::npos;
@@ -440,10 +445,10 @@ std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entri
   if (common == std::string::npos) common = 0;
   *common_out = common;
   {
-    std::vector<SortRef> tmp(refs.size());
+    std::vector<SortRef, HugePageAllocator<SortRef>> tmp(refs.size());
     SortLevel(base, refs.data(), refs.data() + refs.size(), common, tmp.data());
   }
-  std::vector<std::uint32_t> order;
+  SortOrder order;
   order.reserve(refs.size());
   for (const SortRef& r : refs) order.push_back(r.offset);
   return order;
@@ -454,7 +459,7 @@ std::vector<std::uint32_t> SortChunk(const std::string& chunk, std::size_t entri
 // A chunk being sorted and written as a run on a thread of its own.
 struct TokenSort::Spilling {
   char tag = 0;
-  std::string chunk;
+  BulkBuffer chunk;
   std::size_t entries = 0;
   std::string path;
   std::thread thread;
@@ -627,7 +632,7 @@ Status TokenSort::Wait() {
 }
 
 Status TokenSort::WriteRun(Spilling& sp) {
-  const std::vector<std::uint32_t> order = SortChunk(sp.chunk, sp.entries, &sp.common);
+  const SortOrder order = SortChunk(sp.chunk, sp.entries, &sp.common);
   sp.first_key.assign(sp.chunk.data() + 8, GetU32(sp.chunk.data()));
   RunWriter w(sp.path);
   for (std::uint32_t at : order) {
@@ -675,8 +680,8 @@ std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
   if (it == runs_.end())
     return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{});
   if (!chunk_entries_ && chunk_.capacity() && tag == chunk_tag_) {
-    std::string().swap(chunk_);  // iterating what was filled last: give the chunks back
-    std::string().swap(spare_);
+    BulkBuffer().swap(chunk_);  // iterating what was filled last: give the chunks back
+    BulkBuffer().swap(spare_);
   }
   return std::make_unique<MergeIterator>(it->second->Sources(), it->second->Common());
 }

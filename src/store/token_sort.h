@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "events/events.h"
+#include "src/store/bulk_buffer.h"
 #include "tokenledger/error.h"
 
 namespace tokenledger::store {
@@ -103,12 +104,12 @@ class TokenSort {
   std::string dir_;
   std::map<char, std::unique_ptr<Runs>> runs_;
   // The chunk: records [u32 key size][u32 value size][key][value], all of tag `chunk_tag_`.
-  std::string chunk_;
+  BulkBuffer chunk_;
   std::size_t chunk_entries_ = 0;
   std::size_t chunk_bytes_ = kTokenSortChunkBytes;
   char chunk_tag_ = 0;
   std::deque<std::unique_ptr<Spilling>> spilling_;  // oldest first
-  std::string spare_;  // a written chunk's buffer, reused for the next one to fill
+  BulkBuffer spare_;  // a written chunk's buffer, reused for the next one to fill
   std::uint64_t count_ = 0;
   std::uint64_t next_file_ = 0;
 };

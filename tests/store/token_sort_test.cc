@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "src/store/bulk_buffer.h"
+
 #include <algorithm>
 #include <random>
 #include <vector>
@@ -49,6 +51,32 @@ void ExpectSorted(std::size_t chunk_bytes, std::size_t n) {
   std::sort(entries.begin(), entries.end());
   EXPECT_EQ(ReadAll(**sort, 'l'), entries);
   EXPECT_TRUE(ReadAll(**sort, 'x').empty());
+}
+
+// The bulk paths' buffers: small blocks from operator new, large ones mapped in whole huge
+// pages; growing, swapping and giving back keep the bytes (ASan checks the small path, and
+// every block in its own stage).
+TEST(BulkBufferTest, LargeBuffersGrowSwapAndKeepTheirBytes) {
+  BulkBuffer small("abc");
+  BulkBuffer large;
+  large.reserve(3 * kHugePageBytes + 17);  // not a whole number of huge pages
+  EXPECT_GE(large.capacity(), 3 * kHugePageBytes + 17);
+  for (std::size_t i = 0; i < 3 * kHugePageBytes + 17; ++i)
+    large.push_back(static_cast<char>(i * 7));
+  large.append(kHugePageBytes, 'z');  // beyond the reservation: a larger block, bytes copied
+  ASSERT_EQ(large.size(), 4 * kHugePageBytes + 17);
+  for (std::size_t i = 0; i < 3 * kHugePageBytes + 17; i += 4093)
+    ASSERT_EQ(large[i], static_cast<char>(i * 7)) << i;
+  EXPECT_EQ(large.back(), 'z');
+  large.swap(small);
+  EXPECT_EQ(large, "abc");
+  EXPECT_EQ(small.size(), 4 * kHugePageBytes + 17);
+  small.clear();
+  EXPECT_GE(small.capacity(), 4 * kHugePageBytes + 17);  // kept for reuse
+  std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> words(kHugePageBytes);
+  words.back() = 42;
+  EXPECT_EQ(words.back(), 42u);
+  EXPECT_EQ(words.front(), 0u);  // value-initialised, as std::vector promises
 }
 
 TEST(TokenSortTest, EntriesComeBackInKeyOrder) {
