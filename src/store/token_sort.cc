@@ -8,6 +8,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstdint>
+#include <span>
 #include <thread>
 #include <utility>
 
@@ -351,9 +352,12 @@ struct SortRef {
   std::uint32_t offset;  // of the record in the chunk
   std::uint32_t rest;    // key bytes left at depth, capped at 9 (9: more than the word)
 };
+// How many records ahead the passes that visit a chunk's records out of order (every level
+// past the first, and writing the run) ask for the next one's cache line.
+constexpr std::size_t kPrefetchAhead = 8;
 // Below this many refs a comparison sort is faster than the radix passes' histograms.
 constexpr std::size_t kRadixSortMinRefs = 256;
-constexpr std::size_t kSortBytesPerEntry = 2 * sizeof(SortRef) + sizeof(std::uint32_t);
+constexpr std::size_t kSortBytesPerEntry = 2 * sizeof(SortRef);
 
 // Sorts [begin, end) by (word, rest): a shorter key sorts before a longer one with the same
 // (zero-padded) word. A least-significant-digit radix sort, stable, over `rest` and then the
@@ -395,6 +399,8 @@ void SortWords(SortRef* begin, SortRef* end, SortRef* tmp) {
 // `tmp`: room for end - begin refs (the recursion uses the part beside each group).
 void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth, SortRef* tmp) {
   for (SortRef* r = begin; r != end; ++r) {
+    if (end - r > static_cast<std::ptrdiff_t>(kPrefetchAhead))
+      __builtin_prefetch(base + r[kPrefetchAhead].offset + depth);
     const char* rec = base + r->offset;
     const std::uint32_t k = GetU32(rec);
     const char* key = rec + 8;
@@ -421,13 +427,14 @@ void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth
   }
 }
 
-SortOrder SortChunk(const BulkBuffer& chunk, std::size_t entries, std::size_t* common_out) {
-  std::vector<SortRef, HugePageAllocator<SortRef>> refs;
-  refs.reserve(entries);
-  const char* base = chunk.data();
+// Fills `refs` (room for `entries`) with the records of `chunk` [base, base + bytes) in key
+// order; `tmp`: room for as many.
+void SortChunk(const char* base, std::size_t bytes, [[maybe_unused]] std::size_t entries,
+               SortRef* refs, SortRef* tmp, std::size_t* common_out) {
+  std::size_t filled = 0;
   std::size_t common = std::string::npos;
   std::string_view first;
-  for (std::size_t at = 0; at < chunk.size();) {
+  for (std::size_t at = 0; at < bytes;) {
     const std::uint32_t k = GetU32(base + at), v = GetU32(base + at + 4);
     const std::string_view key(base + at + 8, k);
     if (common == std::string::npos) {
@@ -439,19 +446,29 @@ SortOrder SortChunk(const BulkBuffer& chunk, std::size_t entries, std::size_t* c
       while (i < n && key[i] == first[i]) ++i;
       common = i;
     }
-    refs.push_back({0, static_cast<std::uint32_t>(at), 0});
+    assert(filled < entries);
+    refs[filled++] = {0, static_cast<std::uint32_t>(at), 0};
     at += 8 + std::size_t{k} + v;
   }
+  assert(filled == entries);
   if (common == std::string::npos) common = 0;
   *common_out = common;
-  {
-    std::vector<SortRef, HugePageAllocator<SortRef>> tmp(refs.size());
-    SortLevel(base, refs.data(), refs.data() + refs.size(), common, tmp.data());
-  }
-  SortOrder order;
-  order.reserve(refs.size());
-  for (const SortRef& r : refs) order.push_back(r.offset);
-  return order;
+  SortLevel(base, refs, refs + filled, common, tmp);
+}
+
+// Sorts a chunk's records in place of its buffer's free tail: the chunk was filled only while
+// its records and kSortBytesPerEntry per record fit its share of the sort's memory, so the
+// refs take no memory of their own (allocated per spill, they were mapped, faulted in and
+// zeroed ~40 times in a 1M-event rebuild). Returns the refs, in key order; they stay valid
+// until the chunk is cleared.
+std::span<const SortRef> SortChunkInPlace(BulkBuffer& chunk, std::size_t entries,
+                                          std::size_t* common_out) {
+  const std::size_t records = chunk.size();
+  const std::size_t at = (records + alignof(SortRef) - 1) / alignof(SortRef) * alignof(SortRef);
+  chunk.resize(at + 2 * entries * sizeof(SortRef));  // within its capacity, but for the last record
+  auto* refs = reinterpret_cast<SortRef*>(chunk.data() + at);
+  SortChunk(chunk.data(), records, entries, refs, refs + entries, common_out);
+  return {refs, entries};
 }
 
 }  // namespace
@@ -567,9 +584,9 @@ Status TokenSort::Put(char tag, std::string_view key_tail, std::string_view valu
   chunk_.append(key_tail);
   chunk_.append(value);
   ++chunk_entries_;
-  // The chunk and what its sort needs per entry (two 16-byte SortRefs, the 4-byte offset)
-  // within its share of the budget: the other buffers are chunks being sorted and written
-  // meanwhile.
+  // The chunk and what its sort needs per entry (two 16-byte SortRefs, in the chunk's tail:
+  // SortChunkInPlace) within its share of the budget: the other buffers are chunks being sorted and
+  // written meanwhile.
   if (chunk_.size() + kSortBytesPerEntry * chunk_entries_ + 256 >=
       chunk_bytes_ / kTokenSortChunkBuffers)
     return Spill();
@@ -632,11 +649,14 @@ Status TokenSort::Wait() {
 }
 
 Status TokenSort::WriteRun(Spilling& sp) {
-  const SortOrder order = SortChunk(sp.chunk, sp.entries, &sp.common);
+  const std::span<const SortRef> order = SortChunkInPlace(sp.chunk, sp.entries, &sp.common);
   sp.first_key.assign(sp.chunk.data() + 8, GetU32(sp.chunk.data()));
   RunWriter w(sp.path);
-  for (std::uint32_t at : order) {
-    const char* r = sp.chunk.data() + at;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    // Records are visited in key order, so each is a cache miss: ask for one a few ahead.
+    if (i + kPrefetchAhead < order.size())
+      __builtin_prefetch(sp.chunk.data() + order[i + kPrefetchAhead].offset);
+    const char* r = sp.chunk.data() + order[i].offset;
     const std::uint32_t k = GetU32(r), v = GetU32(r + 4);
     if (!w.Add(std::string_view(r + 8, k), std::string_view(r + 8 + k, v)))
       return SortError("writing '" + sp.path + "'");
@@ -656,9 +676,12 @@ Status TokenSort::Finish() {
     // A small last chunk is iterated from memory (a copy of its size: the chunk's buffer is
     // reused for the next tag).
     std::size_t common = 0;
-    runs->order = SortChunk(chunk_, chunk_entries_, &common);
+    [[maybe_unused]] const std::size_t records = chunk_.size();
+    runs->memory.assign(chunk_);  // before the refs take the chunk's tail
+    for (const SortRef& r : SortChunkInPlace(chunk_, chunk_entries_, &common))
+      runs->order.push_back(r.offset);
     runs->Note(common, std::string_view(chunk_.data() + 8, GetU32(chunk_.data())));
-    runs->memory.assign(chunk_);
+    assert(runs->memory.size() == records);
     chunk_.clear();
     chunk_entries_ = 0;
   } else if (Status s = Spill(); !s) {

@@ -50,11 +50,11 @@ inline constexpr std::size_t kTokenSortChunkBuffers = 3;
 inline constexpr std::size_t kTokenSortMaxRuns = 64;
 inline constexpr std::size_t kTokenSortReadBytes = 256u << 10;
 inline constexpr std::size_t kTokenSortSmallChunkBytes = 8u << 20;
-// The chunk buffers + one tag's run read buffers + a small in-memory chunk + the run writer's
-// buffer.
+// The chunk buffers (each with room for its sort's refs) + one tag's run read buffers + a small
+// in-memory chunk + the buffers of the run writers in flight (a huge page each).
 inline constexpr std::size_t kTokenSortMemoryBytes =
     kTokenSortChunkBytes + kTokenSortMaxRuns * kTokenSortReadBytes + kTokenSortSmallChunkBytes +
-    (1u << 20);  // 121 MiB
+    (kTokenSortChunkBuffers - 1) * kHugePageBytes;  // 124 MiB
 
 class TokenSort {
  public:
