@@ -10,7 +10,10 @@
 // (MADV_HUGEPAGE; the systems' default THP mode is `madvise`), so a buffer faults once per
 // 2 MiB. Where THP is off the advice is ignored and the buffer behaves as before.
 // Smaller blocks go to operator new. Memory: a huge page is only backed once touched, and a
-// block is rounded up to whole huge pages (at most 2 MiB more than asked).
+// block is rounded up to whole huge pages (at most 2 MiB more than asked; a std::string asks
+// for its capacity + 1, so reserve a whole number of huge pages less one byte). Every
+// translation unit that passes these buffers around must be built with the same sanitizer
+// flags (kHugePageAllocMinBytes): the whole build is, in every configuration of ours.
 // Internal to src/store.
 #pragma once
 

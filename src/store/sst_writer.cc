@@ -27,9 +27,15 @@ ParallelSstWriter::~ParallelSstWriter() {
 
 rocksdb::Status ParallelSstWriter::Put(std::string_view key, std::string_view value) {
   if (!status_.ok()) return status_;
-  // Once per buffer (a std::string's capacity is never 0: checking for that reserved nothing,
-  // and every file's buffer grew by doubling, copying and faulting in pages each time).
-  if (filling_.capacity() < file_bytes_) filling_.reserve(file_bytes_ + 4096);
+  // A file holds at most file_bytes_ of entries (but for one larger entry): an entry that would
+  // not fit starts a file first. The buffer is reserved once (it used to check for a capacity
+  // of 0, which a std::string never has, so every buffer grew by doubling): file_bytes_, a
+  // whole number of huge pages (BulkBuffer; a std::string asks for its capacity + 1).
+  const std::size_t entry = 8 + key.size() + value.size();
+  if (!filling_.empty() && filling_.size() + entry > file_bytes_) {
+    if (rocksdb::Status s = StartFile(); !s.ok()) return s;
+  }
+  if (filling_.capacity() < file_bytes_ - 1) filling_.reserve(file_bytes_ - 1);
   const auto k = static_cast<std::uint32_t>(key.size());
   const auto v = static_cast<std::uint32_t>(value.size());
   char header[8];
@@ -38,8 +44,7 @@ rocksdb::Status ParallelSstWriter::Put(std::string_view key, std::string_view va
   filling_.append(header, 8);
   filling_.append(key);
   filling_.append(value);
-  if (filling_.size() < file_bytes_) return rocksdb::Status::OK();
-  return StartFile();
+  return rocksdb::Status::OK();
 }
 
 rocksdb::Status ParallelSstWriter::StartFile() {

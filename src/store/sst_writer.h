@@ -22,14 +22,14 @@ namespace tokenledger::store {
 inline constexpr std::size_t kSstFilesInFlight = 2;
 
 // Writes entries, in strictly increasing key order, into SST files of one family: each file
-// holds about `file_bytes` of entries (kRebuildSstFileBytes; before compression) and is built
+// holds at most `file_bytes` of entries (kRebuildSstFileBytes; before compression) and is built
 // and compressed on a thread of its own while the next one fills, at most kSstFilesInFlight
 // at once. Building blocks and compressing them costs more than producing the entries (the
 // rebuild's fold, the sort's merge): with one background writer, the rebuild's thread waited
 // for it 2.3 s of 11.9 s at 1M events, with the second core half idle.
 // The files hold consecutive key ranges and are ingested together (files(), in key order).
-// Memory: kSstFilesInFlight + 1 buffers of `file_bytes`, and each file's index until it is
-// finished (RocksDB's table builder keeps it: one file for a whole family made rebuild's
+// Memory: kSstFilesInFlight + 1 buffers of `file_bytes` (BulkBuffer), and each file's index until
+// it is finished (RocksDB's table builder keeps it: one file for a whole family made rebuild's
 // memory grow with the ledger).
 // Thread-safety: one producing thread.
 class ParallelSstWriter {

@@ -352,8 +352,9 @@ struct SortRef {
   std::uint32_t offset;  // of the record in the chunk
   std::uint32_t rest;    // key bytes left at depth, capped at 9 (9: more than the word)
 };
-// How many records ahead the passes that visit a chunk's records out of order (every level
-// past the first, and writing the run) ask for the next one's cache line.
+// How many records ahead the passes that read records through the refs (each radix level, and
+// writing the run: past the first level the refs are in key order, not the chunk's, so each
+// record is a cache miss) ask for the next one's cache line.
 constexpr std::size_t kPrefetchAhead = 8;
 // Below this many refs a comparison sort is faster than the radix passes' histograms.
 constexpr std::size_t kRadixSortMinRefs = 256;
@@ -400,7 +401,7 @@ void SortWords(SortRef* begin, SortRef* end, SortRef* tmp) {
 void SortLevel(const char* base, SortRef* begin, SortRef* end, std::size_t depth, SortRef* tmp) {
   for (SortRef* r = begin; r != end; ++r) {
     if (end - r > static_cast<std::ptrdiff_t>(kPrefetchAhead))
-      __builtin_prefetch(base + r[kPrefetchAhead].offset + depth);
+      __builtin_prefetch(base + r[kPrefetchAhead].offset + 8 + depth);  // the word read below
     const char* rec = base + r->offset;
     const std::uint32_t k = GetU32(rec);
     const char* key = rec + 8;
@@ -456,17 +457,25 @@ void SortChunk(const char* base, std::size_t bytes, [[maybe_unused]] std::size_t
   SortLevel(base, refs, refs + filled, common, tmp);
 }
 
-// Sorts a chunk's records in place of its buffer's free tail: the chunk was filled only while
-// its records and kSortBytesPerEntry per record fit its share of the sort's memory, so the
-// refs take no memory of their own (allocated per spill, they were mapped, faulted in and
-// zeroed ~40 times in a 1M-event rebuild). Returns the refs, in key order; they stay valid
-// until the chunk is cleared.
+// Where a chunk of `record_bytes` puts its refs, and what it then takes in all.
+std::size_t RefsOffset(std::size_t record_bytes) {
+  return (record_bytes + alignof(SortRef) - 1) / alignof(SortRef) * alignof(SortRef);
+}
+std::size_t SortedChunkBytes(std::size_t record_bytes, std::size_t entries) {
+  return RefsOffset(record_bytes) + kSortBytesPerEntry * entries;
+}
+
+// Sorts a chunk's records in place of its buffer's free tail: TokenSort::Put adds a record only
+// while SortedChunkBytes fits the buffer's capacity (but for a chunk of one record larger than
+// that), so the refs take no memory of their own. Allocated per spill, they were mapped and
+// faulted in ~40 times in a 1M-event rebuild; the resize still zero-fills them (~13 MiB per
+// spill, no faults). Returns the refs, in key order; valid until the chunk is cleared.
 std::span<const SortRef> SortChunkInPlace(BulkBuffer& chunk, std::size_t entries,
                                           std::size_t* common_out) {
   const std::size_t records = chunk.size();
-  const std::size_t at = (records + alignof(SortRef) - 1) / alignof(SortRef) * alignof(SortRef);
-  chunk.resize(at + 2 * entries * sizeof(SortRef));  // within its capacity, but for the last record
-  auto* refs = reinterpret_cast<SortRef*>(chunk.data() + at);
+  chunk.resize(SortedChunkBytes(records, entries));
+  auto* refs = reinterpret_cast<SortRef*>(chunk.data() + RefsOffset(records));
+  assert(reinterpret_cast<std::uintptr_t>(refs) % alignof(SortRef) == 0);
   SortChunk(chunk.data(), records, entries, refs, refs + entries, common_out);
   return {refs, entries};
 }
@@ -568,11 +577,16 @@ Status TokenSort::AddRaw(char tag, std::string_view key, std::string_view value)
 }
 
 Status TokenSort::Put(char tag, std::string_view key_tail, std::string_view value) {
-  if (chunk_entries_ && tag != chunk_tag_) {
+  // A chunk's share of the memory, as its buffer's capacity (a std::string asks for one byte
+  // more than its capacity: a whole number of huge pages). The records and their refs
+  // (SortChunkInPlace) stay within it: a record that would not fit spills the chunk first.
+  const std::size_t share = chunk_bytes_ / kTokenSortChunkBuffers - 1;
+  const std::size_t record = 9 + key_tail.size() + value.size();
+  if (chunk_entries_ &&
+      (tag != chunk_tag_ || SortedChunkBytes(chunk_.size() + record, chunk_entries_ + 1) > share)) {
     if (Status s = Spill(); !s) return s;
   }
-  if (chunk_.capacity() < chunk_bytes_ / kTokenSortChunkBuffers)
-    chunk_.reserve(chunk_bytes_ / kTokenSortChunkBuffers);
+  if (chunk_.capacity() < share) chunk_.reserve(share);
   chunk_tag_ = tag;
   const auto k = static_cast<std::uint32_t>(key_tail.size() + 1);
   const auto v = static_cast<std::uint32_t>(value.size());
@@ -584,12 +598,6 @@ Status TokenSort::Put(char tag, std::string_view key_tail, std::string_view valu
   chunk_.append(key_tail);
   chunk_.append(value);
   ++chunk_entries_;
-  // The chunk and what its sort needs per entry (two 16-byte SortRefs, in the chunk's tail:
-  // SortChunkInPlace) within its share of the budget: the other buffers are chunks being sorted and
-  // written meanwhile.
-  if (chunk_.size() + kSortBytesPerEntry * chunk_entries_ + 256 >=
-      chunk_bytes_ / kTokenSortChunkBuffers)
-    return Spill();
   return Status::Ok();
 }
 
@@ -670,7 +678,7 @@ Status TokenSort::Finish() {
   if (chunk_entries_ == 0) return Status::Ok();
   auto& runs = runs_[chunk_tag_];
   if (!runs) runs = std::make_unique<Runs>();
-  if (chunk_.size() + kSortBytesPerEntry * chunk_entries_ <=
+  if (SortedChunkBytes(chunk_.size(), chunk_entries_) <=
           std::min(kTokenSortSmallChunkBytes, chunk_bytes_ / kTokenSortChunkBuffers) &&
       runs->order.empty()) {
     // A small last chunk is iterated from memory (a copy of its size: the chunk's buffer is
@@ -678,6 +686,7 @@ Status TokenSort::Finish() {
     std::size_t common = 0;
     [[maybe_unused]] const std::size_t records = chunk_.size();
     runs->memory.assign(chunk_);  // before the refs take the chunk's tail
+    runs->order.reserve(chunk_entries_);
     for (const SortRef& r : SortChunkInPlace(chunk_, chunk_entries_, &common))
       runs->order.push_back(r.offset);
     runs->Note(common, std::string_view(chunk_.data() + 8, GetU32(chunk_.data())));
@@ -702,7 +711,7 @@ std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
   auto it = runs_.find(tag);
   if (it == runs_.end())
     return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{});
-  if (!chunk_entries_ && chunk_.capacity() && tag == chunk_tag_) {
+  if (!chunk_entries_ && tag == chunk_tag_) {
     BulkBuffer().swap(chunk_);  // iterating what was filled last: give the chunks back
     BulkBuffer().swap(spare_);
   }
