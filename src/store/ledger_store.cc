@@ -154,6 +154,12 @@ std::shared_ptr<rocksdb::MergeOperator> NewListCountMergeOperator() {
 }
 
 LedgerStore::Impl::~Impl() {
+  // An import that did not finish (it failed, or was stopped) may still be building SST files
+  // on threads that use the events family's handle: they are joined before the handles go.
+  // Closing the DB first let such a thread use a destroyed handle (an import refused in its
+  // third batch died of SIGSEGV, once in a CI run).
+  import_events.reset();
+  import_sort.reset();
   CloseDb();
   if (!secondary_path.empty()) {
     std::error_code ec;

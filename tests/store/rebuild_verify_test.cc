@@ -518,6 +518,45 @@ TEST_F(RebuildVerifyTest, AnImportWithAStreamVersionGapFailsItsRebuild) {
   }
 }
 
+// A store closed in the middle of an import (a later batch refused, a signal) while the
+// events' SST file is still being built on its thread: the thread is joined before the DB's
+// handles are destroyed, and the directory stays refused. The race this guards (a file's thread
+// that had not yet started when the DB closed, then opened its SstFileWriter on a destroyed
+// column family handle: SIGSEGV, once in a loaded CI run) needs that thread to be scheduled
+// late, so this test does not reproduce it on demand; it runs the path. 40,000 events are more
+// than one SST file's worth (kRebuildSstFileBytes).
+TEST_F(RebuildVerifyTest, AStoreClosedMidImportWaitsForTheFilesBeingBuilt) {
+  std::vector<std::string> records;
+  events::Hash prev = events::kGenesisHash;
+  std::size_t bytes = 0;
+  for (std::uint64_t seq = 1; seq <= 40000; ++seq) {
+    events::EventEnvelope e;
+    e.seq = seq;
+    e.stream = Id::FromParts(1'700'000'000'000 + seq, 7, {static_cast<std::uint8_t>(seq)});
+    e.stream_version = 1;
+    e.schema_version = events::CurrentSchemaVersion("TokenCreated");
+    e.at = static_cast<Micros>(1'700'000'000'000'000 + seq);
+    e.prev_hash = prev;
+    e.data = events::TokenCreated{account_, std::nullopt, events::TokenScope::kAccount,
+                                  e.at + kMicrosPerDay, std::nullopt};
+    records.push_back(events::EncodeStoredEvent(e));
+    bytes += records.back().size();
+    prev = e.hash;
+  }
+  ASSERT_GT(bytes, kRebuildSstFileBytes);
+  StoreOptions options = options_;
+  options.data_dir = options_.data_dir + "-closed-mid-import";
+  {
+    auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+    ASSERT_TRUE(opened.store) << opened.message;
+    ASSERT_TRUE(opened.store->BeginImport());
+    ASSERT_TRUE(opened.store->AppendVerbatim(Views(records)));
+  }  // closed at once: a file is still being built
+  auto served = LedgerStore::Open(options, OpenMode::kServe, Hooks());
+  ASSERT_FALSE(served.store);
+  EXPECT_NE(served.message.find("import_in_progress"), std::string::npos) << served.message;
+}
+
 TEST_F(RebuildVerifyTest, VersionMismatchRefusesToServeUntilRebuilt) {
   const auto before = Rows();
   Close();
