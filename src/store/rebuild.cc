@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 #include <cassert>
 #include <cstring>
+#include <future>
 #include <map>
 #include <memory>
 #include <thread>
@@ -51,6 +52,80 @@ std::optional<RebuildState> DecodeRebuildState(std::string_view text) {
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+// Pass 1's batches: decoding the stored events (their JSON) is most of reading the ledger
+// into the sort, so it runs on a second thread a batch at a time, while this one reads the
+// next batch from RocksDB and adds the one decoded before to the sort. Memory: two batches of
+// stored events and two of their sort records.
+constexpr std::size_t kDecodeBatchEvents = 8192;
+
+struct StoredBatch {
+  std::string bytes;                // the stored events, one after the other
+  std::vector<std::size_t> ends;    // where each ends in `bytes`
+  std::vector<std::uint64_t> seqs;  // each one's seq (its key)
+};
+
+struct EncodedBatch {
+  std::string records;          // TokenSort::EncodeEvent's
+  events::EventEnvelope event;  // reused: its strings keep their capacity
+};
+
+Status DecodeBatch(const StoredBatch& in, EncodedBatch& out) {
+  out.records.clear();
+  std::size_t begin = 0;
+  for (std::size_t i = 0; i < in.ends.size(); ++i) {
+    const std::string_view stored(in.bytes.data() + begin, in.ends[i] - begin);
+    begin = in.ends[i];
+    if (Status ds = events::DecodeStoredEventInto(stored, &out.event); !ds) {
+      return Error{ErrorCode::kUnexpected,
+                   "event " + std::to_string(in.seqs[i]) + ": " + ds.error().message,
+                   {}};
+    }
+    TokenSort::EncodeEvent(out.event, out.records);
+  }
+  return Status::Ok();
+}
+
+// Every event of the ledger into `sort`, in seq order; `p` counts them.
+Status SortEventsByToken(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events_cf, TokenSort& sort,
+                         const std::function<void(const RebuildProgress&)>& progress,
+                         RebuildProgress& p) {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(FullScanReadOptions(), events_cf));
+  auto read = [&](StoredBatch& b) {
+    b.bytes.clear();
+    b.ends.clear();
+    b.seqs.clear();
+    for (; it->Valid() && b.ends.size() < kDecodeBatchEvents; it->Next()) {
+      b.bytes.append(it->value().data(), it->value().size());
+      b.ends.push_back(b.bytes.size());
+      b.seqs.push_back(DecodeU64(it->key().ToStringView()));
+    }
+  };
+  StoredBatch stored[2];
+  EncodedBatch encoded[2];
+  it->SeekToFirst();
+  read(stored[0]);
+  std::size_t cur = 0;
+  bool added_all = true;  // encoded[cur ^ 1] holds nothing not yet added
+  while (!stored[cur].ends.empty()) {
+    // Declared after the batches, so that any return waits for it before they go.
+    std::future<Status> decoding =
+        std::async(std::launch::async, DecodeBatch, std::cref(stored[cur]), std::ref(encoded[cur]));
+    Status added = added_all ? Status::Ok() : sort.AddEncoded(encoded[cur ^ 1].records);
+    if (added) read(stored[cur ^ 1]);
+    Status decoded = decoding.get();
+    if (!added) return added;
+    if (!decoded) return decoded;
+    if (!it->status().ok()) return StorageError(it->status(), "reading events");
+    p.events_done += stored[cur].ends.size();
+    if (progress) progress(p);
+    added_all = false;
+    cur ^= 1;
+  }
+  if (!it->status().ok()) return StorageError(it->status(), "reading events");
+  if (!added_all) return sort.AddEncoded(encoded[cur ^ 1].records);
+  return Status::Ok();
 }
 
 bool IsBaseCf(std::string_view name) {
@@ -128,19 +203,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
   m.import_sort.reset();  // read once: a second rebuild reads the ledger
   TokenSort& sort = *sort_owner;
   if (p.events_done == 0) {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(FullScanReadOptions(), m.events));
-    events::EventEnvelope e;  // reused: its strings keep their capacity
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (Status ds = events::DecodeStoredEventInto(it->value().ToStringView(), &e); !ds) {
-        return Error{ErrorCode::kUnexpected,
-                     "event " + std::to_string(DecodeU64(it->key().ToStringView())) + ": " +
-                         ds.error().message,
-                     {}};
-      }
-      if (Status as = sort.Add(e); !as) return as;
-      if (++p.events_done % 16384 == 0 && progress) progress(p);
-    }
-    if (!it->status().ok()) return StorageError(it->status(), "reading events");
+    if (Status ss = SortEventsByToken(db, m.events, sort, progress, p); !ss) return ss;
   }
   if (Status fs = sort.Finish(); !fs) return fs;
   if (progress) progress(p);

@@ -67,6 +67,11 @@ class TokenSort {
 
   // Adds one event. May write a run (and so fail).
   Status Add(const events::EventEnvelope& event);
+  // What Add adds, split in two so that events can be encoded on other threads: EncodeEvent
+  // appends an event's record to `records` (thread-safe: touches no sort), AddEncoded adds
+  // every record of such a string, exactly as Add would have added their events.
+  static void EncodeEvent(const events::EventEnvelope& event, std::string& records);
+  Status AddEncoded(std::string_view records);
   // Adds any other entry to sort, in its own key space `tag` (not 'e': the events).
   Status AddRaw(char tag, std::string_view key, std::string_view value);
   // Sorts what is buffered (writing a run, or keeping a small last chunk in memory); call
@@ -112,6 +117,9 @@ class TokenSort {
   BulkBuffer spare_;  // a written chunk's buffer, reused for the next one to fill
   std::uint64_t count_ = 0;
   std::uint64_t next_file_ = 0;
+  std::string encoded_;  // Add's record, reused: it keeps its capacity
+  // An event's key past its tag: token id, stream version, seq.
+  static constexpr std::size_t kEventKeyBytes = Id::kBytes + 16;
 };
 
 }  // namespace tokenledger::store
