@@ -287,6 +287,7 @@ Status LedgerStore::RebuildProjections(const std::function<void(const RebuildPro
     m.import_streams_pending = false;
   }
   if (Status fs = sort.Finish(); !fs) return fs;
+  sort.ReleaseBuffers();  // everything is added: the list index's SST buffers come next
   if (progress) progress(p);
   const rocksdb::Options list_sst_options(rocksdb::DBOptions(), m.list_cf_options);
   ParallelSstWriter list_out(list_sst_options, new_list, sort.Dir() + "/list", sst_file_bytes);

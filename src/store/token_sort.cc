@@ -254,11 +254,14 @@ constexpr std::size_t kRunWriteBytes = 1u << 20;
 // into the page cache and back.
 class RunWriter {
  public:
-  explicit RunWriter(const std::string& path)
-      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) {
+  // `buffer`: the writer's, while it lives (reused from run to run: a fresh one is a huge page
+  // to fault in and zero).
+  RunWriter(const std::string& path, BulkBuffer& buffer)
+      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)), buf_(buffer) {
     // One huge page: a write's worth and room for the record that crosses it.
     static_assert(kRunWriteBytes < kHugePageBytes);
-    buf_.reserve(kHugePageBytes - 1);
+    buf_.clear();
+    if (buf_.capacity() < kHugePageBytes - 1) buf_.reserve(kHugePageBytes - 1);
   }
   ~RunWriter() {
     if (fd_ >= 0) ::close(fd_);
@@ -301,7 +304,7 @@ class RunWriter {
     return true;
   }
   int fd_;
-  BulkBuffer buf_;
+  BulkBuffer& buf_;
   std::string last_;  // the last key written
 };
 
@@ -513,6 +516,7 @@ std::span<const SortRef> SortChunkInPlace(BulkBuffer& chunk, std::size_t entries
 struct TokenSort::Spilling {
   char tag = 0;
   BulkBuffer chunk;
+  BulkBuffer write_buffer;  // the run writer's
   std::size_t entries = 0;
   std::string path;
   std::thread thread;
@@ -659,7 +663,15 @@ Status TokenSort::Spill() {
   sp->chunk.swap(chunk_);
   sp->entries = chunk_entries_;
   sp->path = dir_ + "/run-" + std::to_string(next_file_++);
-  chunk_.swap(spare_);  // empty, with a written chunk's capacity if there was one
+  // Buffers of chunks already written, reused (each fresh one is tens of MiB to fault in).
+  if (!spare_chunks_.empty()) {
+    chunk_.swap(spare_chunks_.back());
+    spare_chunks_.pop_back();
+  }
+  if (!spare_write_buffers_.empty()) {
+    sp->write_buffer.swap(spare_write_buffers_.back());
+    spare_write_buffers_.pop_back();
+  }
   chunk_.clear();
   chunk_entries_ = 0;
   Spilling* raw = sp.get();
@@ -672,8 +684,8 @@ Status TokenSort::ReapOldest() {
   std::unique_ptr<Spilling> sp = std::move(spilling_.front());
   spilling_.pop_front();
   sp->thread.join();
-  sp->chunk.clear();
-  spare_.swap(sp->chunk);
+  spare_chunks_.push_back(std::move(sp->chunk));
+  spare_write_buffers_.push_back(std::move(sp->write_buffer));
   if (!sp->status) return sp->status;
   // Runs are registered here, in the order they were started, by this thread only.
   auto& runs = runs_[sp->tag];
@@ -684,7 +696,8 @@ Status TokenSort::ReapOldest() {
   // Merge them into one, bounding the read buffers of the final merge.
   const std::string merged = dir_ + "/run-" + std::to_string(next_file_++);
   MergeIterator it(runs->Sources(), runs->Common());
-  RunWriter mw(merged);
+  BulkBuffer merge_buffer;
+  RunWriter mw(merged, merge_buffer);
   for (it.SeekToFirst(); it.Valid(); it.Next()) {
     if (!mw.Add(it.key().ToStringView(), it.value().ToStringView()))
       return SortError("writing '" + merged + "'");
@@ -707,7 +720,7 @@ Status TokenSort::Wait() {
 Status TokenSort::WriteRun(Spilling& sp) {
   const std::span<const SortRef> order = SortChunkInPlace(sp.chunk, sp.entries, &sp.common);
   sp.first_key.assign(sp.chunk.data() + 8, GetU32(sp.chunk.data()));
-  RunWriter w(sp.path);
+  RunWriter w(sp.path, sp.write_buffer);
   for (std::size_t i = 0; i < order.size(); ++i) {
     // Records are visited in key order, so each is a cache miss: ask for one a few ahead.
     if (i + kPrefetchAhead < order.size())
@@ -747,6 +760,13 @@ Status TokenSort::Finish() {
   return Wait();
 }
 
+void TokenSort::ReleaseBuffers() {
+  assert(spilling_.empty() && chunk_entries_ == 0);
+  BulkBuffer().swap(chunk_);
+  spare_chunks_.clear();
+  spare_write_buffers_.clear();
+}
+
 std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
   const bool writing = std::any_of(spilling_.begin(), spilling_.end(),
                                    [tag](const auto& sp) { return sp->tag == tag; });
@@ -759,10 +779,6 @@ std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
   auto it = runs_.find(tag);
   if (it == runs_.end())
     return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{});
-  if (!chunk_entries_ && tag == chunk_tag_) {
-    BulkBuffer().swap(chunk_);  // iterating what was filled last: give the chunks back
-    BulkBuffer().swap(spare_);
-  }
   return std::make_unique<MergeIterator>(it->second->Sources(), it->second->Common());
 }
 

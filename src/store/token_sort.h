@@ -85,6 +85,9 @@ class TokenSort {
   // added with AddRaw(tag) in key order (keys keep the tag byte: use RawKey). Supports
   // SeekToFirst and Next only; key() and value() stay valid until the next Next().
   std::unique_ptr<rocksdb::Iterator> NewIterator(char tag = kEventsTag);
+  // Gives back the chunk buffers (kept from tag to tag until then: a fresh one is tens of MiB to
+  // fault in) once nothing more will be added. REQUIRES: Finish() since the last add.
+  void ReleaseBuffers();
   static rocksdb::Slice RawKey(rocksdb::Slice key) { return {key.data() + 1, key.size() - 1}; }
   static constexpr char kEventsTag = 'e';
   // Decodes an entry back into an envelope holding the folded fields (seq, stream,
@@ -114,7 +117,8 @@ class TokenSort {
   std::size_t chunk_bytes_ = kTokenSortChunkBytes;
   char chunk_tag_ = 0;
   std::deque<std::unique_ptr<Spilling>> spilling_;  // oldest first
-  BulkBuffer spare_;  // a written chunk's buffer, reused for the next one to fill
+  // Buffers of runs written, reused (until ReleaseBuffers) for the next chunks and runs.
+  std::vector<BulkBuffer> spare_chunks_, spare_write_buffers_;
   std::uint64_t count_ = 0;
   std::uint64_t next_file_ = 0;
   std::string encoded_;  // Add's record, reused: it keeps its capacity
