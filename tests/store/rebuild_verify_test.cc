@@ -18,6 +18,26 @@ std::vector<std::string_view> Views(const std::vector<std::string>& records) {
   return {records.begin(), records.end()};
 }
 
+// A ledger of `n` TokenCreated events of `account`, one token each, as stored records.
+std::vector<std::string> CreatedRecords(const Id& account, std::uint64_t n) {
+  std::vector<std::string> records;
+  events::Hash prev = events::kGenesisHash;
+  for (std::uint64_t seq = 1; seq <= n; ++seq) {
+    events::EventEnvelope e;
+    e.seq = seq;
+    e.stream = Id::FromParts(1'700'000'000'000 + seq, 7, {static_cast<std::uint8_t>(seq)});
+    e.stream_version = 1;
+    e.schema_version = events::CurrentSchemaVersion("TokenCreated");
+    e.at = static_cast<Micros>(1'700'000'000'000'000 + seq);
+    e.prev_hash = prev;
+    e.data = events::TokenCreated{account, std::nullopt, events::TokenScope::kAccount,
+                                  e.at + kMicrosPerDay, std::nullopt};
+    records.push_back(events::EncodeStoredEvent(e));
+    prev = e.hash;
+  }
+  return records;
+}
+
 class RebuildVerifyTest : public StoreTest {
  protected:
   void SetUp() override {
@@ -526,23 +546,9 @@ TEST_F(RebuildVerifyTest, AnImportWithAStreamVersionGapFailsItsRebuild) {
 // late, so this test does not reproduce it on demand; it runs the path. 40,000 events are more
 // than one SST file's worth (kRebuildSstFileBytes).
 TEST_F(RebuildVerifyTest, AStoreClosedMidImportWaitsForTheFilesBeingBuilt) {
-  std::vector<std::string> records;
-  events::Hash prev = events::kGenesisHash;
+  const std::vector<std::string> records = CreatedRecords(account_, 40000);
   std::size_t bytes = 0;
-  for (std::uint64_t seq = 1; seq <= 40000; ++seq) {
-    events::EventEnvelope e;
-    e.seq = seq;
-    e.stream = Id::FromParts(1'700'000'000'000 + seq, 7, {static_cast<std::uint8_t>(seq)});
-    e.stream_version = 1;
-    e.schema_version = events::CurrentSchemaVersion("TokenCreated");
-    e.at = static_cast<Micros>(1'700'000'000'000'000 + seq);
-    e.prev_hash = prev;
-    e.data = events::TokenCreated{account_, std::nullopt, events::TokenScope::kAccount,
-                                  e.at + kMicrosPerDay, std::nullopt};
-    records.push_back(events::EncodeStoredEvent(e));
-    bytes += records.back().size();
-    prev = e.hash;
-  }
+  for (const auto& r : records) bytes += r.size();
   ASSERT_GT(bytes, kRebuildSstFileBytes);
   StoreOptions options = options_;
   options.data_dir = options_.data_dir + "-closed-mid-import";
@@ -555,6 +561,50 @@ TEST_F(RebuildVerifyTest, AStoreClosedMidImportWaitsForTheFilesBeingBuilt) {
   auto served = LedgerStore::Open(options, OpenMode::kServe, Hooks());
   ASSERT_FALSE(served.store);
   EXPECT_NE(served.message.find("import_in_progress"), std::string::npos) << served.message;
+}
+
+// A rebuild reads the ledger in batches that a second thread decodes while the next is read:
+// 20,000 events are three batches. The rebuilt projections equal what the import built, and an
+// event that cannot be decoded, in the third batch, fails the rebuild naming its seq, with the
+// projections in use left as they were.
+TEST_F(RebuildVerifyTest, ARebuildDecodesTheLedgerInBatchesAndNamesAnUndecodableEvent) {
+  StoreOptions options = options_;
+  options.data_dir = options_.data_dir + "-batches";
+  const auto records = CreatedRecords(account_, 20000);
+  {
+    auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+    ASSERT_TRUE(opened.store) << opened.message;
+    ASSERT_TRUE(opened.store->BeginImport());
+    ASSERT_TRUE(opened.store->AppendVerbatim(Views(records)));
+    ASSERT_TRUE(opened.store->RebuildProjections());
+    ASSERT_TRUE(opened.store->FinishImport());
+  }
+  auto opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+  ASSERT_TRUE(opened.store) << opened.message;
+  std::vector<std::string> phases;
+  Status rebuilt = opened.store->RebuildProjections([&](const RebuildProgress& p) {
+    if (phases.empty() || phases.back() != p.phase) phases.emplace_back(p.phase);
+  });
+  ASSERT_TRUE(rebuilt) << rebuilt.error().message;
+  EXPECT_EQ(phases.front(), "sort") << "the ledger was read, not an import's sort";
+  auto report = opened.store->Verify();
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_TRUE(report->findings.empty()) << report->findings[0].message;
+  EXPECT_EQ(opened.store->ListTokens({.account_id = account_})->item_count, 20000);
+  opened.store.reset();
+
+  WithRawDb(options.data_dir, [](rocksdb::DB* db, auto& cfs) {
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cfs[kEventsCf], EventKey(17000), "{not json").ok());
+  });
+  opened = LedgerStore::Open(options, OpenMode::kMaintenance, Hooks());
+  ASSERT_TRUE(opened.store) << opened.message;
+  rebuilt = opened.store->RebuildProjections();
+  ASSERT_FALSE(rebuilt);
+  EXPECT_NE(rebuilt.error().message.find("event 17000: "), std::string::npos)
+      << rebuilt.error().message;
+  EXPECT_EQ(opened.store->ListTokens({.account_id = account_})->item_count, 20000)
+      << "the projections in use are untouched";
 }
 
 TEST_F(RebuildVerifyTest, VersionMismatchRefusesToServeUntilRebuilt) {
