@@ -6,11 +6,11 @@
 //
 // How: entries are appended to one in-memory chunk (a kTokenSortChunkBuffers-th of
 // kTokenSortChunkBytes); a full chunk is sorted (an 8-byte integer prefix of each key past the
-// chunk's common prefix, then memcmp on ties) and written as a sorted run to a flat file in the
-// sort's directory, on a thread of its own while the next chunk fills (up to
+// chunk's common prefix, a radix sort a word at a time) and written as a sorted run to a flat file
+// in the sort's directory, on a thread of its own while the next chunk fills (up to
 // kTokenSortChunkBuffers - 1 spills in flight: with one, the adding thread waited for it ~2 s of
 // a 1M-event rebuild, the second core half idle); iteration is a k-way merge of the runs
-// through a binary heap. No RocksDB, no WAL, no memtable: the earlier temporary RocksDB spent
+// through a tree of losers. No RocksDB, no WAL, no memtable: the earlier temporary RocksDB spent
 // most of its time in the memtable flush's key comparisons (internal keys, varint lengths,
 // virtual comparator). If a tag has more than kTokenSortMaxRuns runs, they are first merged
 // into one, so the merge's read buffers stay bounded too.
@@ -18,7 +18,8 @@
 // Memory, whatever the ledger's size (kTokenSortMemoryBytes): the chunk buffers (one being
 // filled, the others being sorted and written), the read buffers of the runs of one tag being
 // iterated (kTokenSortMaxRuns x kTokenSortReadBytes), and a small last chunk iterated in memory
-// instead of written (at most kTokenSortSmallChunkBytes).
+// instead of written (at most kTokenSortSmallChunkBytes). The chunk buffers are kept from tag
+// to tag (until ReleaseBuffers), within that bound.
 // At most one tag is filled while another is iterated (verify: idempotency pointers while
 // adding events; rebuild and verify: events while adding list entries).
 //
