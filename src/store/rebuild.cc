@@ -56,9 +56,12 @@ std::optional<RebuildState> DecodeRebuildState(std::string_view text) {
 
 // Pass 1's batches: decoding the stored events (their JSON) is most of reading the ledger
 // into the sort, so it runs on a second thread a batch at a time, while this one reads the
-// next batch from RocksDB and adds the one decoded before to the sort. Memory: two batches of
-// stored events and two of their sort records.
+// next batch from RocksDB and adds the one decoded before to the sort. A batch ends at
+// kDecodeBatchEvents events or once it holds kDecodeBatchBytes (whichever comes first). Memory:
+// two batches of stored events (at most kDecodeBatchBytes + one event each) and two of their
+// sort records (smaller: the folded fields only).
 constexpr std::size_t kDecodeBatchEvents = 8192;
+constexpr std::size_t kDecodeBatchBytes = 4u << 20;
 
 struct StoredBatch {
   std::string bytes;                // the stored events, one after the other
@@ -87,7 +90,8 @@ Status DecodeBatch(const StoredBatch& in, EncodedBatch& out) {
   return Status::Ok();
 }
 
-// Every event of the ledger into `sort`, in seq order; `p` counts them.
+// Every event of the ledger into `sort`, in seq order; `p` counts those decoded (a batch is
+// added to the sort while the next one is decoded).
 Status SortEventsByToken(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events_cf, TokenSort& sort,
                          const std::function<void(const RebuildProgress&)>& progress,
                          RebuildProgress& p) {
@@ -96,7 +100,8 @@ Status SortEventsByToken(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events_cf
     b.bytes.clear();
     b.ends.clear();
     b.seqs.clear();
-    for (; it->Valid() && b.ends.size() < kDecodeBatchEvents; it->Next()) {
+    for (; it->Valid() && b.ends.size() < kDecodeBatchEvents && b.bytes.size() < kDecodeBatchBytes;
+         it->Next()) {
       b.bytes.append(it->value().data(), it->value().size());
       b.ends.push_back(b.bytes.size());
       b.seqs.push_back(DecodeU64(it->key().ToStringView()));

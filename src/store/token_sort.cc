@@ -136,7 +136,11 @@ class FileSource : public Source {
   bool failed() const override { return failed_; }
   bool Next() override {
     // [u32 shared][u32 rest][u32 value size][key bytes past the shared prefix][value]
-    if (failed_ || !Have(12)) return false;
+    if (failed_) return false;
+    if (!Have(12)) {
+      failed_ = len_ > pos_;  // the end of the file inside a header: it was cut short
+      return false;
+    }
     const char* h = buf_.data() + pos_;
     const std::uint32_t shared = GetU32(h), rest = GetU32(h + 4), v = GetU32(h + 8);
     if (shared > key.size() || !Have(12 + std::size_t{rest} + v)) {
@@ -718,7 +722,7 @@ Status TokenSort::ReapOldest() {
   // Merge them into one, bounding the read buffers of the final merge.
   const std::string merged = dir_ + "/run-" + std::to_string(next_file_++);
   MergeIterator it(runs->Sources(), runs->Common());
-  BulkBuffer merge_buffer;
+  BulkBuffer& merge_buffer = spare_write_buffers_.back();  // the reaped spill's, just kept
   RunWriter mw(merged, merge_buffer);
   for (it.SeekToFirst(); it.Valid(); it.Next()) {
     if (!mw.Add(it.key().ToStringView(), it.value().ToStringView()))

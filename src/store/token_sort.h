@@ -52,7 +52,8 @@ inline constexpr std::size_t kTokenSortMaxRuns = 64;
 inline constexpr std::size_t kTokenSortReadBytes = 256u << 10;
 inline constexpr std::size_t kTokenSortSmallChunkBytes = 8u << 20;
 // The chunk buffers (each with room for its sort's refs) + one tag's run read buffers + a small
-// in-memory chunk + the buffers of the run writers in flight (a huge page each).
+// in-memory chunk + the run writers' buffers (a huge page each, one per spill that can be in
+// flight, kept from run to run; a merge of runs borrows a kept one).
 inline constexpr std::size_t kTokenSortMemoryBytes =
     kTokenSortChunkBytes + kTokenSortMaxRuns * kTokenSortReadBytes + kTokenSortSmallChunkBytes +
     (kTokenSortChunkBuffers - 1) * kHugePageBytes;  // 124 MiB
@@ -86,8 +87,9 @@ class TokenSort {
   // added with AddRaw(tag) in key order (keys keep the tag byte: use RawKey). Supports
   // SeekToFirst and Next only; key() and value() stay valid until the next Next().
   std::unique_ptr<rocksdb::Iterator> NewIterator(char tag = kEventsTag);
-  // Gives back the chunk buffers (kept from tag to tag until then: a fresh one is tens of MiB to
-  // fault in) once nothing more will be added. REQUIRES: Finish() since the last add.
+  // Frees the chunk and run-writer buffers kept for reuse (from run to run and tag to tag: a
+  // fresh one is huge pages to fault in); a later add allocates new ones. For when the adding
+  // is done. REQUIRES: Finish() since the last add.
   void ReleaseBuffers();
   static rocksdb::Slice RawKey(rocksdb::Slice key) { return {key.data() + 1, key.size() - 1}; }
   static constexpr char kEventsTag = 'e';

@@ -690,6 +690,7 @@ Result<VerifyReport> LedgerStore::Verify(const VerifyOptions& options) const {
   for (auto& f : list_findings) report.findings.push_back(std::move(f));
   if (!list_differs) return report;
   if (Status fs = sort.Finish(); !fs) return fs.error();
+  sort.ReleaseBuffers();
   std::unique_ptr<rocksdb::Iterator> want = sort.NewIterator(kListTag);
   std::unique_ptr<rocksdb::Iterator> li(db->NewIterator(ro, m.list));
   want->SeekToFirst();
