@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "src/store/keys.h"
+#include "src/store/sorted_runs.h"
 #include "src/store/store_impl.h"
 
 namespace tokenledger::store {
@@ -60,282 +61,6 @@ enum Tag : char {
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------
-// Sorted runs and their merge.
-
-namespace {
-
-// A chunk's record offsets in key order.
-using SortOrder = std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>>;
-
-Error SortError(const std::string& what) {
-  return Error{
-      ErrorCode::kUnavailable, "temporary sort: " + what + ": " + std::strerror(errno), {}};
-}
-
-std::uint32_t GetU32(const char* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-// One sorted sequence of records; Next() moves to the next one (false at the end or on error).
-class Source {
- public:
-  virtual ~Source() = default;
-  virtual bool Next() = 0;
-  virtual bool failed() const { return false; }
-  std::string_view key, value;
-  // Key bytes [p, p + 8) of the merge's common prefix length p, as in SortRef.
-  std::uint64_t word = 0;
-  std::uint32_t rest = 0;
-  void SetWord(std::size_t p) {
-    const std::size_t n = key.size() > p ? key.size() - p : 0;
-    if (n >= 8) {
-      std::memcpy(&word, key.data() + p, 8);
-      word = __builtin_bswap64(word);
-      rest = n > 8 ? 9 : 8;
-    } else {
-      word = 0;
-      for (std::size_t i = 0; i < 8; ++i)
-        word = word << 8 | (i < n ? static_cast<unsigned char>(key[p + i]) : 0u);
-      rest = static_cast<std::uint32_t>(n);
-    }
-  }
-};
-
-// A run in memory: the chunk's records, in the order of `order` (record offsets).
-class MemorySource : public Source {
- public:
-  MemorySource(const BulkBuffer* data, const SortOrder* order) : data_(data), order_(order) {}
-  bool Next() override {
-    if (i_ == order_->size()) return false;
-    const char* r = data_->data() + (*order_)[i_++];
-    const std::uint32_t k = GetU32(r), v = GetU32(r + 4);
-    key = std::string_view(r + 8, k);
-    value = std::string_view(r + 8 + k, v);
-    return true;
-  }
-
- private:
-  const BulkBuffer* data_;
-  const SortOrder* order_;
-  std::size_t i_ = 0;
-};
-
-// A run in a file, read through a buffer of kTokenSortReadBytes (more for a larger record).
-class FileSource : public Source {
- public:
-  explicit FileSource(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-    failed_ = fd_ < 0;
-    if (!failed_) ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
-  }
-  ~FileSource() override {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool failed() const override { return failed_; }
-  bool Next() override {
-    // [u32 shared][u32 rest][u32 value size][key bytes past the shared prefix][value]
-    if (failed_) return false;
-    if (!Have(12)) {
-      failed_ = len_ > pos_;  // the end of the file inside a header: it was cut short
-      return false;
-    }
-    const char* h = buf_.data() + pos_;
-    const std::uint32_t shared = GetU32(h), rest = GetU32(h + 4), v = GetU32(h + 8);
-    if (shared > key.size() || !Have(12 + std::size_t{rest} + v)) {
-      failed_ = true;  // a record cut short (the file was truncated), or corrupt
-      return false;
-    }
-    // The key's buffer only grows: resize and append cost more than the copy (~11M keys in a
-    // rebuild at 1M events).
-    const std::size_t size = std::size_t{shared} + rest;
-    if (key_.size() < size) key_.resize(std::max(size, 2 * key_.size()));
-    std::memcpy(key_.data() + shared, buf_.data() + pos_ + 12, rest);
-    key = std::string_view(key_.data(), size);
-    value = std::string_view(buf_.data() + pos_ + 12 + rest, v);
-    pos_ += 12 + std::size_t{rest} + v;
-    return true;
-  }
-
- private:
-  // Whether `n` bytes from pos_ are buffered, reading more if not (false at the end of file).
-  bool Have(std::size_t n) {
-    if (len_ - pos_ >= n) return true;
-    std::memmove(buf_.data(), buf_.data() + pos_, len_ - pos_);
-    len_ -= pos_;
-    pos_ = 0;
-    if (buf_.size() < std::max(n, kTokenSortReadBytes))
-      buf_.resize(std::max(n, kTokenSortReadBytes));
-    while (len_ < n) {
-      const ssize_t r = ::read(fd_, buf_.data() + len_, buf_.size() - len_);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) failed_ = true;
-      if (r <= 0) return false;
-      len_ += static_cast<std::size_t>(r);
-    }
-    return true;
-  }
-
-  int fd_;
-  bool failed_ = false;
-  std::string buf_;
-  std::string key_;  // holds `key`: the previous one's shared prefix and the record's rest
-  std::size_t pos_ = 0, len_ = 0;
-};
-
-// The k-way merge of sources, smallest key first, through a tree of losers: each internal
-// node holds the source that lost the match played there, so advancing the winner replays only
-// its path to the root, one comparison a level (a binary heap's pop and push took about twice
-// as many: ~9% of a rebuild's last phase, with ~30 runs).
-class MergeIterator final : public rocksdb::Iterator {
- public:
-  // `common`: a length every key of every source shares a prefix of (compared as words
-  // past it first).
-  explicit MergeIterator(std::vector<std::unique_ptr<Source>> sources, std::size_t common = 0,
-                         rocksdb::Status status = rocksdb::Status::OK())
-      : sources_(std::move(sources)),
-        status_(std::move(status)),
-        common_(common),
-        live_(sources_.size(), 0) {}
-  bool Valid() const override { return valid_; }
-  void SeekToFirst() override {
-    if (started_) {
-      status_ = rocksdb::Status::NotSupported("the temporary sort is read once");
-      valid_ = false;
-      return;
-    }
-    started_ = true;
-    for (std::size_t i = 0; i < sources_.size(); ++i) Advance(i);
-    if (!sources_.empty()) {
-      tree_.assign(sources_.size(), 0);
-      tree_[0] = Build(1);
-    }
-    valid_ = status_.ok() && !sources_.empty() && live_[tree_[0]];
-  }
-  void Next() override {
-    std::size_t winner = tree_[0];
-    Advance(winner);
-    for (std::size_t node = (winner + sources_.size()) / 2; node >= 1; node /= 2) {
-      if (Less(tree_[node], winner)) std::swap(tree_[node], winner);
-    }
-    tree_[0] = winner;
-    valid_ = status_.ok() && live_[winner];
-  }
-  rocksdb::Slice key() const override { return Slice(sources_[tree_[0]]->key); }
-  rocksdb::Slice value() const override { return Slice(sources_[tree_[0]]->value); }
-  rocksdb::Status status() const override { return status_; }
-  void SeekToLast() override { Unsupported(); }
-  void Seek(const rocksdb::Slice&) override { Unsupported(); }
-  void SeekForPrev(const rocksdb::Slice&) override { Unsupported(); }
-  void Prev() override { Unsupported(); }
-
- private:
-  static rocksdb::Slice Slice(std::string_view s) { return {s.data(), s.size()}; }
-  void Advance(std::size_t i) {
-    Source& s = *sources_[i];
-    live_[i] = s.Next();
-    if (live_[i]) s.SetWord(common_);
-    if (s.failed()) Fail();
-  }
-  // Whether source a's key sorts before b's; a source at its end sorts after every other.
-  bool Less(std::size_t a, std::size_t b) const {
-    if (!live_[a] || !live_[b]) return live_[a];
-    const Source &x = *sources_[a], &y = *sources_[b];
-    if (x.word != y.word) return x.word < y.word;
-    if (x.rest != y.rest || x.rest < 9) return x.rest < y.rest;
-    return x.key.substr(common_ + 8) < y.key.substr(common_ + 8);
-  }
-  // The winner of the subtree at `node` (leaves: nodes k..2k-1 are sources 0..k-1); the losers
-  // stay in its internal nodes.
-  std::size_t Build(std::size_t node) {
-    const std::size_t k = sources_.size();
-    if (node >= k) return node - k;
-    const std::size_t a = Build(2 * node), b = Build(2 * node + 1);
-    if (Less(b, a)) {
-      tree_[node] = a;
-      return b;
-    }
-    tree_[node] = b;
-    return a;
-  }
-  void Fail() { status_ = rocksdb::Status::IOError("reading a run of the temporary sort"); }
-  void Unsupported() {
-    status_ = rocksdb::Status::NotSupported("the temporary sort only iterates forwards");
-    valid_ = false;
-  }
-  std::vector<std::unique_ptr<Source>> sources_;
-  rocksdb::Status status_;
-  std::size_t common_;
-  std::vector<bool> live_;         // whether source i has a current record
-  std::vector<std::size_t> tree_;  // [0]: the winner; [1, k): the loser of each match
-  bool valid_ = false, started_ = false;
-};
-
-constexpr std::size_t kRunWriteBytes = 1u << 20;
-
-// Writes records to a new file through a 1 MiB buffer. Keys are written as their prefix shared
-// with the previous key (a length) and the rest: sorted list index keys share ~2/3 of their
-// bytes with their neighbour (account, partition, field), so a run is ~half the bytes to copy
-// into the page cache and back.
-class RunWriter {
- public:
-  // `buffer`: the writer's, while it lives (reused from run to run: a fresh one is a huge page
-  // to fault in and zero).
-  RunWriter(const std::string& path, BulkBuffer& buffer)
-      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)), buf_(buffer) {
-    // One huge page: a write's worth and room for the record that crosses it.
-    static_assert(kRunWriteBytes < kHugePageBytes);
-    buf_.clear();
-    if (buf_.capacity() < kHugePageBytes - 1) buf_.reserve(kHugePageBytes - 1);
-  }
-  ~RunWriter() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool Add(std::string_view key, std::string_view value) {
-    std::size_t shared = 0;
-    const std::size_t n = std::min(key.size(), last_.size());
-    for (std::uint64_t a, b; shared + 8 <= n; shared += 8) {
-      std::memcpy(&a, key.data() + shared, 8);
-      std::memcpy(&b, last_.data() + shared, 8);
-      if (a != b) break;
-    }
-    while (shared < n && key[shared] == last_[shared]) ++shared;
-    const std::uint32_t h[3] = {static_cast<std::uint32_t>(shared),
-                                static_cast<std::uint32_t>(key.size() - shared),
-                                static_cast<std::uint32_t>(value.size())};
-    buf_.append(reinterpret_cast<const char*>(h), sizeof(h));
-    buf_.append(key.substr(shared));
-    buf_.append(value);
-    last_.assign(key);
-    return buf_.size() < kRunWriteBytes || Flush();
-  }
-  bool Close() {
-    const bool ok = fd_ >= 0 && Flush() && ::close(fd_) == 0;
-    fd_ = -1;
-    return ok;
-  }
-
- private:
-  bool Flush() {
-    if (fd_ < 0) return false;
-    std::size_t done = 0;
-    while (done < buf_.size()) {
-      const ssize_t w = ::write(fd_, buf_.data() + done, buf_.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return false;
-      done += static_cast<std::size_t>(w);
-    }
-    buf_.clear();
-    return true;
-  }
-  int fd_;
-  BulkBuffer& buf_;
-  std::string last_;  // the last key written
-};
-
-}  // namespace
-
 // One tag's runs: files, and at most one small chunk kept in memory.
 class TokenSort::Runs {
  public:
@@ -362,8 +87,8 @@ class TokenSort::Runs {
 
   std::vector<std::unique_ptr<Source>> Sources() const {
     std::vector<std::unique_ptr<Source>> sources;
-    for (const auto& f : files) sources.push_back(std::make_unique<FileSource>(f));
-    if (!order.empty()) sources.push_back(std::make_unique<MemorySource>(&memory, &order));
+    for (const auto& f : files) sources.push_back(NewFileSource(f));
+    if (!order.empty()) sources.push_back(NewMemorySource(&memory, &order));
     return sources;
   }
 };
@@ -583,44 +308,43 @@ void TokenSort::EncodeEvent(const events::EventEnvelope& e, std::string& records
   records.append(e.stream.Bytes());
   PutU64(records, e.stream_version);
   PutU64(records, e.seq);
-  const std::size_t value = records.size();
-  std::string& v = records;
-  PutU64(v, static_cast<std::uint64_t>(e.at));
+  const std::size_t value = records.size();  // where the value starts
+  PutU64(records, static_cast<std::uint64_t>(e.at));
   std::visit(
       [&](const auto& d) {
         using T = std::decay_t<decltype(d)>;
         if constexpr (std::is_same_v<T, events::TokenCreated>) {
-          v.push_back(kCreated);
-          v.append(d.account_id.Bytes());
-          PutOptId(v, d.environment_id);
-          v.push_back(static_cast<char>(d.scope));
-          PutU64(v, static_cast<std::uint64_t>(d.expires_at));
-          PutOptId(v, d.created_by_admin_user_id);
-          PutOptId(v, d.agent_id);
-          PutOptId(v, d.agent_deployment_id);
-          PutOptString(v, d.signing_kid);
+          records.push_back(kCreated);
+          records.append(d.account_id.Bytes());
+          PutOptId(records, d.environment_id);
+          records.push_back(static_cast<char>(d.scope));
+          PutU64(records, static_cast<std::uint64_t>(d.expires_at));
+          PutOptId(records, d.created_by_admin_user_id);
+          PutOptId(records, d.agent_id);
+          PutOptId(records, d.agent_deployment_id);
+          PutOptString(records, d.signing_kid);
         } else if constexpr (std::is_same_v<T, events::TokenSuspended>) {
-          v.push_back(kSuspended);
+          records.push_back(kSuspended);
         } else if constexpr (std::is_same_v<T, events::TokenActivated>) {
-          v.push_back(kActivated);
+          records.push_back(kActivated);
         } else if constexpr (std::is_same_v<T, events::TokenRevoked>) {
-          v.push_back(kRevoked);
+          records.push_back(kRevoked);
         } else if constexpr (std::is_same_v<T, events::TokenDeleted>) {
-          v.push_back(kDeleted);
+          records.push_back(kDeleted);
         } else if constexpr (std::is_same_v<T, events::TokenUsed>) {
-          v.push_back(kUsed);
-          PutU64(v, static_cast<std::uint64_t>(d.used_at));
+          records.push_back(kUsed);
+          PutU64(records, static_cast<std::uint64_t>(d.used_at));
         } else if constexpr (std::is_same_v<T, events::SigningKeyRotated>) {
-          v.push_back(kKeyRotated);
-          PutOptString(v, d.kid);
-          PutOptString(v, d.previous_kid);
-          PutOptString(v, d.by);
+          records.push_back(kKeyRotated);
+          PutOptString(records, d.kid);
+          PutOptString(records, d.previous_kid);
+          PutOptString(records, d.by);
         } else {
           static_assert(std::is_same_v<T, events::SigningKeyRetired>);
-          v.push_back(kKeyRetired);
-          PutOptString(v, d.kid);
-          PutU64(v, d.active_tokens);
-          PutOptString(v, d.by);
+          records.push_back(kKeyRetired);
+          PutOptString(records, d.kid);
+          PutU64(records, d.active_tokens);
+          PutOptString(records, d.by);
         }
       },
       e.data);
@@ -721,14 +445,14 @@ Status TokenSort::ReapOldest() {
   if (runs->files.size() < kTokenSortMaxRuns) return Status::Ok();
   // Merge them into one, bounding the read buffers of the final merge.
   const std::string merged = dir_ + "/run-" + std::to_string(next_file_++);
-  MergeIterator it(runs->Sources(), runs->Common());
+  std::unique_ptr<rocksdb::Iterator> it = NewMergeIterator(runs->Sources(), runs->Common());
   BulkBuffer& merge_buffer = spare_write_buffers_.back();  // the reaped spill's, just kept
   RunWriter mw(merged, merge_buffer);
-  for (it.SeekToFirst(); it.Valid(); it.Next()) {
-    if (!mw.Add(it.key().ToStringView(), it.value().ToStringView()))
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!mw.Add(it->key().ToStringView(), it->value().ToStringView()))
       return SortError("writing '" + merged + "'");
   }
-  if (!it.status().ok()) return SortError("merging runs");
+  if (!it->status().ok()) return SortError("merging runs");
   if (!mw.Close()) return SortError("writing '" + merged + "'");
   for (const auto& f : runs->files) ::unlink(f.c_str());
   runs->files = {merged};
@@ -798,14 +522,12 @@ std::unique_ptr<rocksdb::Iterator> TokenSort::NewIterator(char tag) {
                                    [tag](const auto& sp) { return sp->tag == tag; });
   if (chunk_tag_ == tag || writing) {  // its last runs may still be being written
     if (Status s = Finish(); !s) {
-      return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{}, 0,
-                                             rocksdb::Status::IOError(s.error().message));
+      return NewMergeIterator({}, 0, rocksdb::Status::IOError(s.error().message));
     }
   }
   auto it = runs_.find(tag);
-  if (it == runs_.end())
-    return std::make_unique<MergeIterator>(std::vector<std::unique_ptr<Source>>{});
-  return std::make_unique<MergeIterator>(it->second->Sources(), it->second->Common());
+  if (it == runs_.end()) return NewMergeIterator({});
+  return NewMergeIterator(it->second->Sources(), it->second->Common());
 }
 
 bool TokenSort::Decode(rocksdb::Slice key, rocksdb::Slice value, events::EventEnvelope* out) {

@@ -7,7 +7,7 @@
 // How: entries are appended to one in-memory chunk (a kTokenSortChunkBuffers-th of
 // kTokenSortChunkBytes); a full chunk is sorted (an 8-byte integer prefix of each key past the
 // chunk's common prefix, a radix sort a word at a time) and written as a sorted run to a flat file
-// in the sort's directory, on a thread of its own while the next chunk fills (up to
+// in the sort's directory (sorted_runs.h), on a thread of its own while the next chunk fills (up to
 // kTokenSortChunkBuffers - 1 spills in flight: with one, the adding thread waited for it ~2 s of
 // a 1M-event rebuild, the second core half idle); iteration is a k-way merge of the runs
 // through a tree of losers. No RocksDB, no WAL, no memtable: the earlier temporary RocksDB spent
