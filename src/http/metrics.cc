@@ -160,6 +160,10 @@ std::string HttpMetrics::Render(const store::LedgerStore& store) const {
   counter("tokenledger_batches_discarded_total",
           "Batches decided on top of a batch whose write failed, so failed unwritten.",
           m.batches_discarded.load());
+  counter("tokenledger_batches_taken_by_writer_total",
+          "Batches the writer took itself when its previous write returned (the others waited "
+          "for the committer to hand them over).",
+          m.batches_taken_by_writer.load());
   counter("tokenledger_idempotency_purged_total", "Expired idempotency records deleted.",
           m.idempotency_purged.load());
   counter("tokenledger_store_recoveries_total",

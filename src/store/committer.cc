@@ -3,7 +3,10 @@
 //                     of the decided head and builds one WriteBatch;
 //   writer thread     writes that batch with sync=true, then answers its commands.
 // So batch N+1 is decided while batch N is being synced, and one fsync serves every command
-// that arrived meanwhile. A command is answered only after its own batch is durable; the
+// that arrived meanwhile. When a write returns, the writer takes the open batch itself (unless
+// the committer is deciding into it at that moment): waiting for the committer thread to be
+// woken and scheduled to hand it over left the disk idle ~0.4-0.6 ms a batch
+// (docs/PERFORMANCE.md). A command is answered only after its own batch is durable; the
 // DB shows a batch only once its write returned, so nothing undurable is ever read. If a
 // write fails, every batch decided on top of it fails too, unwritten (pipe_epoch), and the
 // store degrades (recovery.cc) before anything more is decided.
@@ -87,14 +90,14 @@ std::future<std::uint64_t> LedgerStore::PurgeExpiredIdempotency() {
 
 void LedgerStore::Impl::CommitterLoop() {
   NameThisThread("tl-committer");
-  std::vector<Pending> batch;
+  std::vector<Pending> batch, one;
   batch.reserve(options.max_batch_size);
-  // The batch being decided: it takes every command that arrives while the writer syncs the
-  // previous one, and goes to the writer as soon as the writer is free (or it is full).
-  std::unique_ptr<DecidedBatch> open;
+  one.reserve(1);
+  // The open batch (open_batch) takes every command that arrives while the writer syncs the
+  // previous one, and goes to the writer as soon as the writer is free (or it is full): the
+  // writer takes it itself when its write returns, or this thread hands it over.
   auto hand_off_open = [&] {
-    if (open) HandOff(std::move(open));
-    open.reset();
+    if (auto open = TakeOpenForHandOff()) HandOff(std::move(open));
   };
   for (;;) {
     std::vector<std::promise<std::uint64_t>> purges;
@@ -112,11 +115,13 @@ void LedgerStore::Impl::CommitterLoop() {
       const bool was_degraded = degraded.load();  // a failed write (writer thread) wakes us
       // Stopping with an open batch waits for the writer like any other open batch.
       cv.wait_for(lock, wait, [&] {
+        const bool open = open_commands.load() > 0;
         return (stopping && !open) || !queue.empty() || !purge_requests.empty() ||
                degraded.load() != was_degraded || (open && writer_idle.load());
       });
-      if (stopping && queue.empty() && purge_requests.empty() && !open) break;
-      const std::size_t room = options.max_batch_size - (open ? open->commands.size() : 0);
+      if (stopping && queue.empty() && purge_requests.empty() && open_commands.load() == 0) break;
+      // The writer may take the open batch meanwhile: the room is then larger, never smaller.
+      const std::size_t room = options.max_batch_size - open_commands.load();
       while (!queue.empty() && batch.size() < room) {
         batch.push_back(std::move(queue.front()));
         queue.pop_front();
@@ -132,15 +137,29 @@ void LedgerStore::Impl::CommitterLoop() {
       if (degraded.load()) {
         FailDegraded(batch);  // no disk touched: refused at once
       } else {
-        if (!open) open = NewBatch();
-        Decide(*open, batch);
+        // One command at a time under open_mu, so that the writer, when its write returns,
+        // rarely finds the open batch in the middle of a decision (it takes what is decided).
+        for (Pending& p : batch) {
+          one.push_back(std::move(p));
+          std::unique_ptr<DecidedBatch> full;
+          {
+            std::lock_guard open_lock(open_mu);
+            if (!open_batch) open_batch = NewBatch();
+            Decide(*open_batch, one);
+            open_commands.store(open_batch->commands.size());
+            if (open_batch->commands.size() >= options.max_batch_size) {
+              full = std::move(open_batch);
+              open_commands.store(0);
+            }
+          }
+          one.clear();
+          if (full) HandOff(std::move(full));  // waits for the writer if two are in flight
+        }
       }
       batch.clear();
     }
-    // To the writer when it is free; a full batch waits for it (HandOff blocks).
-    if (open && (writer_idle.load() || open->commands.size() >= options.max_batch_size)) {
-      hand_off_open();
-    }
+    // To the writer when it is free (and did not take it itself when its write returned).
+    if (open_commands.load() > 0 && writer_idle.load()) hand_off_open();
     const Micros now = Now();
     if (degraded.load()) {
       for (auto& p : purges) p.set_value(0);  // purging writes; it waits for the recovery
@@ -449,13 +468,40 @@ void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) 
   decided_at = b.at = at;
 }
 
-void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
-  batch->list_changes.WriteTo(batch->wb);
-  if (batch->seq >= batch->first_seq) {  // events appended: the chain head moves with them
-    std::string head = EncodeU64(batch->seq);
-    head.append(reinterpret_cast<const char*>(batch->hash.data()), batch->hash.size());
-    batch->wb.Put(meta, kMetaChainHead, head);
+void LedgerStore::Impl::Seal(DecidedBatch& b) {
+  b.list_changes.WriteTo(b.wb);
+  if (b.seq >= b.first_seq) {  // events appended: the chain head moves with them
+    std::string head = EncodeU64(b.seq);
+    head.append(reinterpret_cast<const char*>(b.hash.data()), b.hash.size());
+    b.wb.Put(meta, kMetaChainHead, head);
   }
+}
+
+std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::TakeOpenForHandOff() {
+  std::lock_guard open_lock(open_mu);
+  open_commands.store(0);
+  return std::move(open_batch);
+}
+
+std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::TakeOpenBatch() {
+  std::unique_lock open_lock(open_mu, std::try_to_lock);
+  if (!open_lock.owns_lock() || !open_batch) return nullptr;  // being decided into, or none
+  {
+    std::lock_guard pipe_lock(pipe_mu);
+    // A full batch handed over before it is older and goes first; a batch of an older epoch
+    // fails at the committer's hand-off.
+    if (!pipe_batches.empty() || open_batch->epoch != pipe_epoch) return nullptr;
+  }
+  std::unique_ptr<DecidedBatch> b = std::move(open_batch);
+  open_commands.store(0);
+  open_lock.unlock();
+  Seal(*b);
+  metrics.batches_taken_by_writer.fetch_add(1, std::memory_order_relaxed);
+  return b;
+}
+
+void LedgerStore::Impl::HandOff(std::unique_ptr<DecidedBatch> batch) {
+  Seal(*batch);
   {
     std::unique_lock lock(pipe_mu);
     pipe_cv.wait(
@@ -480,9 +526,9 @@ void LedgerStore::Impl::Discard(DecidedBatch& batch) {
 
 void LedgerStore::Impl::WriterLoop() {
   NameThisThread("tl-writer");
+  std::unique_ptr<DecidedBatch> batch;
   for (;;) {
-    std::unique_ptr<DecidedBatch> batch;
-    {
+    if (!batch) {
       std::unique_lock lock(pipe_mu);
       pipe_cv.wait(lock, [&] { return pipe_stop || !pipe_batches.empty(); });
       if (pipe_batches.empty()) return;
@@ -490,11 +536,25 @@ void LedgerStore::Impl::WriterLoop() {
       pipe_batches.pop_front();
       pipe_writing = true;
     }
-    WriteBatch(*batch);
+    // pipe_writing stays true from one batch to the open one taken after it: to the committer's
+    // NewBatch the pipeline is never idle in between.
+    batch = WriteBatch(*batch) ? TakeOpenBatch() : nullptr;
+    if (batch) continue;
+    {
+      // Under both locks (mu, then pipe_mu: the only order they nest in), so the committer is
+      // either waiting or sees the flag, and a HandOff cannot slip between the check and the
+      // store and be overwritten.
+      std::lock_guard lock(mu);
+      std::lock_guard pipe_lock(pipe_mu);
+      pipe_writing = false;
+      writer_idle.store(pipe_batches.empty());
+    }
+    pipe_cv.notify_all();
+    cv.notify_all();  // the committer's open batch may go now
   }
 }
 
-void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
+bool LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
   const std::size_t n = b.commands.size();
   rocksdb::Status s;
   if (b.wb.Count() > 0) {
@@ -551,17 +611,7 @@ void LedgerStore::Impl::WriteBatch(DecidedBatch& b) {
 
   for (std::size_t i = 0; i < n; ++i) b.commands[i].done(std::move(b.results[i]));
   for (auto& d : doomed) Discard(*d);
-  {
-    // Under both locks (mu, then pipe_mu: the only order they nest in), so the committer is
-    // either waiting or sees the flag, and a HandOff cannot slip between the check and the
-    // store and be overwritten.
-    std::lock_guard lock(mu);
-    std::lock_guard pipe_lock(pipe_mu);
-    pipe_writing = false;
-    writer_idle.store(pipe_batches.empty());
-  }
-  pipe_cv.notify_all();
-  cv.notify_all();  // the committer's open batch may go now
+  return s.ok();
 }
 
 Status LedgerStore::Impl::FillReplayed(const IdempotencyRecord& record, CommandResult& r) {

@@ -157,6 +157,8 @@ struct StoreMetrics {
   std::atomic<std::uint64_t> write_failures{0};
   // Batches decided on top of a batch whose write failed, so failed unwritten.
   std::atomic<std::uint64_t> batches_discarded{0};
+  // Batches the writer took from the committer the moment its previous write returned.
+  std::atomic<std::uint64_t> batches_taken_by_writer{0};
   std::atomic<std::uint64_t> idempotency_purged{0};
   std::atomic<std::uint64_t> degraded{0};  // gauge: 1 while the store refuses writes
   std::atomic<std::uint64_t> recoveries{0};

@@ -223,6 +223,13 @@ struct LedgerStore::Impl {
   // True while the writer has nothing to write: set true by the writer under `mu` and
   // `pipe_mu`, false by HandOff under `pipe_mu` (the committer waits on it under `mu`).
   std::atomic<bool> writer_idle{true};
+  // The open batch, which the committer decides into. When its write returns, the writer takes
+  // it itself if the committer is not deciding into it at that moment (TakeOpenBatch), so the
+  // next fsync starts without waiting for the committer thread to be woken and scheduled.
+  // Lock order: open_mu, then pipe_mu.
+  std::mutex open_mu;
+  std::unique_ptr<DecidedBatch> open_batch;   // guarded by open_mu
+  std::atomic<std::size_t> open_commands{0};  // open_batch's commands (0: none), for waits
   std::thread writer;
   rocksdb::WriteOptions write_options;
   bool bulk_import = false;  // between BeginImport and FinishImport (see AppendVerbatim)
@@ -303,13 +310,22 @@ struct LedgerStore::Impl {
   // Hands a decided batch to the writer (waiting while kMaxBatchesInFlight are), or fails it
   // if a write failed since it was decided.
   void HandOff(std::unique_ptr<DecidedBatch> batch);
+  // Puts what a batch writes only once its last command is decided (the list index changes,
+  // the chain head) into its WriteBatch. Called once, by whoever hands the batch over.
+  void Seal(DecidedBatch& batch);
+  // The committer's side of the open batch: takes it out of open_batch (null if none).
+  std::unique_ptr<DecidedBatch> TakeOpenForHandOff();
+  // The writer's side, after a successful write: the open batch, sealed, if the committer is
+  // not deciding into it, no older batch waits and it was decided in the current epoch; null
+  // otherwise (the committer then hands it over when it sees the writer idle).
+  std::unique_ptr<DecidedBatch> TakeOpenBatch();
   // Fails every command of a batch decided on top of a failed write, unwritten.
   void Discard(DecidedBatch& batch);
   // Waits until no batch is in flight (before recovery, purges and shutdown).
   void WaitPipelineIdle();
   void WriterLoop();
-  // Writes one batch synced, then answers its commands.
-  void WriteBatch(DecidedBatch& batch);
+  // Writes one batch synced, then answers its commands. True if the write succeeded.
+  bool WriteBatch(DecidedBatch& batch);
   // The three writes every applied command shares, in single-node and cluster mode alike.
   // Appends `e` (seq, stream and stream version set) on top of `hash`: its record and stream
   // index entry; sets e.prev_hash and e.hash, moves `hash`, and folds `e` into `row`.

@@ -259,6 +259,34 @@ TEST_F(FaultTest, ASyncFailingInTheMiddleOfAPipelineFailsWhatWasDecidedOnTopOfIt
   ExpectConsistent();
 }
 
+// Commands keep arriving while every sync takes 10 ms: when a write returns, the writer finds
+// the next batch decided and takes it itself (no hand-over by the committer). Every command is
+// applied on the row the one before left, in order, and the chain has no gap.
+TEST_F(FaultTest, TheWriterTakesTheOpenBatchWhenItsWriteReturns) {
+  OpenWithFaults();
+  const Id token = Create(account_);
+  fs_->sync_delay_ms = 10;
+  std::vector<std::future<CommandResult>> results;
+  for (int i = 0; i < 200; ++i) {
+    if (i % 2 == 0) {
+      results.push_back(store_->Submit(CommandRequest{.command = core::SuspendToken{token}}));
+    } else {
+      results.push_back(store_->Submit(CommandRequest{.command = core::ActivateToken{token}}));
+    }
+    std::this_thread::sleep_for(500us);
+  }
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const CommandResult r = results[i].get();
+    ASSERT_EQ(r.outcome, Outcome::kApplied) << i << ": " << OutcomeText(r);
+    ASSERT_EQ(r.events.size(), 1u);
+    EXPECT_EQ(r.events[0].stream_version, i + 2) << "decided on the row the command before left";
+  }
+  EXPECT_GT(store_->Metrics().batches_taken_by_writer.load(), 0u);
+  fs_->sync_delay_ms = 0;
+  EXPECT_EQ(Row(token).state.status, core::TokenStatus::kActive);
+  ExpectConsistent();
+}
+
 TEST_F(FaultTest, AnOpenThatFailsSaysSoAndALaterOpenSucceeds) {
   OpenWithFaults();
   Create(account_);
