@@ -90,9 +90,8 @@ std::future<std::uint64_t> LedgerStore::PurgeExpiredIdempotency() {
 
 void LedgerStore::Impl::CommitterLoop() {
   NameThisThread("tl-committer");
-  std::vector<Pending> batch, one;
+  std::vector<Pending> batch;
   batch.reserve(options.max_batch_size);
-  one.reserve(1);
   // The open batch (open_batch) takes every command that arrives while the writer syncs the
   // previous one, and goes to the writer as soon as the writer is free (or it is full): the
   // writer takes it itself when its write returns, or this thread hands it over.
@@ -140,19 +139,17 @@ void LedgerStore::Impl::CommitterLoop() {
         // One command at a time under open_mu, so that the writer, when its write returns,
         // rarely finds the open batch in the middle of a decision (it takes what is decided).
         for (Pending& p : batch) {
-          one.push_back(std::move(p));
           std::unique_ptr<DecidedBatch> full;
           {
             std::lock_guard open_lock(open_mu);
             if (!open_batch) open_batch = NewBatch();
-            Decide(*open_batch, one);
+            Decide(*open_batch, std::span(&p, 1));
             open_commands.store(open_batch->commands.size());
             if (open_batch->commands.size() >= options.max_batch_size) {
               full = std::move(open_batch);
               open_commands.store(0);
             }
           }
-          one.clear();
           if (full) HandOff(std::move(full));  // waits for the writer if two are in flight
         }
       }
@@ -349,7 +346,7 @@ std::unique_ptr<LedgerStore::Impl::DecidedBatch> LedgerStore::Impl::NewBatch() {
   return b;
 }
 
-void LedgerStore::Impl::Decide(DecidedBatch& b, std::vector<Pending>& commands) {
+void LedgerStore::Impl::Decide(DecidedBatch& b, std::span<Pending> commands) {
   const std::size_t begin = b.commands.size();
   for (auto& p : commands) b.commands.push_back(std::move(p));
   b.results.resize(b.commands.size());

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -305,8 +306,8 @@ struct LedgerStore::Impl {
   void CommitterLoop();
   // A new (open) batch on top of the decided head.
   std::unique_ptr<DecidedBatch> NewBatch();
-  // Decides `commands` on top of the decided head, appending them to `batch` (not written).
-  void Decide(DecidedBatch& batch, std::vector<Pending>& commands);
+  // Decides `commands` on top of the decided head, moving them into `batch` (not written).
+  void Decide(DecidedBatch& batch, std::span<Pending> commands);
   // Hands a decided batch to the writer (waiting while kMaxBatchesInFlight are), or fails it
   // if a write failed since it was decided.
   void HandOff(std::unique_ptr<DecidedBatch> batch);
