@@ -12,8 +12,11 @@
 // a 1M-event rebuild, the second core half idle); iteration is a k-way merge of the runs
 // through a tree of losers. No RocksDB, no WAL, no memtable: the earlier temporary RocksDB spent
 // most of its time in the memtable flush's key comparisons (internal keys, varint lengths,
-// virtual comparator). If a tag has more than kTokenSortMaxRuns runs, they are first merged
-// into one, so the merge's read buffers stay bounded too.
+// virtual comparator). A tag's runs are kept in levels: kTokenSortMaxRuns runs of one level are
+// merged into one run of the next, so an entry is rewritten once per level (one level up to
+// ~2 GiB of entries, two up to ~128 GiB); if the levels together still hold more than
+// kTokenSortMaxRuns when a tag is iterated, its lowest levels are merged first, so the final
+// merge's read buffers stay bounded too.
 //
 // Memory, whatever the ledger's size (kTokenSortMemoryBytes): the chunk buffers (one being
 // filled, the others being sorted and written), the read buffers of the runs of one tag being
@@ -47,13 +50,14 @@ namespace tokenledger::store {
 inline constexpr std::size_t kTokenSortChunkBytes = 96u << 20;
 inline constexpr std::size_t kTokenSortChunkBuffers = 3;
 // 64 runs of 32 MiB: ~2 GiB of entries (rebuild's list index at 1,000,000 events: ~1 GiB)
-// before a merge pass.
+// before a merge pass; also the most runs one merge reads at once.
 inline constexpr std::size_t kTokenSortMaxRuns = 64;
 inline constexpr std::size_t kTokenSortReadBytes = 256u << 10;
 inline constexpr std::size_t kTokenSortSmallChunkBytes = 8u << 20;
 // The chunk buffers (each with room for its sort's refs) + one tag's run read buffers + a small
 // in-memory chunk + the run writers' buffers (a huge page each, one per spill that can be in
-// flight, kept from run to run; a merge of runs borrows a kept one).
+// flight, kept from run to run; a merge of runs borrows a kept one, or has one of its own once
+// they are released).
 inline constexpr std::size_t kTokenSortMemoryBytes =
     kTokenSortChunkBytes + kTokenSortMaxRuns * kTokenSortReadBytes + kTokenSortSmallChunkBytes +
     (kTokenSortChunkBuffers - 1) * kHugePageBytes;  // 124 MiB
@@ -62,9 +66,11 @@ class TokenSort {
  public:
   // Creates a fresh private directory under `parent` (empty: the system's temporary
   // directory). Fails (kUnavailable) if it cannot be created.
-  // `chunk_bytes`: all chunk buffers' size (tests make it small to exercise runs and merges).
+  // `chunk_bytes`: all chunk buffers' size; `max_runs`: the most runs a merge reads at once
+  // (tests make both small to exercise runs and merges). REQUIRES: max_runs >= 2.
   static Result<std::unique_ptr<TokenSort>> Create(const std::string& parent,
-                                                   std::size_t chunk_bytes = kTokenSortChunkBytes);
+                                                   std::size_t chunk_bytes = kTokenSortChunkBytes,
+                                                   std::size_t max_runs = kTokenSortMaxRuns);
   ~TokenSort();  // removes its directory
 
   // Adds one event. May write a run (and so fail).
@@ -106,9 +112,15 @@ class TokenSort {
   // Hands the chunk to a thread of its own, which sorts it and writes it as a run of its tag
   // (after the oldest spill in flight is done, if kTokenSortChunkBuffers - 1 are).
   Status Spill();
-  // Waits for the oldest spill in flight and adds its run to its tag's runs (merging them
-  // into one if there are kTokenSortMaxRuns).
+  // Waits for the oldest spill in flight and adds its run to its tag's level 0 (merging a
+  // level that holds max_runs_ runs into one run of the next).
   Status ReapOldest();
+  // Merges `files` (whose keys share `common` bytes) into one new run appended to `into`, and
+  // removes them.
+  Status MergeFiles(std::vector<std::string>& files, std::vector<std::string>& into,
+                    std::size_t common, BulkBuffer& buffer);
+  // Merges files of the lowest levels until `runs` holds at most max_runs_ files.
+  Status BoundFinalMerge(Runs& runs);
   Status Wait();  // for every spill in flight; the first error
   static Status WriteRun(Spilling& spill);
 
@@ -118,6 +130,7 @@ class TokenSort {
   BulkBuffer chunk_;
   std::size_t chunk_entries_ = 0;
   std::size_t chunk_bytes_ = kTokenSortChunkBytes;
+  std::size_t max_runs_ = kTokenSortMaxRuns;
   char chunk_tag_ = 0;
   std::deque<std::unique_ptr<Spilling>> spilling_;  // oldest first
   // Buffers of runs written, reused (until ReleaseBuffers) for the next chunks and runs.

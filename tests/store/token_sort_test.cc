@@ -1,5 +1,5 @@
 // TokenSort: entries come back in key order per tag, through in-memory chunks, many runs and
-// the merge of runs past kTokenSortMaxRuns; events round-trip through Add and Decode.
+// their merges level by level; events round-trip through Add and Decode.
 #include "src/store/token_sort.h"
 
 #include <gtest/gtest.h>
@@ -43,14 +43,29 @@ std::vector<std::pair<std::string, std::string>> RandomEntries(std::size_t n, un
   return entries;
 }
 
-void ExpectSorted(std::size_t chunk_bytes, std::size_t n) {
-  SCOPED_TRACE("chunk " + std::to_string(chunk_bytes) + ", " + std::to_string(n) + " entries");
-  auto sort = TokenSort::Create("", chunk_bytes);
+// The run files in the sort's directory.
+std::size_t RunFiles(const TokenSort& sort) {
+  std::size_t n = 0;
+  for (const auto& f : std::filesystem::directory_iterator(sort.Dir()))
+    n += f.path().filename().string().starts_with("run-");
+  return n;
+}
+
+void ExpectSorted(std::size_t chunk_bytes, std::size_t n,
+                  std::size_t max_runs = kTokenSortMaxRuns) {
+  SCOPED_TRACE("chunk " + std::to_string(chunk_bytes) + ", " + std::to_string(n) +
+               " entries, merges of " + std::to_string(max_runs));
+  auto sort = TokenSort::Create("", chunk_bytes, max_runs);
   ASSERT_TRUE(sort);
   auto entries = RandomEntries(n, static_cast<unsigned>(n));
   for (const auto& [k, v] : entries) ASSERT_TRUE((*sort)->AddRaw('l', k, v));
   ASSERT_TRUE((*sort)->Finish());
   std::sort(entries.begin(), entries.end());
+  {
+    auto it = (*sort)->NewIterator('l');
+    // The final merge reads at most max_runs files at once.
+    EXPECT_LE(RunFiles(**sort), max_runs);
+  }
   EXPECT_EQ(ReadAll(**sort, 'l'), entries);
   EXPECT_TRUE(ReadAll(**sort, 'x').empty());
 }
@@ -88,6 +103,16 @@ TEST(TokenSortTest, EntriesComeBackInKeyOrder) {
   ExpectSorted(kTokenSortChunkBytes, 60000);  // radix passes on large groups at every depth
   ExpectSorted(64u << 10, 5000);              // a few runs on disk
   ExpectSorted(4u << 10, 20000);              // past kTokenSortMaxRuns: runs merged first
+}
+
+// Runs are merged level by level (max_runs runs of one level into one of the next), and when
+// the levels together hold more than max_runs files, the lowest are merged before the final
+// merge. Few runs a merge, so that many levels fill, and totals that leave the levels full to
+// different depths.
+TEST(TokenSortTest, RunsMergeLevelByLevelAndTheFinalMergeReadsAtMostMaxRuns) {
+  for (std::size_t max_runs : {2u, 3u, 5u}) {
+    for (std::size_t n : {700u, 2900u, 9100u}) ExpectSorted(4u << 10, n, max_runs);
+  }
 }
 
 // Records of a few hundred bytes to more than a chunk's share: a chunk spills before a record
