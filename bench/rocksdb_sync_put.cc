@@ -5,14 +5,21 @@
 // share an fsync, so this is what the disk allows N waiting clients, with no request
 // parsing, no deciding and no hashing: the ceiling a durable write path is measured against.
 //
+// With --keys K each write is one WriteBatch of K puts under fresh keys spread over the key
+// space, sharing VALUE_BYTES: the shape of a tokenledger command (a status change writes 24
+// keys and ~2,100 bytes: docs/LEDGER.md), so that what RocksDB itself costs for that write set
+// on this disk and these cores can be set beside the one-put loop.
+//
 // Prints one line: writes/s, p50 and p99 latency in ms, and the number of failed writes.
 //
-// usage: rocksdb_sync_put --dir DIR [--threads 64] [--seconds 10] [--value-bytes 600]
+// usage: rocksdb_sync_put --dir DIR [--threads 64] [--seconds 10] [--value-bytes 600] [--keys 1]
 #include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,7 +33,7 @@ namespace {
 int Usage() {
   std::fprintf(stderr,
                "usage: rocksdb_sync_put --dir DIR [--threads 64] [--seconds 10] "
-               "[--value-bytes 600]\n");
+               "[--value-bytes 600] [--keys 1]\n");
   return 2;
 }
 
@@ -37,6 +44,7 @@ int main(int argc, char** argv) {
   int threads = 64;
   double seconds = 10;
   std::size_t value_bytes = 600;
+  int keys = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--dir") {
@@ -45,13 +53,15 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[i + 1]);
     } else if (flag == "--seconds") {
       seconds = std::atof(argv[i + 1]);
+    } else if (flag == "--keys") {
+      keys = std::atoi(argv[i + 1]);
     } else if (flag == "--value-bytes") {
       value_bytes = static_cast<std::size_t>(std::atoll(argv[i + 1]));
     } else {
       return Usage();
     }
   }
-  if (dir.empty() || argc % 2 == 0 || threads < 1 || seconds <= 0) return Usage();
+  if (dir.empty() || argc % 2 == 0 || threads < 1 || seconds <= 0 || keys < 1) return Usage();
 
   rocksdb::Options options;
   options.create_if_missing = true;
@@ -72,15 +82,30 @@ int main(int argc, char** argv) {
     writers.emplace_back([&, t] {
       rocksdb::WriteOptions wo;
       wo.sync = true;
-      const std::string value(value_bytes, 'v');
+      const std::string value(value_bytes / static_cast<std::size_t>(keys), 'v');
       auto& mine = latencies[static_cast<std::size_t>(t)];
+      std::uint64_t spread = static_cast<std::uint64_t>(t) * 0x9e3779b97f4a7c15u;
+      rocksdb::WriteBatch batch;
       for (long n = 0;; ++n) {
         const auto t0 = std::chrono::steady_clock::now();
         if (t0 >= deadline) break;
-        char key[32];
-        const int len = std::snprintf(key, sizeof key, "%04d-%012ld", t, n);
-        if (!db->Put(wo, rocksdb::Slice(key, static_cast<std::size_t>(len)), value).ok())
-          failures.fetch_add(1);
+        char key[48];
+        rocksdb::Status put;
+        if (keys == 1) {
+          const int len = std::snprintf(key, sizeof key, "%04d-%012ld", t, n);
+          put = db->Put(wo, rocksdb::Slice(key, static_cast<std::size_t>(len)), value);
+        } else {
+          // Keys that land all over the memtable, as a command's list entries do.
+          batch.Clear();
+          for (int k = 0; k < keys; ++k) {
+            spread = spread * 6364136223846793005u + 1442695040888963407u;
+            const int len = std::snprintf(key, sizeof key, "%016llx-%04d-%012ld",
+                                          static_cast<unsigned long long>(spread), t, n);
+            batch.Put(rocksdb::Slice(key, static_cast<std::size_t>(len)), value);
+          }
+          put = db->Write(wo, &batch);
+        }
+        if (!put.ok()) failures.fetch_add(1);
         mine.push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                 .count());
