@@ -422,10 +422,11 @@ class ListRangePrefix : public rocksdb::SliceTransform {
 // level (256 MiB) that is the last level until the family passes 256 MiB: each compaction of
 // 8 level-0 files (~48 MiB) rewrote the whole family, and compaction's CPU per write grew with
 // the ledger (2.9 us a create at 211 MiB of data, 20.5 at 879 MiB). A base level about one
-// level-0 compaction's input bounds that rewrite; small files let the base level move down a
-// file at a time, over the few files of the last level it overlaps (docs/LEDGER.md).
-constexpr std::uint64_t kListBaseLevelBytes = 64u << 20;
-constexpr std::uint64_t kListTargetFileBytes = 8u << 20;
+// level-0 compaction's input bounds that rewrite: the memtable budget (8 flushes of half the
+// budget each, ~5x smaller after LZ4; 64 MiB by default). Files a few times smaller than the
+// base level let it move down a file at a time, over the few files of the last level it
+// overlaps (docs/LEDGER.md).
+constexpr std::uint64_t kListFilesInBaseLevel = 8;
 
 // The list index: read by range scans, which a whole-key filter never helps; its ~20 keys per
 // token would make the filter the largest thing in the cache. Counters are found through the
@@ -438,8 +439,8 @@ rocksdb::ColumnFamilyOptions MakeListCfOptions(const std::shared_ptr<rocksdb::Ca
   // memtable refuses one). RocksDB ignores it for concurrent memtable writes, which the DB
   // options turn off.
   cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<ListRangePrefix>();
-  cf.max_bytes_for_level_base = kListBaseLevelBytes;
-  cf.target_file_size_base = kListTargetFileBytes;
+  cf.max_bytes_for_level_base = options.memtable_bytes;
+  cf.target_file_size_base = options.memtable_bytes / kListFilesInBaseLevel;
   return cf;
 }
 
